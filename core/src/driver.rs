@@ -1,0 +1,393 @@
+//! The contract between the core's procedure and a backend: the [`Driver`] trait.
+//!
+//! Drivers execute small, idempotent primitives; the core owns the order in which they
+//! run, the journal, the backup and the health checks. A driver never decides to roll
+//! back, never waits for health on its own and never touches the database.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::event::EventSink;
+use crate::{Error, ImageRef, Result};
+
+/// A stream of bytes (a tar archive, a dump) read by the consumer.
+pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A sink for bytes produced by a remote process (a dump's stdout).
+pub type ByteSink = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Who a driver is and what it manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverInfo {
+    /// The registered kind, e.g. `docker`, `kubernetes`, `ssh`.
+    pub kind: String,
+    /// A human description of the target, e.g. `compose service apidog/server on unix:///var/run/docker.sock`.
+    pub target: String,
+}
+
+/// Optional abilities of a driver.
+///
+/// A method whose capability is `false` returns an [`Error`] of kind
+/// [`crate::ErrorKind::Unsupported`] (see [`Error::unsupported`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Driver::exec`] runs commands in instances or hosts.
+    pub exec: bool,
+    /// [`Driver::archive`] and [`Driver::unarchive`] move storage paths as tar streams.
+    pub archive: bool,
+    /// [`Driver::lock`] and [`Driver::unlock`] hold a lock that other operators can see.
+    pub lock: bool,
+}
+
+impl Capabilities {
+    /// No optional ability.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// With [`Driver::exec`].
+    pub fn with_exec(mut self) -> Self {
+        self.exec = true;
+        self
+    }
+
+    /// With [`Driver::archive`] / [`Driver::unarchive`].
+    pub fn with_archive(mut self) -> Self {
+        self.archive = true;
+        self
+    }
+
+    /// With [`Driver::lock`] / [`Driver::unlock`].
+    pub fn with_lock(mut self) -> Self {
+        self.lock = true;
+        self
+    }
+}
+
+/// One running or stopped instance of the application (a container, a pod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Stable identifier within the backend (container name, pod name).
+    pub id: String,
+    /// Where it runs: a host or node name; empty when there is only one place.
+    pub location: String,
+    /// The image it was created from.
+    pub image: ImageRef,
+    /// The content digest of that image, when the backend knows it.
+    pub digest: Option<String>,
+    /// Whether its process runs.
+    pub running: bool,
+    /// Whether it is ready by the backend's own signal (Docker health, pod Ready).
+    pub ready: bool,
+}
+
+/// What a driver sees of the deployment right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    /// The image new instances would be created from (the deployment definition).
+    pub image: ImageRef,
+    /// The number of instances the definition asks for.
+    pub replicas: u32,
+    /// Every instance of the application, running or not, excluding ones kept for rollback.
+    pub instances: Vec<Instance>,
+}
+
+impl Observed {
+    /// Instances of `image` that run and are ready.
+    pub fn ready_of(&self, image: &ImageRef) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.running && i.ready && same_image(&i.image, image))
+            .count()
+    }
+
+    /// Instances that run, of any image.
+    pub fn running(&self) -> usize {
+        self.instances.iter().filter(|i| i.running).count()
+    }
+}
+
+/// Whether two references name the same image, ignoring a digest only one of them pins.
+pub fn same_image(a: &ImageRef, b: &ImageRef) -> bool {
+    if a.repository() != b.repository() || a.tag() != b.tag() {
+        return false;
+    }
+    match (a.digest(), b.digest()) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    }
+}
+
+/// The result of [`Driver::pull`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pulled {
+    /// The image that was pulled.
+    pub image: ImageRef,
+    /// Its content digest (`sha256:…`), when the backend reports one.
+    pub digest: Option<String>,
+}
+
+/// Everything [`Driver::restore`] needs to bring the deployment back as it was.
+///
+/// Opaque to the core: each driver serialises what it needs into `data`. It is stored in
+/// the journal and backup manifests, so it must never contain secrets (drivers keep a
+/// reference to where the secret lives, e.g. the kept container, instead of its value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The driver kind that produced it; restore refuses a snapshot of another kind.
+    pub driver: String,
+    /// The image of the definition when the snapshot was taken.
+    pub image: ImageRef,
+    /// The replica count of the definition when the snapshot was taken.
+    pub replicas: u32,
+    /// Driver-specific content.
+    pub data: serde_json::Value,
+}
+
+/// Where [`Driver::exec`], [`Driver::archive`] and [`Driver::unarchive`] act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "name")]
+#[non_exhaustive]
+pub enum ExecTarget {
+    /// An instance of the application by [`Instance::id`] (may be stopped for `archive`).
+    Instance(String),
+    /// Any instance of the application: the first ready one, else the first one.
+    AnyInstance,
+    /// Another container, pod or service by name (e.g. the database's).
+    Named(String),
+    /// A host of the backend by name (SSH driver hosts).
+    Host(String),
+}
+
+impl fmt::Display for ExecTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Instance(id) => write!(f, "instance {id}"),
+            Self::AnyInstance => f.write_str("any instance"),
+            Self::Named(n) => write!(f, "{n}"),
+            Self::Host(h) => write!(f, "host {h}"),
+        }
+    }
+}
+
+/// Standard streams and environment for [`Driver::exec`].
+///
+/// Values in `env` may be secrets (a database password): drivers pass them through the
+/// process environment only, never on a command line, in a log or an error message.
+#[derive(Default)]
+pub struct ExecIo {
+    /// Extra environment variables for the process.
+    pub env: Vec<(String, String)>,
+    /// Fed to the process's stdin, then stdin is closed. `None`: empty stdin.
+    pub stdin: Option<ByteStream>,
+    /// Receives the process's stdout. `None`: discarded.
+    pub stdout: Option<ByteSink>,
+}
+
+impl fmt::Debug for ExecIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ExecIo")
+            .field("env", &names)
+            .field("stdin", &self.stdin.is_some())
+            .field("stdout", &self.stdout.is_some())
+            .finish()
+    }
+}
+
+/// How a process run by [`Driver::exec`] ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// The last few KiB of stderr, for error messages.
+    pub stderr_tail: String,
+}
+
+impl ExitStatus {
+    /// Whether the process exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// The identity of a run holding a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Holder {
+    /// The run's id.
+    pub run: String,
+    /// The host the run's process executes on.
+    pub host: String,
+    /// The run's process id.
+    pub pid: u32,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "run {} (pid {} on {})", self.run, self.pid, self.host)
+    }
+}
+
+/// A backend that cutover upgrades: Docker, Kubernetes, Docker hosts over SSH, or a
+/// third party's.
+///
+/// Every mutating method is idempotent: calling it again after a crash, a timeout or a
+/// success converges to the same state without doing the work twice. The core calls the
+/// methods in the order of its procedure and journals each call before and after, so a
+/// driver keeps no procedure state of its own beyond what it can observe in the backend.
+///
+/// The conformance suite in `cutover_core::testkit` (feature `testkit`) checks these
+/// contracts against any implementation.
+#[async_trait]
+pub trait Driver: fmt::Debug + Send + Sync + 'static {
+    /// Who this driver is and what it targets.
+    fn info(&self) -> DriverInfo;
+
+    /// Which optional methods work.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Reads the deployment's definition and instances.
+    ///
+    /// # Behavior
+    /// - Side-effect free: changes nothing in the backend, however often it is called.
+    /// - Lists every instance of the application that exists, running or not, except
+    ///   instances the driver keeps aside for rollback.
+    /// - Fails with [`crate::ErrorKind::NotFound`] when the target does not exist at all.
+    async fn observe(&self) -> Result<Observed>;
+
+    /// Makes `image` available wherever new instances may start.
+    ///
+    /// # Behavior
+    /// - Touches no instance and not the definition: nothing restarts.
+    /// - Already present: succeeds quickly (a registry check at most).
+    /// - A reference that does not exist fails with [`crate::ErrorKind::NotFound`].
+    /// - Reports progress (bytes or layers) to `events`; never logs registry credentials.
+    async fn pull(&self, image: &ImageRef, events: &EventSink) -> Result<Pulled>;
+
+    /// Captures all that [`Driver::restore`] needs.
+    ///
+    /// # Behavior
+    /// - Side-effect free, except that the driver may mark resources to keep.
+    /// - The snapshot holds no secret values.
+    async fn snapshot(&self) -> Result<Snapshot>;
+
+    /// Changes the definition so that instances created from now on use `image`.
+    ///
+    /// # Behavior
+    /// - Restarts, creates and removes no instance.
+    /// - Already set: succeeds without change.
+    async fn set_image(&self, image: &ImageRef) -> Result<()>;
+
+    /// Converges to exactly `replicas` instances of the current definition.
+    ///
+    /// # Behavior
+    /// - `0` stops every instance; stopped instances of an older definition are kept
+    ///   aside (not deleted) until [`Driver::release`] so that restore is fast.
+    /// - Instances that do not match the definition's image are replaced.
+    /// - Returns once the backend has accepted the change; readiness is the core's to wait
+    ///   for (through [`Driver::observe`]).
+    /// - Already converged: succeeds without change.
+    async fn scale(&self, replicas: u32) -> Result<()>;
+
+    /// Brings the definition and instances back exactly as `snapshot` recorded them.
+    ///
+    /// # Behavior
+    /// - Removes instances that the snapshot does not have; recreates the snapshotted
+    ///   ones from what was kept aside, or from the snapshot if that is gone.
+    /// - Idempotent; fails with [`crate::ErrorKind::InvalidInput`] for another driver's
+    ///   snapshot.
+    async fn restore(&self, snapshot: &Snapshot) -> Result<()>;
+
+    /// Drops what was kept aside for rolling back to `snapshot` (at commit).
+    ///
+    /// # Behavior
+    /// - Never touches instances of the current definition.
+    /// - Nothing left to drop: succeeds.
+    async fn release(&self, snapshot: &Snapshot) -> Result<()>;
+
+    /// Runs `argv` at `at` and streams its output. Capability: `exec`.
+    ///
+    /// # Behavior
+    /// - `argv` is passed as a vector, never through a shell; secrets come only through
+    ///   `io.env`.
+    /// - A non-zero exit is an `Ok` [`ExitStatus`]; only failing to run is an error.
+    async fn exec(&self, at: &ExecTarget, argv: &[String], io: ExecIo) -> Result<ExitStatus> {
+        let _ = (at, argv, io);
+        Err(Error::unsupported(&self.info().kind, "exec"))
+    }
+
+    /// Streams `path` at `at` as a tar archive. Capability: `archive`.
+    ///
+    /// # Behavior
+    /// - Works on stopped instances and on volumes where the backend allows it.
+    /// - Changes nothing.
+    async fn archive(&self, at: &ExecTarget, path: &str) -> Result<ByteStream> {
+        let _ = (at, path);
+        Err(Error::unsupported(&self.info().kind, "archive"))
+    }
+
+    /// Replaces the content of `path` at `at` with the tar archive `tar`. Capability: `archive`.
+    ///
+    /// # Behavior
+    /// - Afterwards `path` holds exactly the archive's entries.
+    async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
+        let _ = (at, path, tar);
+        Err(Error::unsupported(&self.info().kind, "unarchive"))
+    }
+
+    /// Takes the backend-side lock that other operators and tools can see. Capability: `lock`.
+    ///
+    /// # Behavior
+    /// - Already held by `holder`: succeeds (and refreshes it).
+    /// - Held by another holder: fails with [`crate::ErrorKind::Locked`] naming it.
+    async fn lock(&self, holder: &Holder) -> Result<()> {
+        let _ = holder;
+        Err(Error::unsupported(&self.info().kind, "lock"))
+    }
+
+    /// Releases the backend-side lock. Capability: `lock`.
+    ///
+    /// # Behavior
+    /// - Not held, or held by `holder`: afterwards not held. Never releases another
+    ///   holder's lock.
+    async fn unlock(&self, holder: &Holder) -> Result<()> {
+        let _ = holder;
+        Err(Error::unsupported(&self.info().kind, "unlock"))
+    }
+}
+
+/// Conveniences over any [`Driver`], so implementors cannot get them subtly wrong.
+#[async_trait]
+pub trait DriverExt: Driver {
+    /// Runs `argv` and collects stdout into memory (for small outputs such as versions).
+    async fn exec_output(&self, at: &ExecTarget, argv: &[String]) -> Result<(ExitStatus, Vec<u8>)> {
+        let (reader, writer) = tokio::io::duplex(64 * 1024);
+        let io = ExecIo {
+            stdout: Some(Box::pin(writer)),
+            ..ExecIo::default()
+        };
+        let collect = async move {
+            let mut reader = reader;
+            let mut out = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut out)
+                .await
+                .map(|_| out)
+        };
+        let (status, out) = tokio::join!(self.exec(at, argv, io), collect);
+        let out = out.map_err(|e| {
+            Error::new(crate::ErrorKind::Other, "reading exec output").with_source(e)
+        })?;
+        Ok((status?, out))
+    }
+}
+
+impl<D: Driver + ?Sized> DriverExt for D {}
+
+/// A shared driver, as the engine and registries hold it.
+pub type SharedDriver = Arc<dyn Driver>;

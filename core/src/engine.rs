@@ -1,0 +1,602 @@
+//! The engine: performs the machine's effects against a driver, a backup engine and a
+//! journal, and reports events.
+//!
+//! # The loop
+//! 1. Take the target's lock and record the run ([`Journal::begin`]), or take over the
+//!    lock of an interrupted run ([`Engine::resume`]).
+//! 2. Ask the machine for the next effect; append "started" to the journal.
+//! 3. Perform the effect; append "finished" or "failed"; feed the result to the machine.
+//! 4. When the machine stops, record the report; release the lock unless the run failed.
+//!
+//! # Guarantees
+//! - The journal holds "started" before any side effect of a step, so a crash at any
+//!   instant leaves a journal that [`Engine::resume`] continues from.
+//! - A heartbeat refreshes the lock while the run lasts; a second run on the same target
+//!   fails at once with [`ErrorKind::Locked`].
+//! - Cancellation ([`Engine::cancellation`]) fails the current forward step, which sends
+//!   the run down its abort or rollback branch; rollback steps are not cancellable.
+//!
+//! # Assumptions
+//! - One engine drives one run at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::{BackupScope, Backups};
+use crate::driver::{Driver, Holder};
+use crate::error::Failure;
+use crate::event::{EventKind, EventSink};
+use crate::health::{HealthCheck, await_ready};
+use crate::journal::{Entry, Journal, RunHeader, RunStatus, new_run_id, now_ms, this_host};
+use crate::machine::{Action, Baseline, Input, Next, Outcome, Phase, Plan, Report, Run, step};
+use crate::{Error, ErrorKind, Output, Result};
+
+/// What an engine needs to know about its target beyond the driver.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The target's name: the lock key and the application identity of its backups.
+    pub target: String,
+    /// How readiness is checked and how long to wait.
+    pub health: HealthCheck,
+    /// How many backups to keep at commit.
+    pub keep_backups: usize,
+    /// A lock whose heartbeat is older than this belongs to a dead run.
+    pub stale_after: Duration,
+    /// How often the running engine refreshes its lock.
+    pub heartbeat: Duration,
+}
+
+impl Settings {
+    /// Defaults for `target`: health from [`HealthCheck::default`], keep 10 backups,
+    /// heartbeat every 5 s, stale after 30 s.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            health: HealthCheck::default(),
+            keep_backups: 10,
+            stale_after: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a run ended, as the engine returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The run's id.
+    pub run: String,
+    /// The machine's report.
+    pub report: Report,
+    /// The operator-facing summary (also sent as the outcome event).
+    pub message: String,
+    /// The command to run next, if any.
+    pub next: Option<String>,
+}
+
+/// Drives runs of the state machine for one target.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    driver: Arc<dyn Driver>,
+    backups: Arc<dyn Backups>,
+    journal: Arc<dyn Journal>,
+    settings: Settings,
+    events: EventSink,
+    cancel: CancellationToken,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Engine {
+    /// An engine for `settings.target` on `driver`, with backups and a journal.
+    pub fn new(
+        driver: Arc<dyn Driver>,
+        backups: Arc<dyn Backups>,
+        journal: Arc<dyn Journal>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            driver,
+            backups,
+            journal,
+            settings,
+            events: EventSink::discard(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Sends events to `events`.
+    pub fn with_events(mut self, events: EventSink) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The token that cancels the current run's forward steps.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The driver.
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// The backup engine.
+    pub fn backups(&self) -> &Arc<dyn Backups> {
+        &self.backups
+    }
+
+    fn holder(run: &str) -> Holder {
+        Holder {
+            run: run.to_string(),
+            host: this_host(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Starts a new run of `plan` and drives it to its end.
+    ///
+    /// Fails without doing anything when the target is locked ([`ErrorKind::Locked`]) or
+    /// an interrupted run must be resumed first ([`ErrorKind::Interrupted`]). Otherwise the
+    /// run's outcome is in the returned report; `Err` then means the journal itself failed
+    /// and the run must be resumed.
+    pub async fn start(&self, plan: Plan) -> Result<Finished> {
+        let id = new_run_id();
+        let holder = Self::holder(&id);
+        let header = RunHeader {
+            id: id.clone(),
+            target: self.settings.target.clone(),
+            plan: plan.clone(),
+            started_ms: now_ms(),
+            host: holder.host.clone(),
+            pid: holder.pid,
+            status: RunStatus::Running,
+            ended_ms: None,
+            report: None,
+        };
+        self.journal
+            .begin(&header, &holder, self.settings.stale_after)
+            .await?;
+        self.drive(&holder, Run::new(plan), false).await
+    }
+
+    /// The run that holds the target's lock (running, interrupted or failed), if any.
+    pub async fn open_run(&self) -> Result<Option<RunHeader>> {
+        let Some(lock) = self.journal.lock(&self.settings.target).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .journal
+            .run(&lock.holder.run)
+            .await?
+            .map(|record| record.header))
+    }
+
+    /// Continues run `run` (default: the one holding the target's lock) from its journal.
+    ///
+    /// Re-runs the step that was in flight when it stopped; a failed run retries its
+    /// failed step. Fails with [`ErrorKind::Locked`] while the run's process is alive.
+    pub async fn resume(&self, run: Option<&str>) -> Result<Finished> {
+        let target = &self.settings.target;
+        let id = match run {
+            Some(id) => id.to_string(),
+            None => match self.journal.lock(target).await? {
+                Some(lock) => lock.holder.run,
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no interrupted or failed run holds {target}; nothing to resume (`cutover history` lists runs)"
+                        ),
+                    ));
+                }
+            },
+        };
+        let record = self.journal.run(&id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no run {id:?} in the journal (`cutover history` lists runs)"),
+            )
+        })?;
+        if record.header.target != *target {
+            return Err(Error::invalid(format!(
+                "run {id} belongs to target {:?}, not {target:?}",
+                record.header.target
+            )));
+        }
+        if let RunStatus::Stopped(outcome) = record.header.status
+            && outcome.is_terminal()
+        {
+            {
+                // It ended but may have stopped before releasing its lock.
+                self.journal.release(target, &id).await?;
+                let report = record.header.report.clone().unwrap_or(Report {
+                    outcome,
+                    cause: None,
+                    backup: None,
+                    stuck_at: None,
+                });
+                let (message, next) = describe(&record.fold().0, &report, &id);
+                return Ok(Finished {
+                    run: id,
+                    report,
+                    message: format!("run already ended: {message}"),
+                    next,
+                });
+            }
+        }
+        let holder = Self::holder(&id);
+        self.journal
+            .take_over(target, &holder, self.settings.stale_after)
+            .await?;
+        let (mut run, in_flight) = record.fold();
+        let events = self.events.for_run(&id);
+        if let Some(step) = in_flight {
+            events.warn(format!(
+                "run {id} stopped during step {step}; running it again"
+            ));
+        }
+        if matches!(run.phase, Phase::Failed { .. }) {
+            self.journal.append(&id, &Entry::Retried).await?;
+            run = step(run, Input::Retry).0;
+        }
+        self.drive(&holder, run, true).await
+    }
+
+    /// The plan that rolls back the newest successful upgrade of the target, or the one
+    /// that took `backup`: its snapshot and its backup, from the journal.
+    pub async fn rollback_plan(&self, backup: Option<&crate::BackupId>) -> Result<Plan> {
+        let target = &self.settings.target;
+        for header in self.journal.runs(target, 1000).await? {
+            if header.kind() != crate::RunKind::Upgrade
+                || header.status != RunStatus::Stopped(Outcome::Upgraded)
+            {
+                continue;
+            }
+            let Some(record) = self.journal.run(&header.id).await? else {
+                continue;
+            };
+            let mut snapshot = None;
+            let mut taken = None;
+            for r in &record.records {
+                match &r.entry {
+                    Entry::Finished {
+                        output: Output::Snapshot(s),
+                        ..
+                    } => snapshot = Some(s.clone()),
+                    Entry::Finished {
+                        output: Output::Backup(b),
+                        ..
+                    } => taken = Some(b.clone()),
+                    _ => {}
+                }
+            }
+            if backup.is_some_and(|want| taken.as_ref().map(|b| &b.id) != Some(want)) {
+                continue;
+            }
+            if let Some(snapshot) = snapshot {
+                return Ok(Plan::Rollback {
+                    snapshot,
+                    backup: taken,
+                });
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            match backup {
+                Some(id) => format!(
+                    "no successful upgrade of {target} in the journal took backup {id}; `cutover restore {id}` restores the data alone"
+                ),
+                None => format!(
+                    "the journal records no successful upgrade of {target} to roll back (`cutover history` lists runs)"
+                ),
+            },
+        ))
+    }
+
+    fn spawn_heartbeat(&self, holder: &Holder) -> AbortOnDrop {
+        let journal = self.journal.clone();
+        let target = self.settings.target.clone();
+        let holder = holder.clone();
+        let every = self.settings.heartbeat;
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = journal.heartbeat(&target, &holder).await {
+                    tracing::warn!(error = %e.report(), "lock heartbeat failed");
+                }
+            }
+        }))
+    }
+
+    async fn drive(&self, holder: &Holder, mut run: Run, resumed: bool) -> Result<Finished> {
+        let id = holder.run.as_str();
+        let _heartbeat = self.spawn_heartbeat(holder);
+        let events = self.events.for_run(id);
+        events.emit(EventKind::RunStarted {
+            kind: run.plan.kind(),
+            target: self.settings.target.clone(),
+            resumed,
+        });
+        loop {
+            let effect = match run.next() {
+                Next::Perform(effect) => effect,
+                Next::Stop(report) => return self.finish(id, &run, report, &events).await,
+            };
+            self.journal
+                .append(id, &Entry::Started { step: effect.step })
+                .await?;
+            events.emit(EventKind::StepStarted {
+                step: effect.step.to_string(),
+                about: about(&effect.action),
+            });
+            let began = tokio::time::Instant::now();
+            let step_events = events.for_step(effect.step.as_str());
+            let result = if run.is_cancellable() {
+                tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "cancelled by the operator")),
+                    r = self.perform(&run, &effect.action, holder, &step_events) => r,
+                }
+            } else {
+                self.perform(&run, &effect.action, holder, &step_events)
+                    .await
+            };
+            let millis = began.elapsed().as_millis() as u64;
+            let result = result.map_err(|e| Failure::from(&e));
+            let entry = match &result {
+                Ok(output) => Entry::Finished {
+                    step: effect.step,
+                    output: output.clone(),
+                },
+                Err(error) => Entry::Failed {
+                    step: effect.step,
+                    error: error.clone(),
+                },
+            };
+            self.journal.append(id, &entry).await?;
+            match &result {
+                Ok(output) => events.emit(EventKind::StepFinished {
+                    step: effect.step.to_string(),
+                    millis,
+                    detail: output.detail(),
+                }),
+                Err(error) if effect.step.is_best_effort() => events.warn(format!(
+                    "{} failed (the run continues): {error}",
+                    effect.step
+                )),
+                Err(error) => events.emit(EventKind::StepFailed {
+                    step: effect.step.to_string(),
+                    millis,
+                    error: error.clone(),
+                }),
+            }
+            run = step(run, Input::Completed(result)).0;
+        }
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        run: &Run,
+        report: Report,
+        events: &EventSink,
+    ) -> Result<Finished> {
+        self.journal
+            .append(
+                id,
+                &Entry::Stopped {
+                    report: report.clone(),
+                },
+            )
+            .await?;
+        self.journal.stop(id, &report).await?;
+        if report.outcome.is_terminal() {
+            self.journal.release(&self.settings.target, id).await?;
+        }
+        let (message, next) = describe(run, &report, id);
+        events.emit(EventKind::Outcome {
+            outcome: report.outcome,
+            message: message.clone(),
+            next: next.clone(),
+        });
+        Ok(Finished {
+            run: id.to_string(),
+            report,
+            message,
+            next,
+        })
+    }
+
+    async fn perform(
+        &self,
+        run: &Run,
+        action: &Action,
+        holder: &Holder,
+        events: &EventSink,
+    ) -> Result<Output> {
+        let driver = self.driver.as_ref();
+        let caps = driver.capabilities();
+        let app = self.settings.target.as_str();
+        match action {
+            Action::Preflight => self.preflight(&run.plan).await,
+            Action::Lock if caps.lock => driver.lock(holder).await.map(|()| Output::Done),
+            Action::Unlock if caps.lock => driver.unlock(holder).await.map(|()| Output::Done),
+            Action::Lock | Action::Unlock => Ok(Output::Done),
+            Action::Pull(image) => driver.pull(image, events).await.map(Output::Pulled),
+            Action::Snapshot => driver.snapshot().await.map(Output::Snapshot),
+            Action::Backup { image, snapshot } => {
+                let scope = BackupScope {
+                    app,
+                    image,
+                    snapshot: snapshot.as_ref(),
+                    driver,
+                };
+                self.backups.backup(scope, events).await.map(Output::Backup)
+            }
+            Action::Scale(n) => driver.scale(*n).await.map(|()| Output::Done),
+            Action::SetImage(image) => driver.set_image(image).await.map(|()| Output::Done),
+            Action::AwaitReady { image, replicas } => {
+                let h = &self.settings.health;
+                await_ready(driver, image, *replicas, h, h.timeout, events)
+                    .await
+                    .map(|()| Output::Done)
+            }
+            Action::RestoreData(id) => self
+                .backups
+                .restore(id, app, driver, events)
+                .await
+                .map(|()| Output::Done),
+            Action::RestoreDefinition(snapshot) => {
+                driver.restore(snapshot).await.map(|()| Output::Done)
+            }
+            Action::Release(snapshot) => driver.release(snapshot).await.map(|()| Output::Done),
+            Action::Prune(keep_id) => {
+                let protected: Vec<_> = keep_id.iter().cloned().collect();
+                let deleted = self
+                    .backups
+                    .prune(app, self.settings.keep_backups, &protected)
+                    .await?;
+                if !deleted.is_empty() {
+                    let ids: Vec<_> = deleted.iter().map(|d| d.as_str()).collect();
+                    events.warn(format!("pruned old backups: {}", ids.join(", ")));
+                }
+                Ok(Output::Done)
+            }
+        }
+    }
+
+    /// Read-only checks before a run changes anything.
+    async fn preflight(&self, plan: &Plan) -> Result<Output> {
+        self.settings.health.validate()?;
+        let driver = self.driver.as_ref();
+        let seen = driver.observe().await?;
+        let app = self.settings.target.as_str();
+        match plan {
+            Plan::Upgrade { backup, .. } => {
+                if *backup != crate::BackupMode::Skip {
+                    self.backups.preflight(driver).await?;
+                }
+            }
+            Plan::Rollback { snapshot, backup } => {
+                let kind = driver.info().kind;
+                if snapshot.driver != kind {
+                    return Err(Error::invalid(format!(
+                        "the snapshot to roll back to was taken by the {} driver, not {kind}",
+                        snapshot.driver
+                    )));
+                }
+                if let Some(b) = backup {
+                    self.backups.preflight(driver).await?;
+                    self.backups.verify(&b.id, app).await?;
+                }
+            }
+            Plan::Backup => self.backups.preflight(driver).await?,
+            Plan::Restore { backup } => {
+                self.backups.preflight(driver).await?;
+                self.backups.verify(backup, app).await?;
+            }
+        }
+        Ok(Output::Observed(Baseline {
+            image: seen.image,
+            replicas: seen.replicas,
+        }))
+    }
+}
+
+/// A human description of what an action does.
+pub fn about(action: &Action) -> String {
+    match action {
+        Action::Preflight => "check that the run can proceed; change nothing".into(),
+        Action::Lock => "take the backend-side lock".into(),
+        Action::Unlock => "release the backend-side lock".into(),
+        Action::Pull(image) => format!("pull {image} before any downtime"),
+        Action::Snapshot => "record the definition and instances for rollback".into(),
+        Action::Backup { image, .. } => {
+            format!("back up the database (and storage) of {image}, then verify it")
+        }
+        Action::Scale(0) => "stop every instance".into(),
+        Action::Scale(1) => "start one instance alone: it runs the migrations".into(),
+        Action::Scale(n) => format!("scale to {n} instances"),
+        Action::SetImage(image) => format!("point the definition at {image}; nothing restarts"),
+        Action::AwaitReady { image, replicas } => {
+            format!("wait until {replicas} instance(s) of {image} are ready and healthy")
+        }
+        Action::RestoreData(id) => format!("restore the data from backup {id}"),
+        Action::RestoreDefinition(s) => {
+            format!(
+                "restore the definition and instances ({} × {})",
+                s.image, s.replicas
+            )
+        }
+        Action::Release(_) => "drop the containers kept for rollback".into(),
+        Action::Prune(_) => "delete backups beyond the retention count".into(),
+    }
+}
+
+/// The operator-facing summary of a report and the command to run next.
+pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>) {
+    let cause = report
+        .cause
+        .as_ref()
+        .map_or(String::new(), |c| format!(": {c}"));
+    let backup = report
+        .backup
+        .as_ref()
+        .map_or(String::new(), |b| format!(" (backup {})", b.id));
+    match (report.outcome, &run.plan) {
+        (Outcome::Upgraded, Plan::Upgrade { to, .. }) => {
+            (format!("upgraded to {to}{backup}"), None)
+        }
+        (Outcome::RolledBack, Plan::Upgrade { to, .. }) => (
+            format!(
+                "the upgrade to {to} failed{cause}. It was rolled back: the previous image runs on the data as it was before the upgrade{backup}"
+            ),
+            None,
+        ),
+        (Outcome::RolledBack, _) => (
+            format!("rolled back to the image and data before the upgrade{backup}"),
+            None,
+        ),
+        (Outcome::Aborted, _) => (
+            format!("stopped before changing anything{cause}; the deployment runs as before"),
+            None,
+        ),
+        (Outcome::BackedUp, _) => (format!("backup taken{backup}"), None),
+        (Outcome::Restored, _) => ("data restored; the application runs again".into(), None),
+        (Outcome::Failed, _) => {
+            let step = report
+                .stuck_at
+                .map_or("a step".to_string(), |s| s.to_string());
+            let state = if run.has_changed_deployment() {
+                "The deployment may be stopped or half restored"
+            } else {
+                "The deployment was not changed"
+            };
+            (
+                format!(
+                    "{step} failed{cause}. {state}; the lock stays held so nothing else changes it. Fix the cause, then resume: it retries {step}"
+                ),
+                Some(format!("cutover resume {id}")),
+            )
+        }
+        (outcome, _) => (format!("run ended: {outcome}{cause}"), None),
+    }
+}

@@ -1,0 +1,234 @@
+//! Waiting for instances to be ready: the backend's own signal plus an optional check.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::driver::Driver;
+use crate::event::{EventSink, Unit};
+use crate::{Error, ErrorKind, ImageRef, Result};
+
+/// An application-level health check, on top of the backend's readiness.
+///
+/// Every configured probe must pass. None configured: the backend's readiness alone
+/// decides (Docker's healthcheck status, pod Ready).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// An `http://` URL that must answer 2xx.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// A `host:port` that must accept a TCP connection.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// A command (argv, run on this machine, no shell) that must exit 0.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// How long the leader may take to migrate and become healthy, and the rest to follow.
+    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// How often to look.
+    #[serde(default = "default_interval", with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// How long one probe may take.
+    #[serde(default = "default_probe_timeout", with = "humantime_serde_compat")]
+    pub probe_timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            http: None,
+            tcp: None,
+            command: None,
+            timeout: default_timeout(),
+            interval: default_interval(),
+            probe_timeout: default_probe_timeout(),
+        }
+    }
+}
+
+/// Durations as humantime strings (`"10m"`, `"500ms"`) in config and JSON.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            D::Error::custom(format!(
+                "{s:?} is not a duration like \"90s\" or \"10m\": {e}"
+            ))
+        })
+    }
+}
+
+impl HealthCheck {
+    /// Checks the configuration without probing anything.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.http {
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                Error::invalid(format!("[health] http = {url:?} is not a URL: {e}"))
+            })?;
+            if parsed.scheme() != "http" {
+                return Err(Error::invalid(format!(
+                    "[health] http = {url:?}: only http:// URLs are supported"
+                )));
+            }
+        }
+        if let Some(addr) = &self.tcp
+            && !addr.contains(':')
+        {
+            return Err(Error::invalid(format!(
+                "[health] tcp = {addr:?} must be host:port"
+            )));
+        }
+        if let Some(cmd) = &self.command
+            && cmd.is_empty()
+        {
+            return Err(Error::invalid("[health] command must not be empty"));
+        }
+        if self.interval.is_zero() {
+            return Err(Error::invalid("[health] interval must be above zero"));
+        }
+        Ok(())
+    }
+
+    /// Runs every configured probe once; `Err` says which failed and why.
+    pub async fn probe(&self) -> std::result::Result<(), String> {
+        if let Some(url) = &self.http {
+            let client = reqwest::Client::builder()
+                .timeout(self.probe_timeout)
+                .build()
+                .map_err(|e| format!("http client: {e}"))?;
+            let response = client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?;
+            if !response.status().is_success() {
+                return Err(format!("GET {url}: status {}", response.status()));
+            }
+        }
+        if let Some(addr) = &self.tcp {
+            tokio::time::timeout(self.probe_timeout, tokio::net::TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("tcp {addr}: timed out"))?
+                .map_err(|e| format!("tcp {addr}: {e}"))?;
+        }
+        if let Some(argv) = &self.command {
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let status = tokio::time::timeout(self.probe_timeout, cmd.status())
+                .await
+                .map_err(|_| format!("command {:?}: timed out", argv[0]))?
+                .map_err(|e| format!("command {:?}: {e}", argv[0]))?;
+            if !status.success() {
+                return Err(format!("command {:?}: {status}", argv[0]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many consecutive looks at an image with every instance stopped count as a crash.
+const CRASHED_AFTER: u32 = 3;
+
+/// Waits until `replicas` instances of `image` run, are ready by the backend's signal and
+/// the health check passes, or `deadline` passes.
+///
+/// # Behavior
+/// 1. Observes the deployment every `check.interval` and reports ready/desired as
+///    progress.
+/// 2. Once enough instances are ready, runs the probes; all must pass.
+/// 3. Fails early when every instance of `image` has stopped for several looks in a row
+///    (the process crashed, e.g. a failed migration), instead of waiting for the deadline.
+/// 4. Fails with [`ErrorKind::Timeout`] at the deadline, saying what was last seen.
+pub async fn await_ready(
+    driver: &dyn Driver,
+    image: &ImageRef,
+    replicas: u32,
+    check: &HealthCheck,
+    deadline: Duration,
+    events: &EventSink,
+) -> Result<()> {
+    let until = Instant::now() + deadline;
+    let mut stopped_looks = 0;
+    let mut last;
+    loop {
+        match driver.observe().await {
+            Ok(seen) => {
+                let ready = seen.ready_of(image) as u32;
+                events.progress(u64::from(ready), Some(u64::from(replicas)), Unit::Instances);
+                let mine: Vec<_> = seen
+                    .instances
+                    .iter()
+                    .filter(|i| crate::driver::same_image(&i.image, image))
+                    .collect();
+                if !mine.is_empty() && mine.iter().all(|i| !i.running) {
+                    stopped_looks += 1;
+                } else {
+                    stopped_looks = 0;
+                }
+                if stopped_looks >= CRASHED_AFTER {
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        format!(
+                            "every instance of {image} stopped ({}); its start-up failed — see its logs",
+                            mine.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .with_operation("await ready"));
+                }
+                if ready >= replicas {
+                    match check.probe().await {
+                        Ok(()) => return Ok(()),
+                        Err(why) => {
+                            last = format!("{ready}/{replicas} ready; health check failed: {why}")
+                        }
+                    }
+                } else {
+                    last = format!("{ready}/{replicas} instances of {image} ready");
+                }
+            }
+            Err(e) if e.is_retryable() => last = format!("observe failed: {}", e.report()),
+            Err(e) => return Err(e),
+        }
+        if Instant::now() >= until {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "not ready within {}: {last}",
+                    humantime::format_duration(deadline)
+                ),
+            )
+            .with_operation("await ready"));
+        }
+        tokio::time::sleep(
+            check
+                .interval
+                .min(until.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,346 @@
+//! The default journal: one SQLite file, WAL mode, `synchronous=FULL`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{
+    Entry, Journal, LockInfo, Record, RunHeader, RunRecord, RunStatus, lock_error, now_ms,
+};
+use crate::driver::Holder;
+use crate::machine::Report;
+use crate::{Error, ErrorKind, Outcome, Result};
+
+/// A [`Journal`] in a SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteJournal {
+    pool: SqlitePool,
+}
+
+impl SqliteJournal {
+    /// Opens (creating if missing) the journal at `path` and applies its migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::new(
+                    ErrorKind::Journal,
+                    format!("cannot create the journal directory {}", dir.display()),
+                )
+                .with_source(e)
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(options).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Journal,
+                format!("cannot open the journal {}", path.display()),
+            )
+            .with_source(e)
+        })
+    }
+
+    /// Opens a journal from a `sqlite://PATH` URL.
+    pub async fn open_url(url: &str) -> Result<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "journal url {url:?} is not a sqlite:// URL (set [journal] url)"
+                ))
+            })?;
+        Self::open(path).await
+    }
+
+    /// An in-memory journal, for tests and dry runs.
+    pub async fn in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Self> {
+        let pool = SqlitePoolOptions::new()
+            // One connection serialises writers within the process; other processes are
+            // serialised by SQLite's own locking (busy_timeout) and BEGIN IMMEDIATE.
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| {
+        Error::new(ErrorKind::Journal, "cannot encode a journal record").with_source(e)
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| {
+        Error::new(
+            ErrorKind::Journal,
+            "cannot decode a journal record (written by a newer cutover?)",
+        )
+        .with_source(e)
+    })
+}
+
+fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Stopped(o) => o.as_str(),
+    }
+}
+
+fn parse_status(s: &str) -> RunStatus {
+    const OUTCOMES: [Outcome; 6] = [
+        Outcome::Upgraded,
+        Outcome::RolledBack,
+        Outcome::Aborted,
+        Outcome::BackedUp,
+        Outcome::Restored,
+        Outcome::Failed,
+    ];
+    OUTCOMES
+        .into_iter()
+        .find(|o| o.as_str() == s)
+        .map_or(RunStatus::Running, RunStatus::Stopped)
+}
+
+fn lock_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LockInfo> {
+    Ok(LockInfo {
+        target: row.try_get("target")?,
+        holder: Holder {
+            run: row.try_get("run_id")?,
+            host: row.try_get("host")?,
+            pid: row.try_get::<i64, _>("pid")? as u32,
+        },
+        acquired_ms: row.try_get::<i64, _>("acquired_ms")? as u64,
+        heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
+    })
+}
+
+fn header_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunHeader> {
+    let report: Option<String> = row.try_get("report")?;
+    Ok(RunHeader {
+        id: row.try_get("id")?,
+        target: row.try_get("target")?,
+        plan: from_json(&row.try_get::<String, _>("plan")?)?,
+        started_ms: row.try_get::<i64, _>("started_ms")? as u64,
+        host: row.try_get("host")?,
+        pid: row.try_get::<i64, _>("pid")? as u32,
+        status: parse_status(&row.try_get::<String, _>("status")?),
+        ended_ms: row.try_get::<Option<i64>, _>("ended_ms")?.map(|v| v as u64),
+        report: report.as_deref().map(from_json).transpose()?,
+    })
+}
+
+const SELECT_LOCK: &str =
+    "SELECT target, run_id, host, pid, acquired_ms, heartbeat_ms FROM locks WHERE target = ?";
+
+#[async_trait]
+impl Journal for SqliteJournal {
+    async fn begin(
+        &self,
+        header: &RunHeader,
+        holder: &Holder,
+        stale_after: Duration,
+    ) -> Result<()> {
+        // IMMEDIATE takes the write lock up front, so the check and the insert are atomic
+        // against other processes sharing the file.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(row) = sqlx::query(SELECT_LOCK)
+            .bind(&header.target)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let info = lock_from_row(&row)?;
+            return Err(lock_error(&info, stale_after));
+        }
+        let now = now_ms() as i64;
+        sqlx::query(
+            "INSERT INTO locks (target, run_id, host, pid, acquired_ms, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&header.target)
+        .bind(&holder.run)
+        .bind(&holder.host)
+        .bind(holder.pid as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO runs (id, target, kind, plan, started_ms, host, pid, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+        )
+        .bind(&header.id)
+        .bind(&header.target)
+        .bind(header.kind().as_str())
+        .bind(to_json(&header.plan)?)
+        .bind(header.started_ms as i64)
+        .bind(&header.host)
+        .bind(header.pid as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_over(&self, target: &str, holder: &Holder, stale_after: Duration) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(SELECT_LOCK)
+            .bind(target)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row.map(|r| lock_from_row(&r)).transpose()? {
+            Some(info) if info.holder.run != holder.run => {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "{target} is locked by another run: {info}. Resume that run instead (`cutover resume {}`)",
+                        info.holder.run
+                    ),
+                ));
+            }
+            Some(info) if info.holder != *holder && info.is_live(stale_after) => {
+                return Err(lock_error(&info, stale_after));
+            }
+            _ => {}
+        }
+        let now = now_ms() as i64;
+        sqlx::query(
+            "INSERT INTO locks (target, run_id, host, pid, acquired_ms, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (target) DO UPDATE SET host = excluded.host, pid = excluded.pid, heartbeat_ms = excluded.heartbeat_ms",
+        )
+        .bind(target)
+        .bind(&holder.run)
+        .bind(&holder.host)
+        .bind(holder.pid as i64)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, target: &str, holder: &Holder) -> Result<()> {
+        sqlx::query(
+            "UPDATE locks SET heartbeat_ms = ? WHERE target = ? AND run_id = ? AND pid = ?",
+        )
+        .bind(now_ms() as i64)
+        .bind(target)
+        .bind(&holder.run)
+        .bind(holder.pid as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release(&self, target: &str, run: &str) -> Result<()> {
+        sqlx::query("DELETE FROM locks WHERE target = ? AND run_id = ?")
+            .bind(target)
+            .bind(run)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn force_release(&self, target: &str) -> Result<Option<LockInfo>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(SELECT_LOCK)
+            .bind(target)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let info = row.map(|r| lock_from_row(&r)).transpose()?;
+        sqlx::query("DELETE FROM locks WHERE target = ?")
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(info)
+    }
+
+    async fn lock(&self, target: &str) -> Result<Option<LockInfo>> {
+        let row = sqlx::query(SELECT_LOCK)
+            .bind(target)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| lock_from_row(&r)).transpose()
+    }
+
+    async fn append(&self, run: &str, entry: &Entry) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO entries (run_id, seq, at_ms, entry)
+             VALUES (?, (SELECT COALESCE(MAX(seq) + 1, 0) FROM entries WHERE run_id = ?), ?, ?)",
+        )
+        .bind(run)
+        .bind(run)
+        .bind(now_ms() as i64)
+        .bind(to_json(entry)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn stop(&self, run: &str, report: &Report) -> Result<()> {
+        let ended = report.outcome.is_terminal().then(|| now_ms() as i64);
+        sqlx::query("UPDATE runs SET status = ?, ended_ms = ?, report = ? WHERE id = ?")
+            .bind(status_name(RunStatus::Stopped(report.outcome)))
+            .bind(ended)
+            .bind(to_json(report)?)
+            .bind(run)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn run(&self, run: &str) -> Result<Option<RunRecord>> {
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(run)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let header = header_from_row(&row)?;
+        let rows =
+            sqlx::query("SELECT seq, at_ms, entry FROM entries WHERE run_id = ? ORDER BY seq")
+                .bind(run)
+                .fetch_all(&self.pool)
+                .await?;
+        let records = rows
+            .iter()
+            .map(|r| {
+                Ok(Record {
+                    seq: r.try_get::<i64, _>("seq")? as u32,
+                    at_ms: r.try_get::<i64, _>("at_ms")? as u64,
+                    entry: from_json(&r.try_get::<String, _>("entry")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RunRecord { header, records }))
+    }
+
+    async fn runs(&self, target: &str, limit: u32) -> Result<Vec<RunHeader>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE target = ? ORDER BY started_ms DESC, id DESC LIMIT ?",
+        )
+        .bind(target)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(header_from_row).collect()
+    }
+}

@@ -1,0 +1,954 @@
+//! The pure state machine of every run: upgrade, rollback, backup and restore.
+//!
+//! [`step`] maps a [`Run`] and an [`Input`] to the next [`Run`] and what to do next
+//! ([`Next`]). It performs no I/O: the [`crate::Engine`] carries out each [`Effect`],
+//! journals it before and after, and feeds the result back. Because the machine is a pure
+//! function of the plan and the sequence of results, folding a run's journal through it
+//! rebuilds the exact state after a crash.
+//!
+//! # The upgrade
+//! 1. `preflight`: observe the deployment (read-only); refuse a downgrade unless allowed.
+//! 2. `lock`: the backend-side lock.
+//! 3. `pull`: the new image, everywhere; touches no instance.
+//! 4. `snapshot`: the definition and instances, for restore.
+//! 5. `stop` (scale 0) and `backup` — backup after stop (offline, default), before stop
+//!    (online), or not at all (skip).
+//! 6. `set_image`: the definition now names the new image.
+//! 7. `start_leader` (scale 1) and `await_leader`: the one instance that migrates.
+//! 8. `scale_out` (scale N) and `await_all`.
+//! 9. `release`, `prune`, `unlock`: commit.
+//!
+//! # Guarantees
+//! - Failure before `stop`: nothing changed; unlock → [`Outcome::Aborted`].
+//! - Failure after `stop`, before `set_image`: the old definition is scaled back; unlock →
+//!   [`Outcome::Aborted`].
+//! - Failure from `set_image` on: scale 0, restore the data from this run's backup, restore
+//!   the snapshot, await the old instances, unlock → [`Outcome::RolledBack`].
+//! - Failure while rolling back: [`Outcome::Failed`]; the lock stays held and
+//!   [`Input::Retry`] re-runs the failed step.
+//! - No effect that starts the new image is issued before a verified backup of this run
+//!   was recorded, unless the plan skips the backup.
+//!
+//! # Assumptions
+//! - Every effect is idempotent, so re-running the step that was in flight at a crash is
+//!   safe.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::{BackupId, BackupRef};
+use crate::driver::{Pulled, Snapshot};
+use crate::error::{ErrorKind, Failure};
+use crate::image::{ImageRef, Version};
+
+/// What kind of run this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Move the deployment to a new image.
+    Upgrade,
+    /// Go back to the image and data before an upgrade.
+    Rollback,
+    /// Take a backup.
+    Backup,
+    /// Replace the data with a backup.
+    Restore,
+}
+
+impl RunKind {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upgrade => "upgrade",
+            Self::Rollback => "rollback",
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+        }
+    }
+}
+
+/// When an upgrade takes its backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupMode {
+    /// After stopping the application: nothing written is lost on rollback.
+    #[default]
+    Offline,
+    /// Before stopping: shorter downtime, but writes between backup and stop are lost on
+    /// rollback.
+    Online,
+    /// No backup: a rollback cannot restore data.
+    Skip,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The deployment runs the new image.
+    Upgraded,
+    /// The deployment runs the previous image on the previous data.
+    RolledBack,
+    /// Nothing was changed (or what was stopped runs again).
+    Aborted,
+    /// A backup was taken.
+    BackedUp,
+    /// The data was restored from a backup.
+    Restored,
+    /// A step of a rollback or restore failed: the run needs intervention and `resume`.
+    Failed,
+}
+
+impl Outcome {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Upgraded => "upgraded",
+            Self::RolledBack => "rolled_back",
+            Self::Aborted => "aborted",
+            Self::BackedUp => "backed_up",
+            Self::Restored => "restored",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the run is over (a failed run can still be resumed).
+    pub fn is_terminal(self) -> bool {
+        self != Self::Failed
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a run is asked to do; fixed when it starts and journaled with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Plan {
+    /// Upgrade to `to`.
+    Upgrade {
+        /// The target image.
+        to: ImageRef,
+        /// When to take the backup.
+        backup: BackupMode,
+        /// Replicas after the upgrade; `None`: as observed.
+        replicas: Option<u32>,
+        /// Permit a target version lower than the running one.
+        allow_downgrade: bool,
+    },
+    /// Roll back to a snapshot and backup recorded by an earlier upgrade.
+    Rollback {
+        /// The deployment as it was before that upgrade.
+        snapshot: Snapshot,
+        /// The data as it was; `None` when that upgrade skipped its backup.
+        backup: Option<BackupRef>,
+    },
+    /// Take an online backup.
+    Backup,
+    /// Replace the data with a backup, stopping the application meanwhile.
+    Restore {
+        /// The backup to restore.
+        backup: BackupId,
+    },
+}
+
+impl Plan {
+    /// The kind of run this plan makes.
+    pub fn kind(&self) -> RunKind {
+        match self {
+            Self::Upgrade { .. } => RunKind::Upgrade,
+            Self::Rollback { .. } => RunKind::Rollback,
+            Self::Backup => RunKind::Backup,
+            Self::Restore { .. } => RunKind::Restore,
+        }
+    }
+}
+
+/// The named steps of all runs, as journaled and shown to operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)] // the names are documented by `about`
+pub enum Step {
+    Preflight,
+    Lock,
+    Pull,
+    Snapshot,
+    Backup,
+    Stop,
+    SetImage,
+    StartLeader,
+    AwaitLeader,
+    ScaleOut,
+    AwaitAll,
+    Release,
+    Prune,
+    Unlock,
+    RestartOld,
+    RollbackStop,
+    RestoreData,
+    RestoreDefinition,
+    AwaitRestored,
+}
+
+impl Step {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preflight => "preflight",
+            Self::Lock => "lock",
+            Self::Pull => "pull",
+            Self::Snapshot => "snapshot",
+            Self::Backup => "backup",
+            Self::Stop => "stop",
+            Self::SetImage => "set_image",
+            Self::StartLeader => "start_leader",
+            Self::AwaitLeader => "await_leader",
+            Self::ScaleOut => "scale_out",
+            Self::AwaitAll => "await_all",
+            Self::Release => "release",
+            Self::Prune => "prune",
+            Self::Unlock => "unlock",
+            Self::RestartOld => "restart_old",
+            Self::RollbackStop => "rollback_stop",
+            Self::RestoreData => "restore_data",
+            Self::RestoreDefinition => "restore_definition",
+            Self::AwaitRestored => "await_restored",
+        }
+    }
+
+    /// Whether a failure of this step is only a warning (commit housekeeping).
+    pub fn is_best_effort(self) -> bool {
+        matches!(self, Self::Release | Self::Prune | Self::Unlock)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The I/O the engine performs for a step.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Observe the deployment and check that the run can proceed; returns
+    /// [`Output::Observed`].
+    Preflight,
+    /// Take the backend-side lock.
+    Lock,
+    /// Release the backend-side lock.
+    Unlock,
+    /// Pull an image; returns [`Output::Pulled`].
+    Pull(ImageRef),
+    /// Snapshot the deployment; returns [`Output::Snapshot`].
+    Snapshot,
+    /// Take and verify a backup; returns [`Output::Backup`].
+    Backup {
+        /// The image running (the backup's identity).
+        image: ImageRef,
+        /// The deployment's snapshot, recorded in the manifest.
+        snapshot: Option<Snapshot>,
+    },
+    /// Scale to this many instances of the current definition.
+    Scale(u32),
+    /// Change the definition's image.
+    SetImage(ImageRef),
+    /// Wait until `replicas` instances of `image` are ready and healthy.
+    AwaitReady {
+        /// The image they must run.
+        image: ImageRef,
+        /// How many.
+        replicas: u32,
+    },
+    /// Restore the data from a backup.
+    RestoreData(BackupId),
+    /// Restore the deployment from a snapshot.
+    RestoreDefinition(Snapshot),
+    /// Drop what was kept for rolling back to a snapshot.
+    Release(Snapshot),
+    /// Delete old backups, keeping this run's.
+    Prune(Option<BackupId>),
+}
+
+/// A step to perform: its name and its I/O.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    /// The step, as journaled.
+    pub step: Step,
+    /// What to do.
+    pub action: Action,
+}
+
+/// What the deployment looked like at preflight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The definition's image.
+    pub image: ImageRef,
+    /// The definition's replica count.
+    pub replicas: u32,
+}
+
+/// The result of a successful step, as journaled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "output", rename_all = "snake_case")]
+pub enum Output {
+    /// From preflight.
+    Observed(Baseline),
+    /// From pull.
+    Pulled(Pulled),
+    /// From snapshot.
+    Snapshot(Snapshot),
+    /// From backup.
+    Backup(BackupRef),
+    /// From any other step.
+    Done,
+}
+
+impl Output {
+    /// A short description for events and `history`.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Observed(b) => format!("{} × {}", b.image, b.replicas),
+            Self::Pulled(p) => p.digest.clone().unwrap_or_else(|| p.image.to_string()),
+            Self::Snapshot(s) => format!("{} × {}", s.image, s.replicas),
+            Self::Backup(b) => format!("{} ({} bytes)", b.id, b.bytes),
+            Self::Done => String::new(),
+        }
+    }
+}
+
+/// What the machine is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Begin the run.
+    Start,
+    /// The last effect's result.
+    Completed(Result<Output, Failure>),
+    /// Try the failed step of a [`Outcome::Failed`] run again.
+    Retry,
+}
+
+/// How a run ended, with the reasons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The failure that sent the run down its abort or rollback branch, or stopped it.
+    pub cause: Option<Failure>,
+    /// The backup this run took, if any.
+    pub backup: Option<BackupRef>,
+    /// The step to retry, for [`Outcome::Failed`].
+    pub stuck_at: Option<Step>,
+}
+
+/// What the engine does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Perform this effect and report its result.
+    Perform(Effect),
+    /// The run stopped with this report.
+    Stop(Report),
+}
+
+/// What is known once preflight has passed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Base {
+    /// The image running before the run.
+    pub from: ImageRef,
+    /// Replicas before the run.
+    pub old_replicas: u32,
+    /// Replicas the run ends with.
+    pub replicas: u32,
+}
+
+/// What is known once the deployment is snapshotted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prepared {
+    /// From preflight.
+    pub base: Base,
+    /// The image to move to.
+    pub to: ImageRef,
+    /// The deployment before any change.
+    pub snapshot: Snapshot,
+}
+
+/// How the data is protected once the backup step is behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Protection {
+    /// A verified backup of this run (or the one a manual rollback restores).
+    Backup(BackupRef),
+    /// The plan skipped the backup.
+    Skipped,
+}
+
+impl Protection {
+    fn backup(&self) -> Option<&BackupRef> {
+        match self {
+            Protection::Backup(b) => Some(b),
+            Protection::Skipped => None,
+        }
+    }
+}
+
+/// What is known once the data is protected: everything a rollback needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Armed {
+    /// The deployment and target.
+    pub prep: Prepared,
+    /// The backup.
+    pub protection: Protection,
+}
+
+/// The end of a run, before the lock is released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ending {
+    /// How it ends.
+    pub outcome: Outcome,
+    /// Why, when it did not succeed.
+    pub cause: Option<Failure>,
+    /// The backup taken.
+    pub backup: Option<BackupRef>,
+}
+
+/// Where a run is. Each variant carries exactly what is known at that point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)] // variants are named after the step they perform next
+pub enum Phase {
+    Preflight,
+    Lock(Base),
+    Pull(Base),
+    Snapshot(Base, Pulled),
+    BackupOnline(Prepared),
+    StopThenBackup(Prepared),
+    BackupOffline(Prepared),
+    StopAfterBackup(Armed),
+    SetImage(Armed),
+    StartLeader(Armed),
+    AwaitLeader(Armed),
+    ScaleOut(Armed),
+    AwaitAll(Armed),
+    Release(Armed),
+    Prune(Armed),
+    /// Abort after stop: start the old definition again.
+    RestartOld(Prepared, Ending),
+    RollbackPull(Armed),
+    RollbackStop(Armed, Option<Failure>),
+    RestoreData(Armed, Option<Failure>),
+    RestoreDefinition(Armed, Option<Failure>),
+    AwaitRestored(Armed, Option<Failure>),
+    /// Backup and restore runs.
+    TakeBackup(Base),
+    RestoreSnapshot(Base, BackupId),
+    RestoreStop(Prepared, BackupId),
+    RestoreBackup(Prepared, BackupId),
+    RestoreBringBack(Prepared),
+    RestoreAwait(Prepared),
+    RestoreRelease(Prepared),
+    Unlock(Ending),
+    /// A step of a rollback or restore failed; `retry` is where [`Input::Retry`] resumes.
+    Failed {
+        retry: Box<Phase>,
+        step: Step,
+        error: Failure,
+    },
+    Done(Ending),
+}
+
+/// A run: its plan and where it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// What the run was asked to do.
+    pub plan: Plan,
+    /// Where it is.
+    pub phase: Phase,
+}
+
+impl Run {
+    /// A run of `plan` that has not started.
+    pub fn new(plan: Plan) -> Self {
+        Run {
+            plan,
+            phase: Phase::Preflight,
+        }
+    }
+
+    /// What to do in the current phase (no transition).
+    pub fn next(&self) -> Next {
+        next(&self.plan, &self.phase)
+    }
+
+    /// Whether the operator may cancel the current step: true on the way forward, false
+    /// once the run is aborting, rolling back or committing (those must finish).
+    pub fn is_cancellable(&self) -> bool {
+        use Phase as P;
+        matches!(
+            self.phase,
+            P::Preflight
+                | P::Lock(_)
+                | P::Pull(_)
+                | P::Snapshot(..)
+                | P::BackupOnline(_)
+                | P::StopThenBackup(_)
+                | P::BackupOffline(_)
+                | P::StopAfterBackup(_)
+                | P::SetImage(_)
+                | P::StartLeader(_)
+                | P::AwaitLeader(_)
+                | P::ScaleOut(_)
+                | P::AwaitAll(_)
+                | P::TakeBackup(_)
+                | P::RestoreSnapshot(..)
+                | P::RollbackPull(_)
+        )
+    }
+
+    /// Whether the deployment may be changed at this point (past `stop`): used to tell
+    /// the operator what state an interrupted run left behind.
+    pub fn has_changed_deployment(&self) -> bool {
+        use Phase as P;
+        !matches!(
+            self.phase,
+            P::Preflight
+                | P::Lock(_)
+                | P::Pull(_)
+                | P::Snapshot(..)
+                | P::BackupOnline(_)
+                | P::StopThenBackup(_)
+                | P::TakeBackup(_)
+                | P::RestoreSnapshot(..)
+                | P::RollbackPull(_)
+        )
+    }
+
+    /// The steps this run would take from here if every step succeeded, given what
+    /// preflight would observe. Used by `cutover plan`.
+    pub fn preview(&self, seen: &Baseline) -> Vec<Effect> {
+        let mut run = self.clone();
+        let mut steps = Vec::new();
+        while let Next::Perform(effect) = run.next() {
+            let output = match &effect.action {
+                Action::Preflight => Output::Observed(seen.clone()),
+                Action::Pull(image) => Output::Pulled(Pulled {
+                    image: image.clone(),
+                    digest: None,
+                }),
+                Action::Snapshot => Output::Snapshot(Snapshot {
+                    driver: String::new(),
+                    image: seen.image.clone(),
+                    replicas: seen.replicas,
+                    data: serde_json::Value::Null,
+                }),
+                Action::Backup { .. } => Output::Backup(BackupRef {
+                    id: BackupId::preview(),
+                    bytes: 0,
+                }),
+                _ => Output::Done,
+            };
+            steps.push(effect);
+            run = step(run, Input::Completed(Ok(output))).0;
+            if steps.len() > 64 {
+                break;
+            }
+        }
+        steps
+    }
+}
+
+/// The transition function: the run after `input`, and what to do next.
+///
+/// `Input::Start` and `Input::Retry` on a phase that does not expect them, and a
+/// `Completed` result whose output does not fit the step, leave the run unchanged.
+pub fn step(run: Run, input: Input) -> (Run, Next) {
+    let Run { plan, phase } = run;
+    let phase = match input {
+        Input::Start => phase,
+        Input::Retry => match phase {
+            Phase::Failed { retry, .. } => *retry,
+            other => other,
+        },
+        Input::Completed(result) => advance(&plan, phase, result),
+    };
+    let next = next(&plan, &phase);
+    (Run { plan, phase }, next)
+}
+
+fn failure(kind: ErrorKind, message: String) -> Failure {
+    Failure {
+        kind,
+        message,
+        subject: None,
+    }
+}
+
+fn end(outcome: Outcome, cause: Option<Failure>, backup: Option<BackupRef>) -> Ending {
+    Ending {
+        outcome,
+        cause,
+        backup,
+    }
+}
+
+/// The effect a phase performs.
+fn next(plan: &Plan, phase: &Phase) -> Next {
+    let perform = |step, action| Next::Perform(Effect { step, action });
+    match phase {
+        Phase::Preflight => perform(Step::Preflight, Action::Preflight),
+        Phase::Lock(_) => perform(Step::Lock, Action::Lock),
+        Phase::Pull(_) => match plan {
+            Plan::Upgrade { to, .. } => perform(Step::Pull, Action::Pull(to.clone())),
+            _ => unreachable_phase(phase),
+        },
+        Phase::Snapshot(..) | Phase::RestoreSnapshot(..) => {
+            perform(Step::Snapshot, Action::Snapshot)
+        }
+        Phase::BackupOnline(p) | Phase::BackupOffline(p) => perform(
+            Step::Backup,
+            Action::Backup {
+                image: p.base.from.clone(),
+                snapshot: Some(p.snapshot.clone()),
+            },
+        ),
+        Phase::TakeBackup(base) => perform(
+            Step::Backup,
+            Action::Backup {
+                image: base.from.clone(),
+                snapshot: None,
+            },
+        ),
+        Phase::StopThenBackup(_) | Phase::StopAfterBackup(_) | Phase::RestoreStop(..) => {
+            perform(Step::Stop, Action::Scale(0))
+        }
+        Phase::SetImage(a) => perform(Step::SetImage, Action::SetImage(a.prep.to.clone())),
+        Phase::StartLeader(_) => perform(Step::StartLeader, Action::Scale(1)),
+        Phase::AwaitLeader(a) => perform(
+            Step::AwaitLeader,
+            Action::AwaitReady {
+                image: a.prep.to.clone(),
+                replicas: 1,
+            },
+        ),
+        Phase::ScaleOut(a) => perform(Step::ScaleOut, Action::Scale(a.prep.base.replicas)),
+        Phase::AwaitAll(a) => perform(
+            Step::AwaitAll,
+            Action::AwaitReady {
+                image: a.prep.to.clone(),
+                replicas: a.prep.base.replicas,
+            },
+        ),
+        Phase::Release(a) => perform(Step::Release, Action::Release(a.prep.snapshot.clone())),
+        Phase::RestoreRelease(p) => perform(Step::Release, Action::Release(p.snapshot.clone())),
+        Phase::Prune(a) => perform(
+            Step::Prune,
+            Action::Prune(a.protection.backup().map(|b| b.id.clone())),
+        ),
+        Phase::RestartOld(p, _) => perform(Step::RestartOld, Action::Scale(p.base.old_replicas)),
+        Phase::RollbackPull(a) => perform(Step::Pull, Action::Pull(a.prep.snapshot.image.clone())),
+        Phase::RollbackStop(..) => perform(Step::RollbackStop, Action::Scale(0)),
+        Phase::RestoreData(a, _) => match &a.protection {
+            Protection::Backup(b) => perform(Step::RestoreData, Action::RestoreData(b.id.clone())),
+            Protection::Skipped => unreachable_phase(phase),
+        },
+        Phase::RestoreBackup(_, id) => perform(Step::RestoreData, Action::RestoreData(id.clone())),
+        Phase::RestoreDefinition(a, _) => perform(
+            Step::RestoreDefinition,
+            Action::RestoreDefinition(a.prep.snapshot.clone()),
+        ),
+        Phase::RestoreBringBack(p) => perform(
+            Step::RestoreDefinition,
+            Action::RestoreDefinition(p.snapshot.clone()),
+        ),
+        Phase::AwaitRestored(a, _) => perform(
+            Step::AwaitRestored,
+            Action::AwaitReady {
+                image: a.prep.snapshot.image.clone(),
+                replicas: a.prep.snapshot.replicas,
+            },
+        ),
+        Phase::RestoreAwait(p) => perform(
+            Step::AwaitRestored,
+            Action::AwaitReady {
+                image: p.snapshot.image.clone(),
+                replicas: p.snapshot.replicas,
+            },
+        ),
+        Phase::Unlock(_) => perform(Step::Unlock, Action::Unlock),
+        Phase::Failed { step, error, .. } => Next::Stop(Report {
+            outcome: Outcome::Failed,
+            cause: Some(error.clone()),
+            backup: None,
+            stuck_at: Some(*step),
+        }),
+        Phase::Done(e) => Next::Stop(Report {
+            outcome: e.outcome,
+            cause: e.cause.clone(),
+            backup: e.backup.clone(),
+            stuck_at: None,
+        }),
+    }
+}
+
+fn unreachable_phase(phase: &Phase) -> Next {
+    // Phases are only entered through `advance`, which never builds these combinations;
+    // stopping beats panicking in a tool that may be mid-upgrade.
+    Next::Stop(Report {
+        outcome: Outcome::Failed,
+        cause: Some(failure(
+            ErrorKind::Other,
+            format!("internal error: phase {phase:?} does not fit the plan"),
+        )),
+        backup: None,
+        stuck_at: None,
+    })
+}
+
+/// The phase after the current one's effect completed with `result`.
+fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase {
+    use Phase as P;
+    let failed = |retry: Phase, step: Step, error: Failure| P::Failed {
+        retry: Box::new(retry),
+        step,
+        error,
+    };
+    match (phase, result) {
+        // Preflight: decide the shape of the run from what was observed.
+        (P::Preflight, Ok(Output::Observed(seen))) => after_preflight(plan, seen),
+        (P::Preflight, Err(e)) => P::Done(end(Outcome::Aborted, Some(e), None)),
+
+        (P::Lock(base), Ok(_)) => match plan {
+            Plan::Upgrade { .. } => P::Pull(base),
+            Plan::Backup => P::TakeBackup(base),
+            Plan::Restore { backup } => P::RestoreSnapshot(base, backup.clone()),
+            Plan::Rollback { snapshot, backup } => P::RollbackPull(Armed {
+                prep: Prepared {
+                    to: snapshot.image.clone(),
+                    base,
+                    snapshot: snapshot.clone(),
+                },
+                protection: backup
+                    .clone()
+                    .map_or(Protection::Skipped, Protection::Backup),
+            }),
+        },
+        // The lock was not taken: nothing to release.
+        (P::Lock(_), Err(e)) => P::Done(end(Outcome::Aborted, Some(e), None)),
+
+        (P::Pull(base), Ok(Output::Pulled(pulled))) => P::Snapshot(base, pulled),
+        (P::Pull(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+
+        (P::Snapshot(base, _pulled), Ok(Output::Snapshot(snapshot))) => {
+            let Plan::Upgrade { to, backup, .. } = plan else {
+                return P::Done(end(Outcome::Aborted, None, None));
+            };
+            let prep = Prepared {
+                base,
+                to: to.clone(),
+                snapshot,
+            };
+            match backup {
+                BackupMode::Offline => P::StopThenBackup(prep),
+                BackupMode::Online => P::BackupOnline(prep),
+                BackupMode::Skip => P::StopAfterBackup(Armed {
+                    prep,
+                    protection: Protection::Skipped,
+                }),
+            }
+        }
+        (P::Snapshot(..), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+
+        (P::BackupOnline(prep), Ok(Output::Backup(b))) => P::StopAfterBackup(Armed {
+            prep,
+            protection: Protection::Backup(b),
+        }),
+        (P::BackupOnline(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+
+        (P::StopThenBackup(prep), Ok(_)) => P::BackupOffline(prep),
+        (P::StopThenBackup(prep), Err(e)) => {
+            P::RestartOld(prep, end(Outcome::Aborted, Some(e), None))
+        }
+        (P::BackupOffline(prep), Ok(Output::Backup(b))) => P::SetImage(Armed {
+            prep,
+            protection: Protection::Backup(b),
+        }),
+        (P::BackupOffline(prep), Err(e)) => {
+            P::RestartOld(prep, end(Outcome::Aborted, Some(e), None))
+        }
+        (P::StopAfterBackup(a), Ok(_)) => P::SetImage(a),
+        (P::StopAfterBackup(a), Err(e)) => {
+            let backup = a.protection.backup().cloned();
+            P::RestartOld(a.prep, end(Outcome::Aborted, Some(e), backup))
+        }
+        (P::RestartOld(_, ending), Ok(_)) => P::Unlock(ending),
+        (P::RestartOld(prep, ending), Err(e)) => {
+            failed(P::RestartOld(prep, ending), Step::RestartOld, e)
+        }
+
+        // From set_image on, a failure rolls back.
+        (P::SetImage(a), Ok(_)) => P::StartLeader(a),
+        (P::StartLeader(a), Ok(_)) => P::AwaitLeader(a),
+        (P::AwaitLeader(a), Ok(_)) => P::ScaleOut(a),
+        (P::ScaleOut(a), Ok(_)) => P::AwaitAll(a),
+        (P::AwaitAll(a), Ok(_)) => P::Release(a),
+        (
+            P::SetImage(a)
+            | P::StartLeader(a)
+            | P::AwaitLeader(a)
+            | P::ScaleOut(a)
+            | P::AwaitAll(a),
+            Err(e),
+        ) => P::RollbackStop(a, Some(e)),
+
+        // Commit housekeeping: failures are warnings, the upgrade stands.
+        (P::Release(a), _) => P::Prune(a),
+        (P::Prune(a), _) => {
+            let backup = a.protection.backup().cloned();
+            P::Unlock(end(Outcome::Upgraded, None, backup))
+        }
+
+        // Rollback (automatic or manual).
+        (P::RollbackPull(a), Ok(_)) => P::RollbackStop(a, None),
+        (P::RollbackPull(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::RollbackStop(a, cause), Ok(_)) => match a.protection {
+            Protection::Backup(_) => P::RestoreData(a, cause),
+            Protection::Skipped => P::RestoreDefinition(a, cause),
+        },
+        (P::RestoreData(a, cause), Ok(_)) => P::RestoreDefinition(a, cause),
+        (P::RestoreDefinition(a, cause), Ok(_)) => P::AwaitRestored(a, cause),
+        (P::AwaitRestored(a, cause), Ok(_)) => {
+            let backup = a.protection.backup().cloned();
+            P::Unlock(end(Outcome::RolledBack, cause, backup))
+        }
+        (P::RollbackStop(a, cause), Err(e)) => {
+            failed(P::RollbackStop(a, cause), Step::RollbackStop, e)
+        }
+        (P::RestoreData(a, cause), Err(e)) => {
+            failed(P::RestoreData(a, cause), Step::RestoreData, e)
+        }
+        (P::RestoreDefinition(a, cause), Err(e)) => {
+            failed(P::RestoreDefinition(a, cause), Step::RestoreDefinition, e)
+        }
+        (P::AwaitRestored(a, cause), Err(e)) => {
+            failed(P::AwaitRestored(a, cause), Step::AwaitRestored, e)
+        }
+
+        // Backup run.
+        (P::TakeBackup(_), Ok(Output::Backup(b))) => {
+            P::Unlock(end(Outcome::BackedUp, None, Some(b)))
+        }
+        (P::TakeBackup(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+
+        // Restore run.
+        (P::RestoreSnapshot(base, id), Ok(Output::Snapshot(snapshot))) => P::RestoreStop(
+            Prepared {
+                to: snapshot.image.clone(),
+                base,
+                snapshot,
+            },
+            id,
+        ),
+        (P::RestoreSnapshot(..), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::RestoreStop(p, id), Ok(_)) => P::RestoreBackup(p, id),
+        (P::RestoreStop(p, id), Err(e)) => failed(P::RestoreStop(p, id), Step::Stop, e),
+        (P::RestoreBackup(p, _), Ok(_)) => P::RestoreBringBack(p),
+        (P::RestoreBackup(p, id), Err(e)) => failed(P::RestoreBackup(p, id), Step::RestoreData, e),
+        (P::RestoreBringBack(p), Ok(_)) => P::RestoreAwait(p),
+        (P::RestoreBringBack(p), Err(e)) => {
+            failed(P::RestoreBringBack(p), Step::RestoreDefinition, e)
+        }
+        (P::RestoreAwait(p), Ok(_)) => P::RestoreRelease(p),
+        (P::RestoreAwait(p), Err(e)) => failed(P::RestoreAwait(p), Step::AwaitRestored, e),
+        (P::RestoreRelease(_), _) => P::Unlock(end(Outcome::Restored, None, None)),
+
+        // Releasing the backend lock is housekeeping too.
+        (P::Unlock(ending), _) => P::Done(ending),
+
+        // A result that does not fit the step is a driver or engine bug: treat it as the
+        // step failing, which takes the safe branch.
+        (
+            phase @ (P::Preflight
+            | P::Pull(_)
+            | P::Snapshot(..)
+            | P::BackupOnline(_)
+            | P::BackupOffline(_)
+            | P::TakeBackup(_)
+            | P::RestoreSnapshot(..)),
+            Ok(other),
+        ) => {
+            let e = failure(
+                ErrorKind::Other,
+                format!("internal error: unexpected result {other:?} for {phase:?}"),
+            );
+            advance(plan, phase, Err(e))
+        }
+        (phase @ (P::Failed { .. } | P::Done(_)), _) => phase,
+    }
+}
+
+fn after_preflight(plan: &Plan, seen: Baseline) -> Phase {
+    let replicas = match plan {
+        Plan::Upgrade { replicas, .. } => replicas.unwrap_or(seen.replicas),
+        Plan::Rollback { snapshot, .. } => snapshot.replicas,
+        Plan::Backup | Plan::Restore { .. } => seen.replicas,
+    };
+    if let Plan::Upgrade {
+        to,
+        allow_downgrade,
+        ..
+    } = plan
+        && let Some(refusal) = refuse_upgrade(&seen.image, to, *allow_downgrade, replicas)
+    {
+        return Phase::Done(end(Outcome::Aborted, Some(refusal), None));
+    }
+    Phase::Lock(Base {
+        from: seen.image,
+        old_replicas: seen.replicas,
+        replicas,
+    })
+}
+
+/// Why an upgrade from `from` to `to` must not start, if it must not.
+pub fn refuse_upgrade(
+    from: &ImageRef,
+    to: &ImageRef,
+    allow_downgrade: bool,
+    replicas: u32,
+) -> Option<Failure> {
+    if replicas == 0 {
+        return Some(failure(
+            ErrorKind::InvalidInput,
+            "the deployment asks for 0 replicas and no replica count was given; set [app] replicas or pass --replicas".into(),
+        ));
+    }
+    if from == to {
+        return Some(failure(
+            ErrorKind::InvalidInput,
+            format!("the deployment already runs {to}; nothing to upgrade"),
+        ));
+    }
+    if from.repository() != to.repository() {
+        return Some(failure(
+            ErrorKind::InvalidInput,
+            format!(
+                "the deployment runs {from}, not an image of {}; check [app] image",
+                to.repository()
+            ),
+        ));
+    }
+    let version = |i: &ImageRef| i.tag().and_then(Version::from_tag);
+    if let (Some(a), Some(b)) = (version(from), version(to))
+        && b < a
+        && !allow_downgrade
+    {
+        return Some(failure(
+            ErrorKind::InvalidInput,
+            format!(
+                "{to} is older than the running {from}; a downgrade runs the old image on a migrated schema. Use `cutover rollback` to go back with the data, or pass --allow-downgrade if the vendor supports it"
+            ),
+        ));
+    }
+    None
+}

@@ -1,0 +1,664 @@
+//! The engine against the in-memory FakeDriver: clean runs, a failure at every step, a
+//! crash after every effect followed by resume, random fault sequences, and the lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_core::journal::{Entry, Journal};
+use cutover_core::machine::{Plan, Step};
+use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method};
+use cutover_core::{
+    BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck, ImageRef, Outcome,
+    Settings, SqliteJournal,
+};
+
+const OLD: &str = "registry.test:5000/app:1.0.0";
+const NEW: &str = "registry.test:5000/app:1.1.0";
+const BROKEN: &str = "registry.test:5000/app:1.1.0-broken";
+const UNHEALTHY: &str = "registry.test:5000/app:1.1.0-unhealthy";
+const MISSING: &str = "registry.test:5000/app:9.9.9";
+const REPLICAS: u32 = 3;
+
+fn img(s: &str) -> ImageRef {
+    s.parse().expect("valid test image")
+}
+
+fn settings(stale_after: Duration) -> Settings {
+    Settings {
+        health: HealthCheck {
+            timeout: Duration::from_millis(400),
+            interval: Duration::from_millis(2),
+            ..HealthCheck::default()
+        },
+        heartbeat: Duration::from_millis(20),
+        stale_after,
+        ..Settings::new("app")
+    }
+}
+
+fn fake() -> FakeDriver {
+    FakeDriver::new(FakeConfig::new(
+        img(OLD),
+        REPLICAS,
+        vec![img(NEW), img(BROKEN), img(UNHEALTHY)],
+    ))
+}
+
+fn engine(fake: &FakeDriver, journal: Arc<dyn Journal>, stale_after: Duration) -> Engine {
+    Engine::new(
+        Arc::new(fake.clone()),
+        Arc::new(fake.backups()),
+        journal,
+        settings(stale_after),
+    )
+}
+
+fn upgrade(to: &str) -> Plan {
+    Plan::Upgrade {
+        to: img(to),
+        backup: BackupMode::Offline,
+        replicas: None,
+        allow_downgrade: false,
+    }
+}
+
+async fn memory_journal() -> Arc<dyn Journal> {
+    Arc::new(SqliteJournal::in_memory().await.expect("journal"))
+}
+
+/// The invariants every run must leave behind, given its outcome.
+async fn assert_settled(fake: &FakeDriver, journal: &dyn Journal, finished: &Finished, to: &str) {
+    fake.clear_faults();
+    let outcome = finished.report.outcome;
+    assert!(
+        outcome.is_terminal(),
+        "run ended {outcome}: {}",
+        finished.message
+    );
+    assert_eq!(
+        fake.violations(),
+        Vec::<String>::new(),
+        "history: {:#?}",
+        fake.history()
+    );
+    let expect_image = if outcome == Outcome::Upgraded {
+        to
+    } else {
+        OLD
+    };
+    let expect_data = img(expect_image).tag().unwrap().to_string();
+    assert_eq!(
+        fake.data().version,
+        expect_data,
+        "data after {outcome}; history {:#?}",
+        fake.history()
+    );
+    assert_eq!(
+        fake.definition(),
+        (img(expect_image), REPLICAS),
+        "definition after {outcome}"
+    );
+    let seen = cutover_core::Driver::observe(fake).await.unwrap();
+    assert_eq!(seen.running(), REPLICAS as usize, "running after {outcome}");
+    assert!(
+        journal.lock("app").await.unwrap().is_none(),
+        "journal lock left after {outcome}"
+    );
+    // Releasing the backend lock is best effort: a failed unlock leaves it, with a warning.
+    let record = journal.run(&finished.run).await.unwrap().unwrap();
+    let unlock_failed = record.records.iter().any(|r| {
+        matches!(
+            r.entry,
+            Entry::Failed {
+                step: Step::Unlock,
+                ..
+            }
+        )
+    });
+    assert_eq!(
+        fake.lock_holder().is_some(),
+        unlock_failed,
+        "backend lock after {outcome}"
+    );
+}
+
+/// The first step that failed in a run's journal.
+async fn first_failed_step(journal: &dyn Journal, run: &str) -> Option<Step> {
+    let record = journal.run(run).await.unwrap().unwrap();
+    record.records.iter().find_map(|r| match &r.entry {
+        Entry::Failed { step, .. } => Some(*step),
+        _ => None,
+    })
+}
+
+/// The call log of a clean upgrade, as (method, nth call of it).
+async fn clean_calls(to: &str) -> Vec<(Method, u32)> {
+    let fake = fake();
+    let finished = engine(&fake, memory_journal().await, Duration::from_secs(30))
+        .start(upgrade(to))
+        .await
+        .unwrap();
+    assert!(finished.report.outcome.is_terminal());
+    let mut counts = std::collections::HashMap::new();
+    fake.call_log()
+        .into_iter()
+        .map(|m| {
+            let n = counts.entry(m).or_insert(0);
+            *n += 1;
+            (m, *n)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn clean_upgrade_migrates_with_the_leader_alone() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let (events, mut rx) = EventSink::channel();
+    let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
+        .with_events(events)
+        .start(upgrade(NEW))
+        .await
+        .unwrap();
+    assert_eq!(
+        finished.report.outcome,
+        Outcome::Upgraded,
+        "{}",
+        finished.message
+    );
+    assert_settled(&fake, &*journal, &finished, NEW).await;
+    let history = fake.history();
+    let migrations = history.iter().filter(|h| h.starts_with("migrate")).count();
+    assert_eq!(migrations, 1, "{history:#?}");
+    // The backup of the old data is recorded before the first new instance starts.
+    let backup_at = history
+        .iter()
+        .position(|h| h.starts_with("backup"))
+        .unwrap();
+    let first_new = history
+        .iter()
+        .position(|h| h.starts_with("start") && h.contains("app:1.1.0"))
+        .unwrap();
+    assert!(backup_at < first_new, "{history:#?}");
+
+    let mut steps = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        assert_eq!(e.schema, cutover_core::EVENT_SCHEMA);
+        if let EventKind::StepFinished { step, .. } = e.kind {
+            steps.push(step);
+        }
+    }
+    let expected = [
+        "preflight",
+        "lock",
+        "pull",
+        "snapshot",
+        "stop",
+        "backup",
+        "set_image",
+        "start_leader",
+        "await_leader",
+        "scale_out",
+        "await_all",
+        "release",
+        "prune",
+        "unlock",
+    ];
+    assert_eq!(steps, expected);
+}
+
+#[tokio::test]
+async fn online_and_skipped_backups_order_the_steps_as_planned() {
+    for (mode, expected) in [
+        (
+            BackupMode::Online,
+            vec![
+                "preflight",
+                "lock",
+                "pull",
+                "snapshot",
+                "backup",
+                "stop",
+                "set_image",
+            ],
+        ),
+        (
+            BackupMode::Skip,
+            vec!["preflight", "lock", "pull", "snapshot", "stop", "set_image"],
+        ),
+    ] {
+        let fake = fake();
+        let journal = memory_journal().await;
+        let plan = Plan::Upgrade {
+            to: img(NEW),
+            backup: mode,
+            replicas: None,
+            allow_downgrade: false,
+        };
+        let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
+            .start(plan)
+            .await
+            .unwrap();
+        assert_eq!(finished.report.outcome, Outcome::Upgraded);
+        let record = journal.run(&finished.run).await.unwrap().unwrap();
+        let steps: Vec<&str> = record
+            .records
+            .iter()
+            .filter_map(|r| match &r.entry {
+                Entry::Finished { step, .. } => Some(step.as_str()),
+                _ => None,
+            })
+            .take(expected.len())
+            .collect();
+        assert_eq!(steps, expected, "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn broken_and_unhealthy_images_roll_back_with_the_data() {
+    for bad in [BROKEN, UNHEALTHY] {
+        let fake = fake();
+        fake.write_rows(42);
+        let rows = fake.data().rows;
+        let journal = memory_journal().await;
+        let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
+            .start(upgrade(bad))
+            .await
+            .unwrap();
+        assert_eq!(
+            finished.report.outcome,
+            Outcome::RolledBack,
+            "{bad}: {}",
+            finished.message
+        );
+        assert_settled(&fake, &*journal, &finished, bad).await;
+        assert_eq!(fake.data().rows, rows);
+        assert!(
+            finished.message.contains("rolled back"),
+            "{}",
+            finished.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_tag_aborts_before_touching_anything() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
+        .start(upgrade(MISSING))
+        .await
+        .unwrap();
+    assert_eq!(finished.report.outcome, Outcome::Aborted);
+    assert_eq!(
+        finished.report.cause.as_ref().unwrap().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        first_failed_step(&*journal, &finished.run).await,
+        Some(Step::Pull)
+    );
+    assert!(fake.history().is_empty(), "{:#?}", fake.history());
+    assert_settled(&fake, &*journal, &finished, MISSING).await;
+}
+
+#[tokio::test]
+async fn a_downgrade_is_refused_unless_allowed() {
+    let fake = FakeDriver::new(FakeConfig::new(img(NEW), REPLICAS, vec![img(OLD)]));
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let finished = e.start(upgrade(OLD)).await.unwrap();
+    assert_eq!(finished.report.outcome, Outcome::Aborted);
+    assert!(finished.message.contains("older"), "{}", finished.message);
+    assert!(fake.history().is_empty());
+    let allowed = Plan::Upgrade {
+        to: img(OLD),
+        backup: BackupMode::Offline,
+        replicas: None,
+        allow_downgrade: true,
+    };
+    assert_eq!(
+        e.start(allowed).await.unwrap().report.outcome,
+        Outcome::Upgraded
+    );
+}
+
+#[tokio::test]
+async fn a_failure_at_each_step_ends_in_the_documented_state() {
+    for to in [NEW, BROKEN] {
+        let calls = clean_calls(to).await;
+        assert!(calls.len() > 10, "{calls:?}");
+        for (method, nth) in calls {
+            let fake = fake();
+            fake.inject(Fault {
+                method,
+                nth,
+                kind: FaultKind::Error(ErrorKind::Other),
+            });
+            let journal = memory_journal().await;
+            let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
+                .start(upgrade(to))
+                .await
+                .unwrap();
+            let context = format!(
+                "fault in {method:?} #{nth} upgrading to {to}: {}",
+                finished.message
+            );
+            let failed = first_failed_step(&*journal, &finished.run).await;
+            let expected = match failed {
+                None => Outcome::Upgraded,
+                Some(
+                    Step::Preflight
+                    | Step::Lock
+                    | Step::Pull
+                    | Step::Snapshot
+                    | Step::Stop
+                    | Step::Backup,
+                ) => Outcome::Aborted,
+                Some(Step::Release | Step::Prune | Step::Unlock) if to == NEW => Outcome::Upgraded,
+                Some(_) => Outcome::RolledBack,
+            };
+            let expected = if to == BROKEN && expected == Outcome::Upgraded {
+                Outcome::RolledBack
+            } else {
+                expected
+            };
+            let finished = if finished.report.outcome == Outcome::Failed {
+                // A fault while rolling back stops the run, holding the lock; resume
+                // retries the step (the fault fired once) and finishes the rollback.
+                assert!(
+                    matches!(
+                        finished.report.stuck_at,
+                        Some(
+                            Step::RollbackStop
+                                | Step::RestoreData
+                                | Step::RestoreDefinition
+                                | Step::AwaitRestored
+                        )
+                    ),
+                    "{context}"
+                );
+                engine(&fake, journal.clone(), Duration::ZERO)
+                    .resume(None)
+                    .await
+                    .unwrap()
+            } else {
+                finished
+            };
+            assert_eq!(
+                finished.report.outcome, expected,
+                "{context} (failed step {failed:?})"
+            );
+            assert_settled(&fake, &*journal, &finished, to).await;
+        }
+    }
+}
+
+/// Runs `plan` until the fake signals a crash, then drops the engine mid-run. Returns the
+/// run's end instead if it finished without reaching the faulty call.
+async fn run_until_crash(
+    fake: &FakeDriver,
+    journal: Arc<dyn Journal>,
+    plan: Plan,
+) -> Option<Finished> {
+    let crashed = fake.crashed();
+    let e = engine(fake, journal, Duration::from_secs(30));
+    let mut task = tokio::spawn(async move { e.start(plan).await });
+    tokio::select! {
+        () = crashed.notified() => {
+            task.abort();
+            let _ = task.await;
+            None
+        }
+        done = &mut task => Some(done.unwrap().unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_any_effect_resumes_to_a_terminal_state() {
+    for to in [NEW, BROKEN] {
+        let calls = clean_calls(to).await;
+        for (method, nth) in calls {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("journal.db");
+            let fake = fake();
+            fake.inject(Fault {
+                method,
+                nth,
+                kind: FaultKind::CrashAfterEffect,
+            });
+            let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+            if let Some(finished) = run_until_crash(&fake, journal.clone(), upgrade(to)).await {
+                // Only the number of polls while awaiting readiness varies between runs.
+                assert_eq!(method, Method::Observe, "{method:?} #{nth} never happened");
+                assert_settled(&fake, &*journal, &finished, to).await;
+                continue;
+            }
+
+            // A new process: a fresh engine and journal connection on the same file. The
+            // dead run's heartbeat is at most 20 ms old, so treat 0 s as stale.
+            let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+            let fresh = engine(&fake, journal.clone(), Duration::ZERO);
+            let finished = fresh.resume(None).await.unwrap_or_else(|e| {
+                panic!("resume after crash in {method:?} #{nth}: {}", e.report())
+            });
+            let expected = if to == NEW {
+                Outcome::Upgraded
+            } else {
+                Outcome::RolledBack
+            };
+            assert_eq!(
+                finished.report.outcome, expected,
+                "crash in {method:?} #{nth} upgrading to {to}: {}",
+                finished.message
+            );
+            assert_settled(&fake, &*journal, &finished, to).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rollback_holds_the_lock_and_resume_finishes_it() {
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::RestoreData,
+        nth: 1,
+        kind: FaultKind::Error(ErrorKind::Unavailable),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let journal: Arc<dyn Journal> =
+        Arc::new(SqliteJournal::open(dir.path().join("j.db")).await.unwrap());
+    let e = engine(&fake, journal.clone(), Duration::ZERO);
+    let finished = e.start(upgrade(BROKEN)).await.unwrap();
+    assert_eq!(finished.report.outcome, Outcome::Failed);
+    assert_eq!(finished.report.stuck_at, Some(Step::RestoreData));
+    assert_eq!(
+        finished.next.as_deref(),
+        Some(format!("cutover resume {}", finished.run).as_str())
+    );
+    assert!(
+        journal.lock("app").await.unwrap().is_some(),
+        "the lock must stay held"
+    );
+
+    // A new upgrade is refused and pointed at resume.
+    let err = e.start(upgrade(NEW)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{}", err.report());
+    assert!(err.to_string().contains("cutover resume"), "{err}");
+
+    let resumed = e.resume(None).await.unwrap();
+    assert_eq!(resumed.run, finished.run);
+    assert_eq!(
+        resumed.report.outcome,
+        Outcome::RolledBack,
+        "{}",
+        resumed.message
+    );
+    assert_settled(&fake, &*journal, &resumed, BROKEN).await;
+}
+
+#[tokio::test]
+async fn two_runs_on_one_journal_exactly_one_proceeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::Pull,
+        nth: 1,
+        kind: FaultKind::Hang,
+    });
+    let first = engine(
+        &fake,
+        Arc::new(SqliteJournal::open(&path).await.unwrap()),
+        Duration::from_secs(30),
+    );
+    let cancel = first.cancellation();
+    let task = tokio::spawn(async move { first.start(upgrade(NEW)).await });
+    let other_journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+    while other_journal.lock("app").await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = engine(&fake, other_journal.clone(), Duration::from_secs(30));
+    let err = second.start(upgrade(NEW)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{}", err.report());
+    assert!(err.to_string().contains("pid"), "names the holder: {err}");
+
+    // Cancelling the first (hung in pull) aborts it with nothing changed.
+    cancel.cancel();
+    let finished = task.await.unwrap().unwrap();
+    assert_eq!(finished.report.outcome, Outcome::Aborted);
+    assert_eq!(
+        finished.report.cause.as_ref().unwrap().kind,
+        ErrorKind::Cancelled
+    );
+    assert_settled(&fake, &*other_journal, &finished, NEW).await;
+}
+
+#[tokio::test]
+async fn cancelling_while_the_leader_migrates_rolls_back() {
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::Observe,
+        nth: 2, // preflight is the first observe; the second is in await_leader
+        kind: FaultKind::Hang,
+    });
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let cancel = e.cancellation();
+    let task = tokio::spawn(async move { e.start(upgrade(NEW)).await });
+    while !fake.history().iter().any(|h| h.starts_with("migrate")) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    cancel.cancel();
+    let finished = task.await.unwrap().unwrap();
+    assert_eq!(
+        finished.report.outcome,
+        Outcome::RolledBack,
+        "{}",
+        finished.message
+    );
+    assert_settled(&fake, &*journal, &finished, NEW).await;
+}
+
+#[tokio::test]
+async fn manual_rollback_restores_data_and_image_after_an_upgrade() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let up = e.start(upgrade(NEW)).await.unwrap();
+    assert_eq!(up.report.outcome, Outcome::Upgraded);
+    fake.write_rows(5); // written on the new version; a rollback to the backup drops them
+
+    let plan = e.rollback_plan(None).await.unwrap();
+    let back = e.start(plan).await.unwrap();
+    assert_eq!(back.report.outcome, Outcome::RolledBack, "{}", back.message);
+    assert_eq!(fake.data().version, "1.0.0");
+    assert_eq!(fake.data().rows, 1000);
+    assert_eq!(fake.definition(), (img(OLD), REPLICAS));
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+
+    let wrong: cutover_core::BackupId = "b-999".parse().unwrap();
+    let err = e.rollback_plan(Some(&wrong)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn backup_and_restore_runs() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let taken = e.start(Plan::Backup).await.unwrap();
+    assert_eq!(taken.report.outcome, Outcome::BackedUp);
+    let id = taken.report.backup.unwrap().id;
+    fake.write_rows(7);
+    let restored = e.start(Plan::Restore { backup: id }).await.unwrap();
+    assert_eq!(
+        restored.report.outcome,
+        Outcome::Restored,
+        "{}",
+        restored.message
+    );
+    assert_eq!(fake.data().rows, 1000);
+    assert_eq!(fake.definition(), (img(OLD), REPLICAS));
+
+    let missing = e
+        .start(Plan::Restore {
+            backup: "b-77".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(missing.report.outcome, Outcome::Aborted);
+    assert_eq!(
+        first_failed_step(&*journal, &missing.run).await,
+        Some(Step::Preflight)
+    );
+}
+
+mod random_faults {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind() -> impl Strategy<Value = FaultKind> {
+        prop_oneof![
+            Just(FaultKind::Error(ErrorKind::Other)),
+            Just(FaultKind::Error(ErrorKind::Unavailable)),
+            Just(FaultKind::Error(ErrorKind::Timeout)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Random faults anywhere (including during rollback), resumed until the run ends:
+        /// the invariants hold whatever the sequence.
+        #[test]
+        fn invariants_hold_under_random_faults(
+            target in prop::sample::select(vec![NEW, BROKEN, UNHEALTHY]),
+            faults in prop::collection::vec((0usize..40, kind()), 0..5),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let methods = [
+                    Method::Observe, Method::Pull, Method::Snapshot, Method::SetImage,
+                    Method::Scale, Method::Restore, Method::Release, Method::Lock,
+                    Method::Unlock, Method::BackupPreflight, Method::Backup,
+                    Method::RestoreData, Method::Prune,
+                ];
+                let fake = fake();
+                for (i, kind) in faults {
+                    fake.inject(Fault { method: methods[i % methods.len()], nth: (i / methods.len()) as u32 + 1, kind });
+                }
+                let journal = memory_journal().await;
+                let e = engine(&fake, journal.clone(), Duration::ZERO);
+                let mut finished = e.start(upgrade(target)).await.unwrap();
+                let mut resumes = 0;
+                while finished.report.outcome == Outcome::Failed {
+                    resumes += 1;
+                    assert!(resumes < 10, "never settles");
+                    finished = e.resume(None).await.unwrap();
+                }
+                assert_settled(&fake, &*journal, &finished, target).await;
+            });
+        }
+    }
+}
