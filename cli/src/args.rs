@@ -1,0 +1,161 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::Output;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    unexpected error
+  2    usage or configuration error (nothing was done)
+  3    locked by another run (nothing was done)
+  4    aborted before changing anything
+  5    upgrade failed and was rolled back (old image, old data)
+  6    needs intervention: run the printed `next` command (usually `cutover resume`)
+  130  stopped by a second Ctrl-C; `cutover resume` continues";
+
+/// Upgrade self-hosted containerised applications safely, and roll them back with their data.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    after_help = format!("Example:\n  cutover plan --to v2.7.81\n  cutover upgrade --to v2.7.81\n\n{EXIT_CODES}")
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "cutover.toml"
+    )]
+    pub config: PathBuf,
+    /// How to report.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the steps an upgrade would take, the expected downtime and warnings; change nothing.
+    #[command(after_help = "Example:\n  cutover plan --to v2.7.81 --backup online")]
+    Plan(UpgradeArgs),
+    /// Upgrade to a new tag: back up, stop, migrate with one instance alone, scale out.
+    #[command(
+        after_help = "Example:\n  cutover upgrade --to v2.7.81\n  cutover upgrade --to v2.7.81 --replicas 3 --output json"
+    )]
+    Upgrade(UpgradeArgs),
+    /// Go back to the image and data from before the last upgrade (or the one that took --backup).
+    #[command(
+        after_help = "Example:\n  cutover rollback\n  cutover rollback --backup 20261125T194500Z-apidog-3f2a9c"
+    )]
+    Rollback {
+        /// The backup whose upgrade to undo.
+        #[arg(long, value_name = "ID")]
+        backup: Option<String>,
+    },
+    /// Continue an interrupted or failed run from its journal.
+    #[command(after_help = "Example:\n  cutover resume\n  cutover resume 20261125T194500Z-3f2a9c")]
+    Resume {
+        /// The run (default: the one holding the lock).
+        run: Option<String>,
+    },
+    /// Show the running version, replicas, the lock and the last run.
+    #[command(after_help = "Example:\n  cutover status --output json")]
+    Status,
+    /// List past runs with outcome, duration and backup.
+    #[command(after_help = "Example:\n  cutover history --limit 5")]
+    History {
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Take a verified backup now, without stopping the application.
+    #[command(after_help = "Example:\n  cutover backup")]
+    Backup,
+    /// List, show, verify and prune backups.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  cutover backups list\n  cutover backups verify ID"
+    )]
+    Backups(BackupsCommand),
+    /// Replace the data with a backup (the application is stopped meanwhile).
+    #[command(after_help = "Example:\n  cutover restore 20261125T194500Z-apidog-3f2a9c")]
+    Restore {
+        /// The backup id (see `cutover backups list`).
+        id: String,
+    },
+    /// Remove the target's lock. Risky: see the help.
+    #[command(
+        after_help = "Removing the lock of a run that is still working, or that was interrupted \
+mid-upgrade, lets another run change a half-changed deployment. Prefer `cutover resume`.\n\n\
+Example:\n  cutover unlock --force"
+    )]
+    Unlock {
+        /// Confirm that you understand the risk.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `backups` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// List backups, newest first.
+    #[command(after_help = "Example:\n  cutover backups list --output json")]
+    List,
+    /// Show one backup.
+    #[command(after_help = "Example:\n  cutover backups show ID")]
+    Show {
+        /// The backup id.
+        id: String,
+    },
+    /// Check a backup's checksums and identity.
+    #[command(after_help = "Example:\n  cutover backups verify ID")]
+    Verify {
+        /// The backup id.
+        id: String,
+    },
+    /// Delete all but the newest backups.
+    #[command(after_help = "Example:\n  cutover backups prune --keep 5")]
+    Prune {
+        /// How many to keep (default: [backup] keep).
+        #[arg(long)]
+        keep: Option<usize>,
+    },
+}
+
+/// When the upgrade takes its backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackupChoice {
+    /// After stopping: nothing written is lost on rollback (default).
+    Offline,
+    /// Before stopping: shorter downtime; writes after the backup are lost on rollback.
+    Online,
+    /// No backup: a rollback cannot restore data.
+    Skip,
+}
+
+/// Arguments of `plan` and `upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The tag to upgrade to.
+    #[arg(long, value_name = "TAG")]
+    pub to: String,
+    /// When to take the backup.
+    #[arg(long, value_enum, default_value_t = BackupChoice::Offline)]
+    pub backup: BackupChoice,
+    /// Replicas after the upgrade (default: [app] replicas, else as observed).
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// Permit a tag older than the running one.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+}

@@ -1,0 +1,599 @@
+//! The commands: set up the engine from the configuration, run, render, map to exit codes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cutover_core::journal::{Journal, RunStatus};
+use cutover_core::machine::{Baseline, Run, Step, refuse_upgrade};
+use cutover_core::{
+    BackupId, BackupMode, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error,
+    ErrorKind, EventSink, Finished, Plan, Settings, SqliteJournal,
+};
+use serde_json::json;
+
+use crate::args::{BackupChoice, BackupsCommand, Cli, Command, UpgradeArgs};
+use crate::config::Config;
+use crate::exit;
+use crate::registry::{DriverContext, Registry};
+use crate::render::{Renderer, seconds};
+
+/// A command's failure: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failed {
+    kind: String,
+    message: String,
+    code: u8,
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed {
+            kind: e.kind().to_string(),
+            message: e.report(),
+            code: exit::for_error(e.kind()),
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for Failed {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Failed {
+            kind: "config".into(),
+            message: e.to_string(),
+            code: exit::USAGE,
+        }
+    }
+}
+
+type Outcome<T = u8> = std::result::Result<T, Failed>;
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli, registry: Registry, renderer: &Renderer) -> u8 {
+    match execute(cli, registry, renderer).await {
+        Ok(code) => code,
+        Err(f) => {
+            renderer.error(&f.kind, &f.message, f.code);
+            f.code
+        }
+    }
+}
+
+/// Everything a command needs.
+struct Setup {
+    config: Config,
+    engine: Engine,
+}
+
+async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Setup> {
+    let config = Config::load(Some(&cli.config))?;
+    let target = registry
+        .build(DriverContext {
+            kind: config.driver.kind.clone(),
+            table: config.driver_table(),
+            repository: config.repository(),
+            app: config.app.name.clone(),
+            base_dir: config.base_dir.clone(),
+            source: cli.config.display().to_string(),
+        })
+        .await?;
+    let backups = target.backups.clone().unwrap_or_else(|| {
+        Arc::new(NoBackups {
+            driver: config.driver.kind.clone(),
+        })
+    });
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(config.journal_path()?).await?);
+    let settings = Settings {
+        health: config.health.clone(),
+        keep_backups: config.backup.keep,
+        ..Settings::new(config.app.name.clone())
+    };
+    let engine = Engine::new(target.driver, backups, journal, settings).with_events(events);
+    Ok(Setup { config, engine })
+}
+
+async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
+    let Setup { config, engine } = setup(&cli, &registry, renderer.sink()).await?;
+    match &cli.command {
+        Command::Plan(args) => plan(&config, &engine, args, renderer).await,
+        Command::Upgrade(args) => {
+            let plan = upgrade_plan(&config, args)?;
+            finish(drive(&engine, engine.start(plan)).await?, false)
+        }
+        Command::Rollback { backup } => {
+            let id = backup.as_deref().map(str::parse::<BackupId>).transpose()?;
+            let plan = engine.rollback_plan(id.as_ref()).await?;
+            finish(drive(&engine, engine.start(plan)).await?, true)
+        }
+        Command::Resume { run } => {
+            let rollback = match run {
+                Some(id) => engine
+                    .journal()
+                    .run(id)
+                    .await?
+                    .is_some_and(|r| r.header.kind() == cutover_core::RunKind::Rollback),
+                None => engine
+                    .open_run()
+                    .await?
+                    .is_some_and(|h| h.kind() == cutover_core::RunKind::Rollback),
+            };
+            finish(
+                drive(&engine, engine.resume(run.as_deref())).await?,
+                rollback,
+            )
+        }
+        Command::Status => status(&engine, renderer).await,
+        Command::History { limit } => history(&engine, *limit, renderer).await,
+        Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?, false),
+        Command::Backups(sub) => backups(&config, &engine, sub, renderer).await,
+        Command::Restore { id } => {
+            let plan = Plan::Restore {
+                backup: id.parse()?,
+            };
+            finish(drive(&engine, engine.start(plan)).await?, false)
+        }
+        Command::Unlock { force } => unlock(&engine, *force, renderer).await,
+    }
+}
+
+fn finish(finished: Finished, rollback_requested: bool) -> Outcome {
+    Ok(exit::for_outcome(
+        finished.report.outcome,
+        rollback_requested,
+    ))
+}
+
+/// Runs `run` while the first Ctrl-C cancels it (it then aborts or rolls back) and a
+/// second one exits at once, leaving the journal for `cutover resume`.
+async fn drive(
+    engine: &Engine,
+    run: impl std::future::Future<Output = cutover_core::Result<Finished>>,
+) -> Outcome<Finished> {
+    let cancel = engine.cancellation();
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "! cancelling: the run aborts or rolls back. Press Ctrl-C again to stop at once (then `cutover resume`)."
+        );
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("! stopped at once; `cutover resume` continues from the journal");
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
+    let result = run.await;
+    watcher.abort();
+    Ok(result?)
+}
+
+fn upgrade_plan(config: &Config, args: &UpgradeArgs) -> Outcome<Plan> {
+    let to = config
+        .image_with_tag(&args.to)
+        .map_err(|e| Error::invalid(format!("--to {:?}: {}", args.to, e.message())))?;
+    Ok(Plan::Upgrade {
+        to,
+        backup: match args.backup {
+            BackupChoice::Offline => BackupMode::Offline,
+            BackupChoice::Online => BackupMode::Online,
+            BackupChoice::Skip => BackupMode::Skip,
+        },
+        replicas: args.replicas.or(config.app.replicas),
+        allow_downgrade: args.allow_downgrade,
+    })
+}
+
+/// The steps from stop until the leader is healthy: the downtime window.
+const DOWNTIME: [Step; 5] = [
+    Step::Stop,
+    Step::Backup,
+    Step::SetImage,
+    Step::StartLeader,
+    Step::AwaitLeader,
+];
+
+async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer) -> Outcome {
+    let plan = upgrade_plan(config, args)?;
+    let Plan::Upgrade {
+        to,
+        backup,
+        replicas,
+        allow_downgrade,
+    } = &plan
+    else {
+        unreachable!("upgrade_plan builds an upgrade")
+    };
+    let seen = engine.driver().observe().await?;
+    let baseline = Baseline {
+        image: seen.image.clone(),
+        replicas: seen.replicas,
+    };
+    let mut warnings = Vec::new();
+    if let Some(refusal) = refuse_upgrade(
+        &seen.image,
+        to,
+        *allow_downgrade,
+        replicas.unwrap_or(seen.replicas),
+    ) {
+        warnings.push(format!("the upgrade would stop in preflight: {refusal}"));
+    }
+    match backup {
+        BackupMode::Online => warnings.push(
+            "online backup: writes between the backup and the stop are lost if the upgrade rolls back".into(),
+        ),
+        BackupMode::Skip => warnings.push(
+            "NO BACKUP: a rollback restores the image only; the old image may fail on the migrated schema".into(),
+        ),
+        BackupMode::Offline => {}
+    }
+    if let Some(open) = engine.open_run().await? {
+        warnings.push(format!(
+            "run {} holds the lock ({}); the upgrade would be refused until it ends",
+            open.id,
+            open.kind().as_str()
+        ));
+    }
+    let steps = Run::new(plan.clone()).preview(&baseline);
+    // The estimate comes from the last upgrade's own timings, if there is one.
+    let mut estimate_ms = None;
+    for header in engine.journal().runs(&config.app.name, 50).await? {
+        if header.kind() != cutover_core::RunKind::Upgrade {
+            continue;
+        }
+        if let Some(record) = engine.journal().run(&header.id).await? {
+            let d = record.step_durations();
+            if d.iter()
+                .any(|(s, _, failed)| *s == Step::AwaitLeader && !failed)
+            {
+                estimate_ms = Some(
+                    d.iter()
+                        .filter(|(s, _, _)| DOWNTIME.contains(s))
+                        .map(|(_, ms, _)| ms)
+                        .sum::<u64>(),
+                );
+                break;
+            }
+        }
+    }
+    let step_docs: Vec<_> = steps
+        .iter()
+        .map(|e| {
+            json!({
+                "step": e.step.as_str(),
+                "about": cutover_core::engine::about(&e.action),
+                "downtime": DOWNTIME.contains(&e.step),
+            })
+        })
+        .collect();
+    r.document(
+        json!({
+            "command": "plan",
+            "from": seen.image.to_string(),
+            "to": to.to_string(),
+            "replicas": replicas.unwrap_or(seen.replicas),
+            "steps": step_docs,
+            "downtime_estimate_ms": estimate_ms,
+            "warnings": warnings,
+        }),
+        || {
+            let mut out = format!(
+                "upgrade {} from {} ({} replicas) to {to}\n\n",
+                config.app.name, seen.image, seen.replicas
+            );
+            for (i, e) in steps.iter().enumerate() {
+                let mark = if DOWNTIME.contains(&e.step) {
+                    "▼"
+                } else {
+                    " "
+                };
+                out.push_str(&format!(
+                    "{:>3}. {mark} {:<16} {}\n",
+                    i + 1,
+                    e.step.as_str(),
+                    cutover_core::engine::about(&e.action)
+                ));
+            }
+            out.push_str(&format!(
+                "\ndowntime (▼, from stop until the leader is healthy): {}\n",
+                estimate_ms.map_or(
+                    "unknown until a first upgrade is recorded".to_string(),
+                    |ms| { format!("about {} (from the last upgrade)", seconds(ms)) }
+                )
+            ));
+            for w in &warnings {
+                out.push_str(&format!("warning: {w}\n"));
+            }
+            out
+        },
+    );
+    Ok(exit::SUCCESS)
+}
+
+async fn status(engine: &Engine, r: &Renderer) -> Outcome {
+    let target = &engine.settings().target;
+    let seen = engine.driver().observe().await;
+    let lock = engine.journal().lock(target).await?;
+    let last = engine.journal().runs(target, 1).await?.into_iter().next();
+    let stale = engine.settings().stale_after;
+    let open = match &lock {
+        Some(l) if !l.is_live(stale) => Some(l.holder.run.clone()),
+        _ => None,
+    };
+    let json_seen = match &seen {
+        Ok(o) => json!({
+            "image": o.image.to_string(),
+            "digest": o.instances.iter().find_map(|i| i.digest.clone()),
+            "replicas_desired": o.replicas,
+            "replicas_ready": o.ready_of(&o.image),
+        }),
+        Err(e) => json!({ "error": e.report() }),
+    };
+    r.document(
+        json!({
+            "command": "status",
+            "target": target,
+            "deployment": json_seen,
+            "lock": lock.as_ref().map(|l| json!({
+                "run": l.holder.run, "host": l.holder.host, "pid": l.holder.pid,
+                "live": l.is_live(stale),
+            })),
+            "last_run": last.as_ref().map(|h| json!({
+                "id": h.id, "kind": h.kind().as_str(), "status": status_name(h.status),
+            })),
+            "resume": open.as_ref().map(|id| format!("cutover resume {id}")),
+        }),
+        || {
+            let mut out = format!("target {target}\n");
+            match &seen {
+                Ok(o) => {
+                    out.push_str(&format!("  running   {}\n", o.image));
+                    if let Some(d) = o.instances.iter().find_map(|i| i.digest.clone()) {
+                        out.push_str(&format!("  digest    {d}\n"));
+                    }
+                    out.push_str(&format!(
+                        "  replicas  {}/{} ready\n",
+                        o.ready_of(&o.image),
+                        o.replicas
+                    ));
+                }
+                Err(e) => out.push_str(&format!("  deployment: cannot observe: {}\n", e.report())),
+            }
+            match &lock {
+                Some(l) if l.is_live(stale) => out.push_str(&format!("  lock      {l}\n")),
+                Some(l) => out.push_str(&format!(
+                    "  lock      held by an interrupted or failed run: {l}\n  next      cutover resume {}\n",
+                    l.holder.run
+                )),
+                None => out.push_str("  lock      free\n"),
+            }
+            if let Some(h) = &last {
+                out.push_str(&format!(
+                    "  last run  {} {} {}\n",
+                    h.id,
+                    h.kind().as_str(),
+                    status_name(h.status)
+                ));
+            }
+            out
+        },
+    );
+    Ok(exit::SUCCESS)
+}
+
+fn status_name(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "running or interrupted",
+        RunStatus::Stopped(o) => o.as_str(),
+    }
+}
+
+async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
+    let target = &engine.settings().target;
+    let mut rows = Vec::new();
+    for header in engine.journal().runs(target, limit).await? {
+        let Some(record) = engine.journal().run(&header.id).await? else {
+            continue;
+        };
+        let total = header.ended_ms.map(|e| e.saturating_sub(header.started_ms));
+        let backup = header
+            .report
+            .as_ref()
+            .and_then(|rep| rep.backup.as_ref())
+            .map(|b| b.id.to_string());
+        let steps: Vec<_> = record
+            .step_durations()
+            .into_iter()
+            .map(|(s, ms, failed)| json!({ "step": s.as_str(), "millis": ms, "failed": failed }))
+            .collect();
+        rows.push(json!({
+            "id": header.id,
+            "kind": header.kind().as_str(),
+            "status": status_name(header.status),
+            "started": cutover_core::event::timestamp(std::time::UNIX_EPOCH + Duration::from_millis(header.started_ms)),
+            "millis": total,
+            "backup": backup,
+            "cause": header.report.as_ref().and_then(|rep| rep.cause.as_ref()).map(|c| c.message.clone()),
+            "steps": steps,
+        }));
+    }
+    let human = || {
+        let mut out = String::new();
+        for row in &rows {
+            out.push_str(&format!(
+                "{}  {:<8} {:<22} {:>7}  backup {}\n",
+                row["id"].as_str().unwrap_or(""),
+                row["kind"].as_str().unwrap_or(""),
+                row["status"].as_str().unwrap_or(""),
+                row["millis"].as_u64().map_or("-".into(), seconds),
+                row["backup"].as_str().unwrap_or("-"),
+            ));
+            if let Some(c) = row["cause"].as_str() {
+                out.push_str(&format!("    cause: {c}\n"));
+            }
+        }
+        if out.is_empty() {
+            out.push_str("no runs recorded\n");
+        }
+        out
+    };
+    r.document(json!({ "command": "history", "runs": rows }), human);
+    Ok(exit::SUCCESS)
+}
+
+async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Renderer) -> Outcome {
+    let store = engine.backups();
+    let app = &config.app.name;
+    let summary = |b: &BackupSummary| json!({ "id": b.id.to_string(), "created": b.created, "app": b.app, "image": b.image, "bytes": b.bytes });
+    match sub {
+        BackupsCommand::List => {
+            let list = store.list().await?;
+            r.document(
+                json!({ "command": "backups list", "backups": list.iter().map(summary).collect::<Vec<_>>() }),
+                || {
+                    let mut out: String = list
+                        .iter()
+                        .map(|b| format!("{}  {}  {}  {} bytes\n", b.id, b.created, b.image, b.bytes))
+                        .collect();
+                    if out.is_empty() {
+                        out = "no backups\n".into();
+                    }
+                    out
+                },
+            );
+        }
+        BackupsCommand::Show { id } => {
+            let id: BackupId = id.parse()?;
+            let found = store
+                .list()
+                .await?
+                .into_iter()
+                .find(|b| b.id == id)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("no backup {id} (see `cutover backups list`)"),
+                    )
+                })?;
+            r.document(
+                json!({ "command": "backups show", "backup": summary(&found) }),
+                || {
+                    format!(
+                        "id       {}\ncreated  {}\napp      {}\nimage    {}\nbytes    {}\n",
+                        found.id, found.created, found.app, found.image, found.bytes
+                    )
+                },
+            );
+        }
+        BackupsCommand::Verify { id } => {
+            let id: BackupId = id.parse()?;
+            let ok = store.verify(&id, app).await?;
+            r.document(json!({ "command": "backups verify", "id": ok.id.to_string(), "bytes": ok.bytes, "ok": true }), || {
+                format!("backup {} verified ({} bytes)\n", ok.id, ok.bytes)
+            });
+        }
+        BackupsCommand::Prune { keep } => {
+            if let Some(open) = engine.open_run().await? {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    format!(
+                        "run {} holds the lock and may need its backup; prune after it ends",
+                        open.id
+                    ),
+                )
+                .into());
+            }
+            let deleted = store
+                .prune(app, keep.unwrap_or(config.backup.keep), &[])
+                .await?;
+            let ids: Vec<String> = deleted.iter().map(ToString::to_string).collect();
+            r.document(
+                json!({ "command": "backups prune", "deleted": ids }),
+                || format!("deleted {} backup(s) {}\n", ids.len(), ids.join(" ")),
+            );
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn unlock(engine: &Engine, force: bool, r: &Renderer) -> Outcome {
+    if !force {
+        return Err(Error::invalid(
+            "unlock needs --force: removing the lock of a run that is still working, or that was interrupted mid-upgrade, lets another run change a half-changed deployment. Prefer `cutover resume`",
+        )
+        .into());
+    }
+    let target = &engine.settings().target;
+    let removed = engine.journal().force_release(target).await?;
+    if let Some(info) = &removed
+        && engine.driver().capabilities().lock
+    {
+        engine.driver().unlock(&info.holder).await?;
+    }
+    r.document(
+        json!({ "command": "unlock", "removed": removed.as_ref().map(|l| l.holder.run.clone()) }),
+        || match &removed {
+            Some(l) => format!(
+                "removed the lock of {}. If that run was interrupted, the deployment may be half-changed: check `cutover status`\n",
+                l.holder
+            ),
+            None => "no lock was held\n".into(),
+        },
+    );
+    Ok(exit::SUCCESS)
+}
+
+/// The backup engine when the driver brings none and none is configured.
+#[derive(Debug)]
+struct NoBackups {
+    driver: String,
+}
+
+impl NoBackups {
+    fn error(&self) -> Error {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "no database backup engine is available for the {} driver in this build; upgrades need --backup skip",
+                self.driver
+            ),
+        )
+    }
+}
+
+#[async_trait]
+impl Backups for NoBackups {
+    async fn preflight(&self, _driver: &dyn Driver) -> cutover_core::Result<()> {
+        Err(self.error())
+    }
+    async fn backup(
+        &self,
+        _scope: BackupScope<'_>,
+        _events: &EventSink,
+    ) -> cutover_core::Result<BackupRef> {
+        Err(self.error())
+    }
+    async fn verify(&self, _id: &BackupId, _app: &str) -> cutover_core::Result<BackupRef> {
+        Err(self.error())
+    }
+    async fn restore(
+        &self,
+        _id: &BackupId,
+        _app: &str,
+        _driver: &dyn Driver,
+        _events: &EventSink,
+    ) -> cutover_core::Result<()> {
+        Err(self.error())
+    }
+    async fn list(&self) -> cutover_core::Result<Vec<BackupSummary>> {
+        Ok(Vec::new())
+    }
+    async fn prune(
+        &self,
+        _app: &str,
+        _keep: usize,
+        _protected: &[BackupId],
+    ) -> cutover_core::Result<Vec<BackupId>> {
+        Ok(Vec::new())
+    }
+}

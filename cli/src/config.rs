@@ -1,0 +1,407 @@
+//! The configuration: built-in defaults < `cutover.toml` < `CUTOVER_*` environment.
+//!
+//! Flags override individual settings in the commands. Secrets come from the environment
+//! (`CUTOVER_DATABASE__PASSWORD`) or files (`password_file`), never from flags.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use cutover_core::{HealthCheck, ImageRef};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The application.
+    pub app: AppConfig,
+    /// Health checking on top of the backend's readiness.
+    #[serde(default)]
+    pub health: HealthCheck,
+    /// The backend.
+    pub driver: DriverSection,
+    /// The application's database.
+    #[serde(default)]
+    pub database: Option<DatabaseConfig>,
+    /// Where backups go and how many stay.
+    #[serde(default)]
+    pub backup: BackupConfig,
+    /// Where runs are recorded.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// The directory relative paths are resolved against (the config file's), set on load.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The application's name: the lock key and the identity of its backups.
+    pub name: String,
+    /// The image repository (no tag): upgrades change the tag.
+    pub image: String,
+    /// Replicas after an upgrade; default: as observed.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+}
+
+/// `[driver]`: `kind` and one table per backend, e.g. `[driver.docker]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriverSection {
+    /// The registered driver name.
+    pub kind: String,
+    /// Backend tables by name; only the one named by `kind` is read.
+    #[serde(flatten)]
+    pub tables: BTreeMap<String, figment::value::Value>,
+}
+
+/// `[database]`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `mysql`, `mariadb` or `postgres`.
+    pub engine: DatabaseEngine,
+    /// The connection URL without password.
+    pub url: String,
+    /// The password; from `CUTOVER_DATABASE__PASSWORD`, never from a file in the repo.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// A file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("engine", &self.engine)
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// Supported database engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseEngine {
+    /// MySQL ≥ 8.0.17.
+    Mysql,
+    /// MariaDB.
+    Mariadb,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// `[backup]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// A directory, or `s3://bucket/prefix`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// How many backups to keep.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+    /// Storage paths to archive through the driver.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+fn default_store() -> String {
+    ".cutover/backups".into()
+}
+fn default_keep() -> usize {
+    10
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            store: default_store(),
+            keep: default_keep(),
+            paths: Vec::new(),
+        }
+    }
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// `sqlite://PATH` (relative to the config file's directory).
+    #[serde(default = "default_journal")]
+    pub url: String,
+}
+
+fn default_journal() -> String {
+    "sqlite://.cutover/journal.db".into()
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            url: default_journal(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file does not exist.
+    Missing(PathBuf),
+    /// figment's error, which names the key and where its value came from.
+    Invalid(Box<figment::Error>),
+    /// A value is well-typed but unusable.
+    Value(String),
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(p) => write!(
+                f,
+                "no configuration at {}: create it (see examples/) or pass --config PATH",
+                p.display()
+            ),
+            Self::Invalid(e) => {
+                // figment reports every error; each names the key and its source.
+                let all: Vec<String> = e.clone().into_iter().map(|e| e.to_string()).collect();
+                write!(f, "invalid configuration: {}", all.join("; "))
+            }
+            Self::Value(m) => write!(f, "invalid configuration: {m}"),
+        }
+    }
+}
+
+/// Environment variables under `CUTOVER_` that are not configuration.
+fn is_config_env(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    !key.starts_with("test_") && !key.starts_with("log")
+}
+
+impl Config {
+    /// Loads `path` (default `cutover.toml` in the working directory) and the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = path.map_or_else(|| PathBuf::from("cutover.toml"), Path::to_path_buf);
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path));
+        }
+        let figment = Figment::from(Serialized::defaults(Defaults::default()))
+            .merge(Toml::file_exact(&path))
+            .merge(
+                Env::prefixed("CUTOVER_")
+                    .split("__")
+                    .filter(|k| is_config_env(k.as_str())),
+            );
+        Self::from_figment(figment, &path)
+    }
+
+    fn from_figment(figment: Figment, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.base_dir = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let at = |key: &str, msg: String| {
+            ConfigError::Value(format!("{key} in {}: {msg}", path.display()))
+        };
+        if self.app.name.is_empty()
+            || !self
+                .app
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(at(
+                "app.name",
+                format!(
+                    "{:?} must be non-empty letters, digits, '-', '_' or '.'",
+                    self.app.name
+                ),
+            ));
+        }
+        let image = ImageRef::parse(&self.app.image).map_err(|e| at("app.image", e.to_string()))?;
+        if image.tag().is_some() || image.digest().is_some() {
+            return Err(at(
+                "app.image",
+                format!(
+                    "{:?} must be the repository without tag (upgrades choose the tag with --to)",
+                    self.app.image
+                ),
+            ));
+        }
+        self.health
+            .validate()
+            .map_err(|e| at("health", e.message().to_string()))?;
+        if let Some(extra) = self.driver.tables.keys().find(|k| **k != self.driver.kind) {
+            return Err(at(
+                &format!("driver.{extra}"),
+                format!(
+                    "a table for driver {extra:?} while driver.kind = {:?}; remove it or fix kind",
+                    self.driver.kind
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The image repository.
+    pub fn repository(&self) -> ImageRef {
+        ImageRef::parse(&self.app.image).expect("validated on load")
+    }
+
+    /// The image `repository:tag`.
+    pub fn image_with_tag(&self, tag: &str) -> cutover_core::Result<ImageRef> {
+        self.repository().with_tag(tag)
+    }
+
+    /// A path from the config, resolved against the config file's directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The journal's file path.
+    pub fn journal_path(&self) -> Result<PathBuf, ConfigError> {
+        let url = &self.journal.url;
+        let path = url.strip_prefix("sqlite://").ok_or_else(|| {
+            ConfigError::Value(format!(
+                "journal.url = {url:?}: only sqlite://PATH journals are supported so far"
+            ))
+        })?;
+        Ok(self.resolve(path))
+    }
+
+    /// The driver's own table (`[driver.<kind>]`), empty if absent.
+    pub fn driver_table(&self) -> figment::value::Value {
+        self.driver
+            .tables
+            .get(&self.driver.kind)
+            .cloned()
+            .unwrap_or_else(|| figment::value::Value::from(figment::value::Dict::new()))
+    }
+}
+
+/// Built-in defaults of the optional sections.
+#[derive(Serialize, Default)]
+struct Defaults {
+    backup: BackupConfig,
+    journal: JournalConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // figment's Jail closures return figment's (large) error type; not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    fn load_in_jail(toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut out = Err(String::new());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("cutover.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            out = Config::load(Some(Path::new("cutover.toml"))).map_err(|e| e.to_string());
+            Ok(())
+        });
+        out
+    }
+
+    const GOOD: &str = r#"
+[app]
+name = "apidog"
+image = "127.0.0.1:5000/apidog/server"
+[driver]
+kind = "fake"
+"#;
+
+    #[test]
+    fn a_minimal_config_loads_with_defaults() {
+        let c = load_in_jail(GOOD, &[]).unwrap();
+        assert_eq!(c.app.name, "apidog");
+        assert_eq!(c.backup.keep, 10);
+        assert_eq!(c.journal.url, "sqlite://.cutover/journal.db");
+        assert!(c.journal_path().unwrap().ends_with(".cutover/journal.db"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file_with_double_underscore_nesting() {
+        let c = load_in_jail(
+            GOOD,
+            &[
+                ("CUTOVER_APP__REPLICAS", "4"),
+                ("CUTOVER_TEST_REGISTRY", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.app.replicas, Some(4));
+    }
+
+    #[test]
+    fn a_typo_names_the_key_and_the_file() {
+        let e = load_in_jail(&GOOD.replace("image =", "imag ="), &[]).unwrap_err();
+        assert!(e.contains("imag"), "{e}");
+        assert!(e.contains("cutover.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_and_the_file() {
+        let e = load_in_jail(&format!("{GOOD}\n[backup]\nkeep = \"ten\"\n"), &[]).unwrap_err();
+        assert!(e.contains("backup.keep"), "{e}");
+        assert!(e.contains("cutover.toml"), "{e}");
+    }
+
+    #[test]
+    fn an_env_value_of_the_wrong_type_names_the_variable() {
+        let e = load_in_jail(GOOD, &[("CUTOVER_APP__REPLICAS", "three")]).unwrap_err();
+        assert!(e.to_lowercase().contains("app.replicas"), "{e}");
+        assert!(e.to_lowercase().contains("environment"), "{e}");
+    }
+
+    #[test]
+    fn a_tagged_image_or_bad_name_is_refused() {
+        let e = load_in_jail(&GOOD.replace("server\"", "server:1.0\""), &[]).unwrap_err();
+        assert!(e.contains("app.image"), "{e}");
+        let e = load_in_jail(&GOOD.replace("\"apidog\"", "\"a b\""), &[]).unwrap_err();
+        assert!(e.contains("app.name"), "{e}");
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let c = load_in_jail(
+            &format!(
+                "{GOOD}\n[database]\nengine = \"mariadb\"\nurl = \"mysql://u@127.0.0.1/db\"\n"
+            ),
+            &[("CUTOVER_DATABASE__PASSWORD", "hunter2")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.database.as_ref().unwrap().password.as_deref(),
+            Some("hunter2")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

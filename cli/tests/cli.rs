@@ -1,0 +1,208 @@
+//! The `cutover` binary end to end with the in-memory driver: help, configuration errors,
+//! exit codes, JSON events and the lock between two processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+
+fn config(dir: &Path, ready_after: &str) -> PathBuf {
+    let path = dir.join("cutover.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[app]
+name = "apidog"
+image = "registry.example.com/apidog/server"
+
+[health]
+timeout = "5s"
+interval = "10ms"
+
+[driver]
+kind = "fake"
+
+[driver.fake]
+running = "v2.7.80"
+replicas = 3
+tags = ["v2.7.81", "v2.7.81-broken", "v2.7.81-unhealthy"]
+ready_after = "{ready_after}"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn cutover(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cutover")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_of_every_command_shows_an_example() {
+    let top = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(top.status.success());
+    assert!(text(&top).contains("Example"), "{}", text(&top));
+    assert!(text(&top).contains("Exit codes"), "{}", text(&top));
+    for sub in [
+        vec!["plan"],
+        vec!["upgrade"],
+        vec!["rollback"],
+        vec!["resume"],
+        vec!["status"],
+        vec!["history"],
+        vec!["backup"],
+        vec!["backups"],
+        vec!["backups", "list"],
+        vec!["backups", "show"],
+        vec!["backups", "verify"],
+        vec!["backups", "prune"],
+        vec!["restore"],
+        vec!["unlock"],
+    ] {
+        let out = Command::new(BIN).args(&sub).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{sub:?}");
+        assert!(text(&out).contains("Example"), "{sub:?}: {}", text(&out));
+    }
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "10ms");
+    let good = std::fs::read_to_string(&path).unwrap();
+
+    std::fs::write(&path, good.replace("image =", "imgae =")).unwrap();
+    let out = cutover(&path, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("imgae") && text(&out).contains("cutover.toml"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(&path, good.replace("replicas = 3", "replicas = \"three\"")).unwrap();
+    let out = cutover(&path, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("driver.fake.replicas") && text(&out).contains("cutover.toml"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(&path, good.replace("timeout = \"5s\"", "timeout = 5")).unwrap();
+    let out = cutover(&path, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("health.timeout") && text(&out).contains("cutover.toml"),
+        "{}",
+        text(&out)
+    );
+
+    let out = cutover(&dir.path().join("nope.toml"), &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("nope.toml"), "{}", text(&out));
+}
+
+#[test]
+fn outcomes_map_to_the_documented_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "10ms");
+    let cases = [
+        (vec!["upgrade", "--to", "v2.7.81"], 0),
+        (vec!["upgrade", "--to", "v2.7.81-broken"], 5),
+        (vec!["upgrade", "--to", "v2.7.81-unhealthy"], 5),
+        (vec!["upgrade", "--to", "v9.9.9"], 4),
+        (vec!["upgrade", "--to", "v2.7.79"], 4),
+        (vec!["upgrade", "--to", "bad tag;rm"], 2),
+        (vec!["restore", "../../etc"], 2),
+        (vec!["unlock"], 2),
+        (vec!["unlock", "--force"], 0),
+        (vec!["backup"], 0),
+    ];
+    for (args, code) in cases {
+        let out = cutover(&path, &args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out));
+    }
+    let history = cutover(&path, &["history"]);
+    assert!(text(&history).contains("rolled_back"), "{}", text(&history));
+}
+
+#[test]
+fn json_output_is_one_versioned_event_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "10ms");
+    let out = cutover(&path, &["upgrade", "--to", "v2.7.81", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(lines.len() > 20);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["schema"] == "cutover.event.v1" && l["type"].is_string())
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "outcome");
+    assert_eq!(last["outcome"], "upgraded");
+
+    let err = cutover(&path, &["restore", "../../etc", "--output", "json"]);
+    let line: serde_json::Value = serde_json::from_slice(&err.stdout).unwrap();
+    assert_eq!(line["type"], "error");
+    assert_eq!(line["exit_code"], 2);
+}
+
+#[test]
+fn a_second_process_on_the_same_target_exits_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    // Instances take 3 s to become ready, so the first upgrade holds the lock a while.
+    let path = config(dir.path(), "3s");
+    let mut first = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .args(["upgrade", "--to", "v2.7.81"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = cutover(&path, &["status", "--output", "json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        if doc["lock"].is_object() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first run never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = cutover(&path, &["upgrade", "--to", "v2.7.81"]);
+    assert_eq!(second.status.code(), Some(3), "{}", text(&second));
+    assert!(
+        text(&second).contains("pid"),
+        "names the holder: {}",
+        text(&second)
+    );
+    assert!(first.wait().unwrap().success());
+}
