@@ -232,3 +232,124 @@ pub async fn await_ready(
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A one-route HTTP server on a free loopback port answering `status` to every request.
+    async fn http_server(status: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = socket.read(&mut buf).await;
+                let reply =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/health")
+    }
+
+    fn check() -> HealthCheck {
+        HealthCheck {
+            probe_timeout: Duration::from_secs(2),
+            ..HealthCheck::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn http_probe_needs_a_2xx() {
+        let ok = HealthCheck {
+            http: Some(http_server("200 OK").await),
+            ..check()
+        };
+        ok.probe().await.unwrap();
+        let bad = HealthCheck {
+            http: Some(http_server("503 Service Unavailable").await),
+            ..check()
+        };
+        let why = bad.probe().await.unwrap_err();
+        assert!(why.contains("503"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn tcp_probe_needs_a_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        HealthCheck {
+            tcp: Some(addr.clone()),
+            ..check()
+        }
+        .probe()
+        .await
+        .unwrap();
+        drop(listener);
+        let why = HealthCheck {
+            tcp: Some(addr),
+            ..check()
+        }
+        .probe()
+        .await
+        .unwrap_err();
+        assert!(why.starts_with("tcp "), "{why}");
+    }
+
+    #[tokio::test]
+    async fn command_probe_needs_exit_zero() {
+        let yes = HealthCheck {
+            command: Some(vec!["true".into()]),
+            ..check()
+        };
+        yes.probe().await.unwrap();
+        let no = HealthCheck {
+            command: Some(vec!["false".into()]),
+            ..check()
+        };
+        assert!(no.probe().await.unwrap_err().contains("false"));
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_the_key() {
+        for bad in [
+            HealthCheck {
+                http: Some("ftp://x/health".into()),
+                ..check()
+            },
+            HealthCheck {
+                http: Some("not a url".into()),
+                ..check()
+            },
+            HealthCheck {
+                tcp: Some("8080".into()),
+                ..check()
+            },
+            HealthCheck {
+                command: Some(vec![]),
+                ..check()
+            },
+            HealthCheck {
+                interval: Duration::ZERO,
+                ..check()
+            },
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(e.message().contains("[health]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_humantime() {
+        let c: HealthCheck =
+            serde_json::from_str(r#"{"timeout":"10m","interval":"250ms"}"#).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(600));
+        assert_eq!(c.interval, Duration::from_millis(250));
+        let e = serde_json::from_str::<HealthCheck>(r#"{"timeout":"soon"}"#).unwrap_err();
+        assert!(e.to_string().contains("soon"), "{e}");
+    }
+}

@@ -952,3 +952,174 @@ pub fn refuse_upgrade(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn img(tag: &str) -> ImageRef {
+        format!("registry.test/app:{tag}").parse().unwrap()
+    }
+
+    fn upgrade(backup: BackupMode) -> Plan {
+        Plan::Upgrade {
+            to: img("1.1.0"),
+            backup,
+            replicas: Some(3),
+            allow_downgrade: false,
+        }
+    }
+
+    fn seen() -> Baseline {
+        Baseline {
+            image: img("1.0.0"),
+            replicas: 3,
+        }
+    }
+
+    /// A plausible successful output for an action.
+    fn success(action: &Action) -> Output {
+        match action {
+            Action::Preflight => Output::Observed(seen()),
+            Action::Pull(image) => Output::Pulled(Pulled {
+                image: image.clone(),
+                digest: None,
+            }),
+            Action::Snapshot => Output::Snapshot(Snapshot {
+                driver: "test".into(),
+                image: img("1.0.0"),
+                replicas: 3,
+                data: serde_json::Value::Null,
+            }),
+            Action::Backup { .. } => Output::Backup(BackupRef {
+                id: "b-1".parse().unwrap(),
+                bytes: 1,
+            }),
+            _ => Output::Done,
+        }
+    }
+
+    fn fail() -> Failure {
+        Failure {
+            kind: ErrorKind::Other,
+            message: "boom".into(),
+            subject: None,
+        }
+    }
+
+    #[test]
+    fn preview_lists_the_offline_upgrade_in_order() {
+        let steps: Vec<Step> = Run::new(upgrade(BackupMode::Offline))
+            .preview(&seen())
+            .into_iter()
+            .map(|e| e.step)
+            .collect();
+        use Step::*;
+        assert_eq!(
+            steps,
+            [
+                Preflight,
+                Lock,
+                Pull,
+                Snapshot,
+                Stop,
+                Backup,
+                SetImage,
+                StartLeader,
+                AwaitLeader,
+                ScaleOut,
+                AwaitAll,
+                Release,
+                Prune,
+                Unlock
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_before_stop_aborts_and_after_set_image_rolls_back() {
+        let cases = [
+            (Step::Pull, Outcome::Aborted, false),
+            (Step::Backup, Outcome::Aborted, true),
+            (Step::AwaitLeader, Outcome::RolledBack, true),
+        ];
+        for (failing, outcome, restarts_or_restores) in cases {
+            let mut run = Run::new(upgrade(BackupMode::Offline));
+            let mut performed = Vec::new();
+            let mut failed = false;
+            let report = loop {
+                match run.next() {
+                    Next::Stop(report) => break report,
+                    Next::Perform(effect) => {
+                        performed.push(effect.step);
+                        let result = if effect.step == failing && !failed {
+                            failed = true;
+                            Err(fail())
+                        } else {
+                            Ok(success(&effect.action))
+                        };
+                        run = step(run, Input::Completed(result)).0;
+                    }
+                }
+            };
+            assert_eq!(report.outcome, outcome, "failing {failing}: {performed:?}");
+            let repaired =
+                performed.contains(&Step::RestartOld) || performed.contains(&Step::RestoreData);
+            assert_eq!(
+                repaired, restarts_or_restores,
+                "failing {failing}: {performed:?}"
+            );
+            assert_eq!(performed.last(), Some(&Step::Unlock), "{performed:?}");
+        }
+    }
+
+    proptest! {
+        /// Whatever the results, the machine (a) never starts the new image before a
+        /// backup was recorded, unless skipped; (b) never scales up the new image between
+        /// a stop and the end of the rollback; (c) stops or asks for a retry within a
+        /// bounded number of steps; (d) survives a JSON round trip of its state.
+        #[test]
+        fn upgrade_invariants_hold_for_any_results(
+            mode in prop_oneof![Just(BackupMode::Offline), Just(BackupMode::Online), Just(BackupMode::Skip)],
+            failures in prop::collection::vec(any::<bool>(), 0..40),
+        ) {
+            let mut run = Run::new(upgrade(mode));
+            let mut backed_up = false;
+            let mut rolling_back = false;
+            let mut results = failures.into_iter();
+            for _ in 0..100 {
+                let json = serde_json::to_string(&run).unwrap();
+                prop_assert_eq!(&serde_json::from_str::<Run>(&json).unwrap(), &run);
+                match run.next() {
+                    Next::Stop(report) => {
+                        if report.outcome == Outcome::Failed {
+                            prop_assert!(report.stuck_at.is_some());
+                            run = step(run, Input::Retry).0;
+                            continue;
+                        }
+                        prop_assert!(report.outcome.is_terminal());
+                        return Ok(());
+                    }
+                    Next::Perform(effect) => {
+                        if matches!(effect.step, Step::StartLeader | Step::ScaleOut) {
+                            prop_assert!(backed_up || mode == BackupMode::Skip, "{:?} before a backup", effect.step);
+                            prop_assert!(!rolling_back, "{:?} while rolling back", effect.step);
+                        }
+                        if effect.step == Step::RollbackStop {
+                            rolling_back = true;
+                        }
+                        let ok = !results.next().unwrap_or(false);
+                        if ok && effect.step == Step::Backup {
+                            backed_up = true;
+                        }
+                        let result = if ok { Ok(success(&effect.action)) } else { Err(fail()) };
+                        run = step(run, Input::Completed(result)).0;
+                    }
+                }
+            }
+            prop_assert!(false, "the run did not settle in 100 steps");
+        }
+    }
+}

@@ -344,3 +344,135 @@ impl Journal for SqliteJournal {
         rows.iter().map(header_from_row).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Entry, new_run_id};
+    use crate::machine::{Plan, Step};
+
+    fn header(id: &str) -> RunHeader {
+        RunHeader {
+            id: id.into(),
+            target: "app".into(),
+            plan: Plan::Backup,
+            started_ms: now_ms(),
+            host: crate::journal::this_host(),
+            pid: std::process::id(),
+            status: RunStatus::Running,
+            ended_ms: None,
+            report: None,
+        }
+    }
+
+    fn holder(run: &str, pid: u32) -> Holder {
+        Holder {
+            run: run.into(),
+            host: "elsewhere".into(),
+            pid,
+        }
+    }
+
+    const LIVE: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_live_holder_locks_out_a_second_run_and_a_dead_one_asks_for_resume() {
+        let j = SqliteJournal::in_memory().await.unwrap();
+        j.begin(&header("r1"), &holder("r1", 10), LIVE)
+            .await
+            .unwrap();
+        let e = j
+            .begin(&header("r2"), &holder("r2", 11), LIVE)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked);
+        assert!(
+            e.to_string().contains("run r1 (pid 10 on elsewhere)"),
+            "{e}"
+        );
+        let e = j
+            .begin(&header("r2"), &holder("r2", 11), Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Interrupted);
+        assert!(e.to_string().contains("cutover resume r1"), "{e}");
+        // The refused run left no record.
+        assert!(j.run("r2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn take_over_is_only_for_the_same_run_and_a_dead_holder() {
+        let j = SqliteJournal::in_memory().await.unwrap();
+        j.begin(&header("r1"), &holder("r1", 10), LIVE)
+            .await
+            .unwrap();
+        let other = j
+            .take_over("app", &holder("r2", 12), Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(other.kind(), ErrorKind::Locked);
+        let live = j
+            .take_over("app", &holder("r1", 12), LIVE)
+            .await
+            .unwrap_err();
+        assert_eq!(live.kind(), ErrorKind::Locked);
+        j.take_over("app", &holder("r1", 12), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(j.lock("app").await.unwrap().unwrap().holder.pid, 12);
+        // Heartbeats of the old process no longer count.
+        j.heartbeat("app", &holder("r1", 10)).await.unwrap();
+        j.release("app", "r2").await.unwrap();
+        assert!(
+            j.lock("app").await.unwrap().is_some(),
+            "release by another run"
+        );
+        let removed = j.force_release("app").await.unwrap().unwrap();
+        assert_eq!(removed.holder.run, "r1");
+        assert!(j.lock("app").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn entries_come_back_in_order_and_runs_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/journal.db");
+        let j = SqliteJournal::open(&path).await.unwrap();
+        let first = new_run_id();
+        j.begin(&header(&first), &holder(&first, 1), LIVE)
+            .await
+            .unwrap();
+        j.append(
+            &first,
+            &Entry::Started {
+                step: Step::Preflight,
+            },
+        )
+        .await
+        .unwrap();
+        j.append(&first, &Entry::Retried).await.unwrap();
+        j.release("app", &first).await.unwrap();
+        let mut second = header("zz-second");
+        second.started_ms += 1;
+        j.begin(&second, &holder("zz-second", 2), LIVE)
+            .await
+            .unwrap();
+        drop(j);
+
+        // Durable across connections.
+        let j = SqliteJournal::open(&path).await.unwrap();
+        let record = j.run(&first).await.unwrap().unwrap();
+        let seqs: Vec<u32> = record.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+        assert_eq!(record.records[1].entry, Entry::Retried);
+        let ids: Vec<String> = j
+            .runs("app", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(ids, ["zz-second".to_string(), first]);
+        let mode = std::fs::metadata(&path).unwrap();
+        assert!(mode.len() > 0);
+    }
+}
