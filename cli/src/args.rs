@@ -62,10 +62,16 @@ pub enum Command {
         backup: Option<String>,
     },
     /// Continue an interrupted or failed run from its journal.
-    #[command(after_help = "Example:\n  cutover resume\n  cutover resume 20261125T194500Z-3f2a9c")]
+    #[command(
+        after_help = "Example:\n  cutover resume\n  cutover resume --rollback 20261125T194500Z-3f2a9c"
+    )]
     Resume {
         /// The run (default: the one holding the lock).
         run: Option<String>,
+        /// Abort or roll back the interrupted run from where it stopped, instead of
+        /// continuing it.
+        #[arg(long)]
+        rollback: bool,
     },
     /// Show the running version, replicas, the lock and the last run.
     #[command(after_help = "Example:\n  cutover status --output json")]

@@ -105,7 +105,10 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             let plan = engine.rollback_plan(id.as_ref()).await?;
             finish(drive(&engine, engine.start(plan)).await?, true)
         }
-        Command::Resume { run } => {
+        Command::Resume {
+            run,
+            rollback: back,
+        } => {
             let rollback = match run {
                 Some(id) => engine
                     .journal()
@@ -117,9 +120,14 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
                     .await?
                     .is_some_and(|h| h.kind() == cutover_core::RunKind::Rollback),
             };
+            let mode = if *back {
+                cutover_core::Resume::RollBack
+            } else {
+                cutover_core::Resume::Continue
+            };
             finish(
-                drive(&engine, engine.resume(run.as_deref())).await?,
-                rollback,
+                drive(&engine, engine.resume_as(run.as_deref(), mode)).await?,
+                rollback || *back,
             )
         }
         Command::Status => status(&engine, renderer).await,

@@ -62,6 +62,16 @@ impl Settings {
     }
 }
 
+/// What [`Engine::resume_as`] does with an interrupted run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Re-run the step in flight and carry on.
+    Continue,
+    /// Fail the step in flight as cancelled: before `stop` the run aborts, after
+    /// `set_image` it rolls back. A run already rolling back or committing just finishes.
+    RollBack,
+}
+
 /// How a run ended, as the engine returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -194,6 +204,12 @@ impl Engine {
     /// Re-runs the step that was in flight when it stopped; a failed run retries its
     /// failed step. Fails with [`ErrorKind::Locked`] while the run's process is alive.
     pub async fn resume(&self, run: Option<&str>) -> Result<Finished> {
+        self.resume_as(run, Resume::Continue).await
+    }
+
+    /// Like [`Engine::resume`], choosing whether an interrupted run continues forward or
+    /// aborts / rolls back from where it stopped ([`Resume::RollBack`]).
+    pub async fn resume_as(&self, run: Option<&str>, mode: Resume) -> Result<Finished> {
         let target = &self.settings.target;
         let id = match run {
             Some(id) => id.to_string(),
@@ -248,14 +264,36 @@ impl Engine {
             .await?;
         let (mut run, in_flight) = record.fold();
         let events = self.events.for_run(&id);
-        if let Some(step) = in_flight {
-            events.warn(format!(
-                "run {id} stopped during step {step}; running it again"
-            ));
-        }
         if matches!(run.phase, Phase::Failed { .. }) {
             self.journal.append(&id, &Entry::Retried).await?;
             run = step(run, Input::Retry).0;
+        }
+        match (mode, run.next()) {
+            (Resume::RollBack, Next::Perform(effect)) if run.is_cancellable() => {
+                // The step in flight (or next) fails as cancelled: the machine then takes
+                // the abort or rollback branch that fits where the run stopped.
+                let error = Failure::from(&Error::new(
+                    ErrorKind::Cancelled,
+                    "the operator chose to roll back the interrupted run",
+                ));
+                events.warn(format!(
+                    "run {id} stopped at {}; rolling it back instead of continuing",
+                    effect.step
+                ));
+                self.journal
+                    .append(&id, &Entry::Failed { step: effect.step, error: error.clone() })
+                    .await?;
+                run = step(run, Input::Completed(Err(error))).0;
+            }
+            (Resume::RollBack, Next::Perform(effect)) => events.warn(format!(
+                "run {id} is past the point of rolling forward or back ({}); finishing it as it stands",
+                effect.step
+            )),
+            (_, Next::Perform(effect)) if in_flight == Some(effect.step) => events.warn(format!(
+                "run {id} stopped during step {}; running it again",
+                effect.step
+            )),
+            _ => {}
         }
         self.drive(&holder, run, true).await
     }

@@ -662,3 +662,44 @@ mod random_faults {
         }
     }
 }
+
+#[tokio::test]
+async fn an_interrupted_upgrade_can_be_rolled_back_instead_of_resumed() {
+    use cutover_core::Resume;
+    // Crash after the leader migrated (the first scale is stop, the second starts the
+    // leader), or before anything changed (after pull).
+    for (method, nth, expected) in [
+        (Method::Scale, 2, Outcome::RolledBack),
+        (Method::Pull, 1, Outcome::Aborted),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let fake = fake();
+        fake.inject(Fault {
+            method,
+            nth,
+            kind: FaultKind::CrashAfterEffect,
+        });
+        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+        assert!(
+            run_until_crash(&fake, journal, upgrade(NEW))
+                .await
+                .is_none()
+        );
+        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+        let finished = engine(&fake, journal.clone(), Duration::ZERO)
+            .resume_as(None, Resume::RollBack)
+            .await
+            .unwrap();
+        assert_eq!(
+            finished.report.outcome, expected,
+            "{method:?}: {}",
+            finished.message
+        );
+        assert_eq!(
+            finished.report.cause.as_ref().unwrap().kind,
+            ErrorKind::Cancelled
+        );
+        assert_settled(&fake, &*journal, &finished, NEW).await;
+    }
+}

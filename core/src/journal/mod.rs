@@ -294,10 +294,11 @@ pub(crate) fn lock_error(info: &LockInfo, stale_after: Duration) -> Error {
         Error::new(
             ErrorKind::Interrupted,
             format!(
-                "{} is locked by {}, which stopped without finishing (last heartbeat {}). Run `cutover resume {}` to finish or roll it back; `cutover unlock --force` discards it and risks leaving the deployment half-changed",
+                "{} is locked by {}, which stopped without finishing (last heartbeat {}). Run `cutover resume {}` to finish it or `cutover resume --rollback {}` to roll it back; `cutover unlock --force` discards it and risks leaving the deployment half-changed",
                 info.target,
                 info.holder,
                 crate::event::timestamp(UNIX_EPOCH + Duration::from_millis(info.heartbeat_ms)),
+                info.holder.run,
                 info.holder.run,
             ),
         )
