@@ -1,7 +1,19 @@
-//! The backup interface the engine calls as effects: take, verify, restore, prune.
+//! Backups: the interface the engine calls as effects (take, verify, restore, prune), and
+//! [`DumpBackups`], its implementation with the databases' own tools.
 //!
-//! The engines (PostgreSQL and MySQL/MariaDB dumps, storage archives, stores) implement
-//! [`Backups`]; the state machine only knows [`BackupRef`]s.
+//! The state machine only knows [`BackupRef`]s; [`Backups`] implementations know dumps,
+//! stores and manifests.
+
+mod database;
+mod dumps;
+pub mod manifest;
+mod pipeline;
+pub mod store;
+
+pub use database::{Database, ToolSite, run_local};
+pub use dumps::DumpBackups;
+pub use manifest::{DatabaseEngine, Fingerprint, Manifest};
+pub use store::{LocalStore, Store};
 
 use std::fmt;
 use std::str::FromStr;
@@ -158,4 +170,21 @@ pub trait Backups: fmt::Debug + Send + Sync {
     /// Deletes all but the newest `keep` backups of `app`, never one in `protected`.
     /// Returns the deleted ids.
     async fn prune(&self, app: &str, keep: usize, protected: &[BackupId]) -> Result<Vec<BackupId>>;
+
+    /// Restores backup `id` into a scratch database beside the real one, compares the
+    /// fingerprints and drops the scratch database. Engines that cannot do this return
+    /// [`crate::ErrorKind::Unsupported`].
+    async fn restore_test(
+        &self,
+        id: &BackupId,
+        app: &str,
+        driver: &dyn Driver,
+        events: &EventSink,
+    ) -> Result<()> {
+        let _ = (id, app, driver, events);
+        Err(Error::new(
+            crate::ErrorKind::Unsupported,
+            "this backup engine cannot test-restore into a scratch database",
+        ))
+    }
 }

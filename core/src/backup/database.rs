@@ -1,0 +1,704 @@
+//! The application's database: its engines' own dump and restore tools, run on this
+//! machine or through [`Driver::exec`], and a fingerprint computed inside the database.
+//!
+//! Passwords reach the tools through their environment (`PGPASSWORD`, `MYSQL_PWD`) and
+//! sqlx through its connect options: never argv, logs or errors.
+
+use std::fmt;
+use std::process::Stdio;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
+use tokio::io::AsyncReadExt;
+
+use super::manifest::{DatabaseEngine, Fingerprint, TableFingerprint};
+use super::pipeline::hex;
+use crate::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
+use crate::{Error, ErrorKind, Result};
+
+/// Where the dump and restore tools run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolSite {
+    /// On this machine (the tools must be installed here).
+    #[default]
+    Local,
+    /// Through the driver's exec, e.g. in the database's container.
+    Exec(ExecTarget),
+}
+
+/// How to reach the database.
+#[derive(Clone)]
+pub struct Database {
+    engine: DatabaseEngine,
+    host: String,
+    port: u16,
+    user: String,
+    name: String,
+    password: Option<String>,
+    site: ToolSite,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("engine", &self.engine)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("site", &self.site)
+            .finish()
+    }
+}
+
+fn invalid_url(url: &str, why: &str) -> Error {
+    // The URL is shown without any password it might carry.
+    let shown = match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unparsable)".to_string(),
+    };
+    Error::invalid(format!("[database] url {shown}: {why}"))
+}
+
+impl Database {
+    /// A database from `[database]`: `postgres://user@host:port/name` or
+    /// `mysql://user@host:port/name`. A password in the URL is refused: it belongs in
+    /// the environment or a file.
+    pub fn new(
+        engine: DatabaseEngine,
+        url: &str,
+        password: Option<String>,
+        site: ToolSite,
+    ) -> Result<Self> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| invalid_url(url, &e.to_string()))?;
+        let (scheme_ok, default_port) = match engine {
+            DatabaseEngine::Postgres => {
+                (matches!(parsed.scheme(), "postgres" | "postgresql"), 5432)
+            }
+            DatabaseEngine::Mysql | DatabaseEngine::Mariadb => {
+                (matches!(parsed.scheme(), "mysql" | "mariadb"), 3306)
+            }
+        };
+        if !scheme_ok {
+            return Err(invalid_url(
+                url,
+                &format!("the scheme does not fit engine {}", engine.as_str()),
+            ));
+        }
+        if parsed.password().is_some() {
+            return Err(invalid_url(
+                url,
+                "must not contain a password; set CUTOVER_DATABASE__PASSWORD or password_file",
+            ));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid_url(url, "no host"))?;
+        let name = parsed.path().trim_start_matches('/');
+        if name.is_empty() || name.contains('/') {
+            return Err(invalid_url(url, "the path must be the database name"));
+        }
+        if parsed.username().is_empty() {
+            return Err(invalid_url(url, "no user"));
+        }
+        let safe = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        };
+        if !safe(name) || !safe(parsed.username()) {
+            return Err(invalid_url(
+                url,
+                "user and database names may use letters, digits, '_', '-', '.'",
+            ));
+        }
+        Ok(Self {
+            engine,
+            host: host.trim_matches(['[', ']']).to_string(),
+            port: parsed.port().unwrap_or(default_port),
+            user: parsed.username().to_string(),
+            name: name.to_string(),
+            password,
+            site,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> DatabaseEngine {
+        self.engine
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The same server, another database (for restore tests).
+    pub fn with_name(&self, name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            ..self.clone()
+        }
+    }
+
+    fn pg_options(&self) -> PgConnectOptions {
+        let o = PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .database(&self.name)
+            .disable_statement_logging();
+        match &self.password {
+            Some(p) => o.password(p),
+            None => o,
+        }
+    }
+
+    fn mysql_options(&self) -> MySqlConnectOptions {
+        let o = MySqlConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .database(&self.name)
+            .charset("utf8mb4")
+            .disable_statement_logging();
+        match &self.password {
+            Some(p) => o.password(p),
+            None => o,
+        }
+    }
+
+    fn db_error(&self, what: &str, e: sqlx::Error) -> Error {
+        let kind = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+                ErrorKind::Unavailable
+            }
+            _ => ErrorKind::Other,
+        };
+        Error::new(
+            kind,
+            format!(
+                "{what} ({} database {} on {}:{})",
+                self.engine.as_str(),
+                self.name,
+                self.host,
+                self.port
+            ),
+        )
+        .with_operation("database")
+        .with_source(e)
+    }
+
+    /// An open connection.
+    pub async fn connect(&self) -> Result<Conn> {
+        match self.engine {
+            DatabaseEngine::Postgres => PgConnection::connect_with(&self.pg_options())
+                .await
+                .map(Conn::Pg)
+                .map_err(|e| self.db_error("cannot connect", e)),
+            _ => MySqlConnection::connect_with(&self.mysql_options())
+                .await
+                .map(Conn::My)
+                .map_err(|e| self.db_error("cannot connect", e)),
+        }
+    }
+
+    /// The tool names: (dump, restore).
+    fn tools(&self) -> (&'static str, &'static str) {
+        match self.engine {
+            DatabaseEngine::Postgres => ("pg_dump", "pg_restore"),
+            DatabaseEngine::Mysql => ("mysqldump", "mysql"),
+            DatabaseEngine::Mariadb => ("mariadb-dump", "mariadb"),
+        }
+    }
+
+    fn connection_args(&self) -> Vec<String> {
+        let (host, port, user) = match self.engine {
+            DatabaseEngine::Postgres => ("--host", "--port", "--username"),
+            _ => ("--host", "--port", "--user"),
+        };
+        vec![
+            host.into(),
+            self.host.clone(),
+            port.into(),
+            self.port.to_string(),
+            user.into(),
+            self.user.clone(),
+        ]
+    }
+
+    fn password_env(&self) -> Vec<(String, String)> {
+        let var = match self.engine {
+            DatabaseEngine::Postgres => "PGPASSWORD",
+            _ => "MYSQL_PWD",
+        };
+        self.password
+            .iter()
+            .map(|p| (var.to_string(), p.clone()))
+            .collect()
+    }
+
+    /// The dump command; `snapshot` pins PostgreSQL's dump to an exported snapshot.
+    pub fn dump_argv(&self, snapshot: Option<&str>) -> Vec<String> {
+        let (dump, _) = self.tools();
+        let mut argv = vec![dump.to_string()];
+        argv.extend(self.connection_args());
+        match self.engine {
+            DatabaseEngine::Postgres => {
+                argv.extend(["--format=custom", "--compress=0", "--no-password"].map(String::from));
+                if let Some(s) = snapshot {
+                    argv.push(format!("--snapshot={s}"));
+                }
+                argv.push(format!("--dbname={}", self.name));
+            }
+            _ => {
+                argv.extend(
+                    [
+                        "--single-transaction",
+                        "--routines",
+                        "--triggers",
+                        "--events",
+                        "--hex-blob",
+                        "--no-tablespaces",
+                        "--default-character-set=utf8mb4",
+                    ]
+                    .map(String::from),
+                );
+                argv.push(self.name.clone());
+            }
+        }
+        argv
+    }
+
+    /// The restore command, reading the dump from stdin.
+    pub fn restore_argv(&self) -> Vec<String> {
+        let (_, restore) = self.tools();
+        let mut argv = vec![restore.to_string()];
+        argv.extend(self.connection_args());
+        match self.engine {
+            DatabaseEngine::Postgres => {
+                argv.extend(
+                    [
+                        "--no-owner",
+                        "--no-privileges",
+                        "--exit-on-error",
+                        "--single-transaction",
+                        "--no-password",
+                    ]
+                    .map(String::from),
+                );
+                argv.push(format!("--dbname={}", self.name));
+            }
+            _ => {
+                argv.push("--default-character-set=utf8mb4".into());
+                argv.push(self.name.clone());
+            }
+        }
+        argv
+    }
+
+    /// Runs a tool where configured, with the password in its environment.
+    pub async fn run_tool(
+        &self,
+        driver: &dyn Driver,
+        argv: &[String],
+        stdin: Option<ByteStream>,
+        stdout: Option<ByteSink>,
+    ) -> Result<ExitStatus> {
+        let env = self.password_env();
+        match &self.site {
+            ToolSite::Exec(at) => driver.exec(at, argv, ExecIo { env, stdin, stdout }).await,
+            ToolSite::Local => run_local(argv, env, stdin, stdout).await,
+        }
+    }
+
+    /// Checks that the tools run (`--version`).
+    pub async fn check_tools(&self, driver: &dyn Driver) -> Result<()> {
+        let (dump, restore) = self.tools();
+        for tool in [dump, restore] {
+            let status = self
+                .run_tool(
+                    driver,
+                    &[tool.to_string(), "--version".to_string()],
+                    None,
+                    None,
+                )
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!("cannot run {tool} {}: {}", self.site_name(), e.message()),
+                    )
+                })?;
+            if !status.success() {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "{tool} --version failed {}: {}",
+                        self.site_name(),
+                        status.stderr_tail.trim()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the tools run, for messages.
+    pub fn site_name(&self) -> String {
+        match &self.site {
+            ToolSite::Local => "on this machine".into(),
+            ToolSite::Exec(at) => format!("in {at}"),
+        }
+    }
+
+    /// Drops every object of the database so that a restore leaves nothing of the data it
+    /// replaces (tables a failed migration added included).
+    pub async fn empty(&self) -> Result<()> {
+        match self.connect().await? {
+            Conn::Pg(mut c) => {
+                sqlx::query("DROP OWNED BY CURRENT_USER CASCADE")
+                    .execute(&mut c)
+                    .await
+                    .map_err(|e| self.db_error("cannot empty the database", e))?;
+            }
+            Conn::My(mut c) => {
+                let row = sqlx::query(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                )
+                .bind(&self.name)
+                .fetch_one(&mut c)
+                .await
+                .map_err(|e| self.db_error("cannot read the database's character set", e))?;
+                let charset: String = row.try_get(0).map_err(|e| self.db_error("charset", e))?;
+                let collation: String =
+                    row.try_get(1).map_err(|e| self.db_error("collation", e))?;
+                let name = quote_my(&self.name);
+                for sql in [
+                    format!("DROP DATABASE {name}"),
+                    format!(
+                        "CREATE DATABASE {name} CHARACTER SET {} COLLATE {}",
+                        quote_my(&charset),
+                        quote_my(&collation)
+                    ),
+                ] {
+                    sqlx::query(AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await
+                        .map_err(|e| self.db_error("cannot recreate the database", e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a scratch database beside this one; returns it.
+    pub async fn create_scratch(&self, name: &str) -> Result<Database> {
+        let sql = match self.engine {
+            DatabaseEngine::Postgres => format!("CREATE DATABASE {}", quote_pg(name)),
+            _ => format!("CREATE DATABASE {} CHARACTER SET utf8mb4", quote_my(name)),
+        };
+        self.connect()
+            .await?
+            .execute(&sql)
+            .await
+            .map_err(|e| self.db_error("cannot create a scratch database (the user needs CREATE DATABASE rights for --restore-test)", e))?;
+        Ok(self.with_name(name))
+    }
+
+    /// Drops a scratch database made by [`Database::create_scratch`].
+    pub async fn drop_scratch(&self, name: &str) -> Result<()> {
+        let sql = match self.engine {
+            DatabaseEngine::Postgres => format!("DROP DATABASE IF EXISTS {}", quote_pg(name)),
+            _ => format!("DROP DATABASE IF EXISTS {}", quote_my(name)),
+        };
+        self.connect()
+            .await?
+            .execute(&sql)
+            .await
+            .map_err(|e| self.db_error("cannot drop the scratch database", e))
+    }
+}
+
+/// A connection to the application's database.
+#[derive(Debug)]
+pub enum Conn {
+    /// PostgreSQL.
+    Pg(PgConnection),
+    /// MySQL or MariaDB.
+    My(MySqlConnection),
+}
+
+impl Conn {
+    async fn execute(&mut self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+        let sql = AssertSqlSafe(sql.to_string());
+        match self {
+            Conn::Pg(c) => sqlx::query(sql).execute(c).await.map(|_| ()),
+            Conn::My(c) => sqlx::query(sql).execute(c).await.map(|_| ()),
+        }
+    }
+
+    /// The server's version string.
+    pub async fn server_version(&mut self) -> Result<String> {
+        let v: std::result::Result<String, sqlx::Error> = match self {
+            Conn::Pg(c) => sqlx::query_scalar("SHOW server_version").fetch_one(c).await,
+            Conn::My(c) => sqlx::query_scalar("SELECT VERSION()").fetch_one(c).await,
+        };
+        v.map_err(|e| {
+            Error::new(ErrorKind::Unavailable, "cannot read the server version").with_source(e)
+        })
+    }
+
+    /// The database's size in bytes (for the free-space check).
+    pub async fn size(&mut self) -> Result<u64> {
+        let v: std::result::Result<i64, sqlx::Error> = match self {
+            Conn::Pg(c) => sqlx::query_scalar("SELECT pg_database_size(current_database())::int8").fetch_one(c).await,
+            Conn::My(c) => sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS SIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
+            )
+            .fetch_one(c)
+            .await,
+        };
+        v.map(|n| n.max(0) as u64).map_err(|e| {
+            Error::new(ErrorKind::Unavailable, "cannot read the database size").with_source(e)
+        })
+    }
+
+    /// Starts a read-only snapshot transaction and exports it (PostgreSQL only), so that a
+    /// dump and this connection's fingerprint see exactly the same data.
+    pub async fn export_snapshot(&mut self) -> Result<Option<String>> {
+        let Conn::Pg(c) = self else {
+            return Ok(None);
+        };
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *c)
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "cannot start a snapshot").with_source(e)
+            })?;
+        let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(c)
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "cannot export a snapshot").with_source(e)
+            })?;
+        Ok(Some(id))
+    }
+
+    /// Ends the transaction of [`Conn::export_snapshot`].
+    pub async fn end_snapshot(&mut self) {
+        if let Conn::Pg(c) = self {
+            let _ = sqlx::query("COMMIT").execute(c).await;
+        }
+    }
+
+    /// Per table a row count and an order-independent checksum, plus a digest of every
+    /// column definition, all computed by the server.
+    pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
+        let fail = |e: sqlx::Error| {
+            Error::new(ErrorKind::Other, "cannot compute the fingerprint").with_source(e)
+        };
+        let mut fp = Fingerprint::default();
+        let mut schema = Sha256::new();
+        match self {
+            Conn::Pg(c) => {
+                let columns = sqlx::query(
+                    "SELECT table_schema::text, table_name::text, column_name::text, data_type::text, is_nullable::text
+                     FROM information_schema.columns
+                     WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+                     ORDER BY table_schema, table_name, ordinal_position",
+                )
+                .fetch_all(&mut *c)
+                .await
+                .map_err(fail)?;
+                for row in &columns {
+                    for i in 0..5 {
+                        schema.update(row.try_get::<String, _>(i).map_err(fail)?.as_bytes());
+                        schema.update(b"\x1f");
+                    }
+                    schema.update(b"\x1e");
+                }
+                let tables = sqlx::query(
+                    "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                       AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+                )
+                .fetch_all(&mut *c)
+                .await
+                .map_err(fail)?;
+                for t in &tables {
+                    let (ns, name): (String, String) =
+                        (t.try_get(0).map_err(fail)?, t.try_get(1).map_err(fail)?);
+                    let sql = format!(
+                        "SELECT count(*)::int8, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::int8::numeric), 0)::text FROM {}.{} AS t",
+                        quote_pg(&ns),
+                        quote_pg(&name)
+                    );
+                    let row = sqlx::query(AssertSqlSafe(sql))
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(fail)?;
+                    fp.tables.insert(
+                        format!("{ns}.{name}"),
+                        TableFingerprint {
+                            rows: row.try_get::<i64, _>(0).map_err(fail)? as u64,
+                            checksum: row.try_get(1).map_err(fail)?,
+                        },
+                    );
+                }
+            }
+            Conn::My(c) => {
+                let columns = sqlx::query(
+                    "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(IS_NULLABLE AS CHAR), CAST(TABLE_TYPE AS CHAR)
+                     FROM information_schema.COLUMNS JOIN information_schema.TABLES USING (TABLE_SCHEMA, TABLE_NAME)
+                     WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                )
+                .fetch_all(&mut *c)
+                .await
+                .map_err(fail)?;
+                let mut by_table: std::collections::BTreeMap<String, Vec<String>> =
+                    Default::default();
+                for row in &columns {
+                    let fields: Vec<String> = (0..5)
+                        .map(|i| row.try_get::<String, _>(i))
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(fail)?;
+                    for f in &fields {
+                        schema.update(f.as_bytes());
+                        schema.update(b"\x1f");
+                    }
+                    schema.update(b"\x1e");
+                    if fields[4] == "BASE TABLE" {
+                        by_table
+                            .entry(fields[0].clone())
+                            .or_default()
+                            .push(fields[1].clone());
+                    }
+                }
+                for (table, cols) in &by_table {
+                    let values: Vec<String> = cols
+                        .iter()
+                        .map(|col| format!("IFNULL(HEX(CAST({} AS BINARY)), 'N')", quote_my(col)))
+                        .collect();
+                    let sql = format!(
+                        "SELECT CAST(COUNT(*) AS SIGNED), CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONCAT_WS('|', {})), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR) FROM {}",
+                        values.join(", "),
+                        quote_my(table)
+                    );
+                    let row = sqlx::query(AssertSqlSafe(sql))
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(fail)?;
+                    fp.tables.insert(
+                        table.clone(),
+                        TableFingerprint {
+                            rows: row.try_get::<i64, _>(0).map_err(fail)? as u64,
+                            checksum: row.try_get(1).map_err(fail)?,
+                        },
+                    );
+                }
+            }
+        }
+        fp.schema = hex(&schema.finalize());
+        Ok(fp)
+    }
+}
+
+/// A PostgreSQL identifier, quoted.
+fn quote_pg(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A MySQL identifier, quoted.
+fn quote_my(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// How much of a tool's stderr to keep for error messages.
+const STDERR_TAIL: usize = 4096;
+
+/// Runs `argv` on this machine (no shell), piping stdin/stdout, keeping stderr's tail.
+pub async fn run_local(
+    argv: &[String],
+    env: Vec<(String, String)>,
+    stdin: Option<ByteStream>,
+    stdout: Option<ByteSink>,
+) -> Result<ExitStatus> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Error::invalid("empty command"));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(env)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if stdout.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::new(ErrorKind::NotFound, format!("cannot run {program}")).with_source(e)
+    })?;
+    let feed = async {
+        if let (Some(mut input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let copied = tokio::io::copy(&mut input, &mut pipe).await;
+            drop(pipe);
+            copied.map(|_| ())
+        } else {
+            Ok(())
+        }
+    };
+    let drain = async {
+        if let (Some(mut sink), Some(mut pipe)) = (stdout, child.stdout.take()) {
+            tokio::io::copy(&mut pipe, &mut sink).await?;
+            tokio::io::AsyncWriteExt::shutdown(&mut sink).await
+        } else {
+            Ok(())
+        }
+    };
+    let errors = async {
+        let mut tail = Vec::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+        String::from_utf8_lossy(&tail).to_string()
+    };
+    let (fed, drained, stderr_tail) = tokio::join!(feed, drain, errors);
+    let status = child.wait().await.map_err(|e| {
+        Error::new(ErrorKind::Other, format!("waiting for {program}")).with_source(e)
+    })?;
+    // A broken pipe on stdin means the tool exited early; its status says why.
+    if status.success() {
+        fed.map_err(|e| Error::new(ErrorKind::Other, format!("feeding {program}")).with_source(e))?;
+    }
+    drained.map_err(|e| {
+        Error::new(ErrorKind::Other, format!("reading {program}'s output")).with_source(e)
+    })?;
+    Ok(ExitStatus {
+        code: status.code(),
+        stderr_tail,
+    })
+}

@@ -1,0 +1,157 @@
+//! `manifest.json`: what a backup holds, written last so that its presence means the
+//! backup is complete.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::BackupId;
+use crate::driver::Snapshot;
+
+/// The schema identifier of manifests written by this version.
+pub const MANIFEST_SCHEMA: &str = "cutover.backup.v1";
+
+/// The database engines whose dumps cutover takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseEngine {
+    /// PostgreSQL: `pg_dump` custom format, restored with `pg_restore`.
+    Postgres,
+    /// MySQL ≥ 8.0.17: `mysqldump`, restored with `mysql`.
+    Mysql,
+    /// MariaDB: `mariadb-dump`/`mysqldump`, restored with `mariadb`/`mysql`.
+    Mariadb,
+}
+
+impl DatabaseEngine {
+    /// Whether the dumps of `self` and `other` are interchangeable.
+    pub fn compatible(self, other: Self) -> bool {
+        self == other || (self != Self::Postgres && other != Self::Postgres)
+    }
+
+    /// The name as configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+            Self::Mariadb => "mariadb",
+        }
+    }
+}
+
+/// What a part of a backup contains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PartKind {
+    /// The database dump.
+    Database,
+    /// A tar archive of a storage path.
+    Storage {
+        /// The path inside the application's instances.
+        path: String,
+    },
+}
+
+/// One file of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// Its file name within the backup.
+    pub name: String,
+    /// What it holds.
+    #[serde(flatten)]
+    pub kind: PartKind,
+    /// Stored (compressed) size in bytes.
+    pub bytes: u64,
+    /// Uncompressed size in bytes.
+    pub raw_bytes: u64,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// One table's fingerprint: computed inside the database, so comparing costs no transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFingerprint {
+    /// Row count.
+    pub rows: u64,
+    /// An order-independent checksum of every row's content.
+    pub checksum: String,
+}
+
+/// The content of a database, table by table, plus a digest of its schema.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Tables by qualified name.
+    pub tables: BTreeMap<String, TableFingerprint>,
+    /// A digest of the column definitions of every table.
+    pub schema: String,
+}
+
+impl Fingerprint {
+    /// The tables that differ between `self` and `other`, by name, for error messages.
+    pub fn differences(&self, other: &Fingerprint) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.schema != other.schema {
+            out.push("schema (columns)".to_string());
+        }
+        for (name, a) in &self.tables {
+            match other.tables.get(name) {
+                None => out.push(format!("{name} (missing)")),
+                Some(b) if a.rows != b.rows => {
+                    out.push(format!("{name} ({} rows, expected {})", b.rows, a.rows))
+                }
+                Some(b) if a != b => out.push(format!("{name} (content)")),
+                Some(_) => {}
+            }
+        }
+        for name in other.tables.keys() {
+            if !self.tables.contains_key(name) {
+                out.push(format!("{name} (unexpected)"));
+            }
+        }
+        out
+    }
+}
+
+/// The database a backup was taken of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// Its engine.
+    pub engine: DatabaseEngine,
+    /// The server's version string.
+    pub server_version: String,
+    /// The database name.
+    pub name: String,
+}
+
+/// Everything known about a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_SCHEMA`] for manifests this version writes.
+    pub schema: String,
+    /// The backup's id.
+    pub id: BackupId,
+    /// When it was taken, RFC 3339.
+    pub created: String,
+    /// The application it belongs to: restores refuse another application's backup.
+    pub app: String,
+    /// The image that ran.
+    pub image: String,
+    /// The deployment's snapshot, when an upgrade took the backup.
+    pub snapshot: Option<Snapshot>,
+    /// The database.
+    pub database: DatabaseInfo,
+    /// The files, database dump first.
+    pub parts: Vec<Part>,
+    /// The data's fingerprint at the moment of the dump.
+    pub fingerprint: Fingerprint,
+    /// Whether the fingerprint is known to match the dump exactly (always for offline
+    /// backups; for online ones when no write happened during the dump).
+    pub fingerprint_exact: bool,
+}
+
+impl Manifest {
+    /// Total stored size.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
+}

@@ -1,0 +1,201 @@
+//! Streams: a dump's output compressed (zstd) and hashed (SHA-256) on its way to a store,
+//! and a stored part hashed or decompressed on its way back — never held whole in memory.
+
+use std::io::Write;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::store::Staged;
+use crate::{Error, ErrorKind, Result};
+
+/// Read and channel granularity.
+const CHUNK: usize = 256 * 1024;
+/// zstd level: fast enough to keep up with a dump on two cores, still a good ratio.
+const LEVEL: i32 = 3;
+
+/// What went into a part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes read from the source.
+    pub raw_bytes: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// SHA-256 of the stored bytes.
+    pub sha256: String,
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A sink for the compressor that hashes, counts and forwards compressed chunks.
+struct Forward {
+    tx: mpsc::Sender<Vec<u8>>,
+    hash: Sha256,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl Forward {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the store stopped reading")
+        })
+    }
+}
+
+impl Write for Forward {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hash.update(data);
+        self.bytes += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_buf()
+    }
+}
+
+fn pipe_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Other, what.to_string()).with_source(e)
+}
+
+/// Compresses and hashes everything `source` yields into part `name` of `staged`,
+/// reporting the raw byte count to `progress` as it goes.
+pub async fn store_compressed(
+    source: impl AsyncRead + Send + Unpin,
+    staged: &mut dyn Staged,
+    name: &str,
+    progress: impl Fn(u64) + Send,
+) -> Result<Written> {
+    let (raw_tx, mut raw_rx) = mpsc::channel::<Vec<u8>>(4);
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(4);
+
+    let compressor = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let sink = Forward {
+            tx: out_tx,
+            hash: Sha256::new(),
+            bytes: 0,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let mut encoder = zstd::stream::Encoder::new(sink, LEVEL)?;
+        while let Some(chunk) = raw_rx.blocking_recv() {
+            encoder.write_all(&chunk)?;
+        }
+        let mut sink = encoder.finish()?;
+        sink.flush()?;
+        Ok((sink.bytes, hex(&sink.hash.finalize())))
+    });
+
+    let reader = async move {
+        let mut source = source;
+        let mut total = 0u64;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let n = source.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            chunk.truncate(n);
+            total += n as u64;
+            progress(total);
+            if raw_tx.send(chunk).await.is_err() {
+                break; // the compressor failed; its error is reported below
+            }
+        }
+        Ok::<u64, std::io::Error>(total)
+    };
+
+    let (raw, stored) = tokio::join!(reader, staged.write_part(name, out_rx));
+    let compressed = compressor
+        .await
+        .map_err(|e| pipe_error("the compressor stopped", e))?;
+    stored?;
+    let raw_bytes = raw.map_err(|e| pipe_error("reading the dump failed", e))?;
+    let (bytes, sha256) = compressed.map_err(|e| pipe_error("compressing the dump failed", e))?;
+    Ok(Written {
+        raw_bytes,
+        bytes,
+        sha256,
+    })
+}
+
+/// Hashes a stored part: its size and SHA-256.
+pub async fn hash(mut source: impl AsyncRead + Unpin) -> Result<(u64, String)> {
+    let mut hash = Sha256::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = source
+            .read(&mut buf)
+            .await
+            .map_err(|e| pipe_error("reading a backup part failed", e))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex(&hash.finalize())))
+}
+
+/// Decompresses a stored part into `sink` (a restore tool's stdin), reporting the raw
+/// byte count to `progress`.
+pub async fn decompress(
+    source: impl AsyncRead + Send + Unpin + 'static,
+    mut sink: impl AsyncWrite + Send + Unpin,
+    progress: impl Fn(u64) + Send,
+) -> Result<u64> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let handle = tokio::runtime::Handle::current();
+    let decoder = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let reader = tokio_util::io::SyncIoBridge::new_with_handle(source, handle);
+        let mut decoder = zstd::stream::Decoder::new(reader)?;
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let n = std::io::Read::read(&mut decoder, &mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            chunk.truncate(n);
+            if tx.blocking_send(chunk).is_err() {
+                return Ok(()); // the consumer stopped; its error is reported
+            }
+        }
+    });
+    let mut total = 0u64;
+    let mut write_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = sink.write_all(&chunk).await {
+            write_error = Some(e);
+            break;
+        }
+        total += chunk.len() as u64;
+        progress(total);
+    }
+    drop(rx);
+    let decoded = decoder
+        .await
+        .map_err(|e| pipe_error("the decompressor stopped", e))?;
+    if let Some(e) = write_error {
+        return Err(pipe_error("the restore tool stopped reading", e));
+    }
+    decoded.map_err(|e| {
+        Error::new(ErrorKind::Integrity, "the backup part does not decompress").with_source(e)
+    })?;
+    sink.shutdown()
+        .await
+        .map_err(|e| pipe_error("closing the restore tool's input failed", e))?;
+    Ok(total)
+}
