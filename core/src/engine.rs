@@ -93,7 +93,7 @@ pub struct Engine {
     journal: Arc<dyn Journal>,
     settings: Settings,
     events: EventSink,
-    cancel: CancellationToken,
+    cancel: Arc<std::sync::Mutex<CancellationToken>>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -118,7 +118,7 @@ impl Engine {
             journal,
             settings,
             events: EventSink::discard(),
-            cancel: CancellationToken::new(),
+            cancel: Arc::default(),
         }
     }
 
@@ -128,9 +128,20 @@ impl Engine {
         self
     }
 
-    /// The token that cancels the current run's forward steps.
+    /// The token that cancels the current (or next) run's forward steps. Each run ends by
+    /// replacing a cancelled token, so a cancellation never leaks into a later run.
     pub fn cancellation(&self) -> CancellationToken {
-        self.cancel.clone()
+        self.cancel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn renew_cancellation(&self) {
+        let mut token = self.cancel.lock().unwrap_or_else(|p| p.into_inner());
+        if token.is_cancelled() {
+            *token = CancellationToken::new();
+        }
     }
 
     /// The settings.
@@ -181,10 +192,38 @@ impl Engine {
             ended_ms: None,
             report: None,
         };
-        self.journal
+        match self
+            .journal
             .begin(&header, &holder, self.settings.stale_after)
-            .await?;
-        self.drive(&holder, Run::new(plan), false).await
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Locked => return Err(self.explain_lock(e).await),
+            other => other?,
+        }
+        self.drive(&holder, Run::new(plan), false, Vec::new()).await
+    }
+
+    /// A lock held by a run that stopped as failed needs `resume`, not patience, even
+    /// while its process (this one, say) is alive.
+    async fn explain_lock(&self, locked: Error) -> Error {
+        let Ok(Some(open)) = self.open_run().await else {
+            return locked;
+        };
+        if open.status != RunStatus::Stopped(Outcome::Failed) {
+            return locked;
+        }
+        let step = open
+            .report
+            .as_ref()
+            .and_then(|r| r.stuck_at)
+            .map_or("a step".to_string(), |s| s.to_string());
+        Error::new(
+            ErrorKind::Interrupted,
+            format!(
+                "{} is held by run {}, which failed at {step} and needs intervention. Fix the cause, then run `cutover resume {}`",
+                self.settings.target, open.id, open.id
+            ),
+        )
     }
 
     /// The run that holds the target's lock (running, interrupted or failed), if any.
@@ -263,11 +302,11 @@ impl Engine {
             .take_over(target, &holder, self.settings.stale_after)
             .await?;
         let (mut run, in_flight) = record.fold();
-        let events = self.events.for_run(&id);
         if matches!(run.phase, Phase::Failed { .. }) {
             self.journal.append(&id, &Entry::Retried).await?;
             run = step(run, Input::Retry).0;
         }
+        let mut notes = Vec::new();
         match (mode, run.next()) {
             (Resume::RollBack, Next::Perform(effect)) if run.is_cancellable() => {
                 // The step in flight (or next) fails as cancelled: the machine then takes
@@ -276,7 +315,7 @@ impl Engine {
                     ErrorKind::Cancelled,
                     "the operator chose to roll back the interrupted run",
                 ));
-                events.warn(format!(
+                notes.push(format!(
                     "run {id} stopped at {}; rolling it back instead of continuing",
                     effect.step
                 ));
@@ -285,24 +324,32 @@ impl Engine {
                     .await?;
                 run = step(run, Input::Completed(Err(error))).0;
             }
-            (Resume::RollBack, Next::Perform(effect)) => events.warn(format!(
+            (Resume::RollBack, Next::Perform(effect)) => notes.push(format!(
                 "run {id} is past the point of rolling forward or back ({}); finishing it as it stands",
                 effect.step
             )),
-            (_, Next::Perform(effect)) if in_flight == Some(effect.step) => events.warn(format!(
+            (_, Next::Perform(effect)) if in_flight == Some(effect.step) => notes.push(format!(
                 "run {id} stopped during step {}; running it again",
                 effect.step
             )),
             _ => {}
         }
-        self.drive(&holder, run, true).await
+        self.drive(&holder, run, true, notes).await
     }
 
     /// The plan that rolls back the newest successful upgrade of the target, or the one
     /// that took `backup`: its snapshot and its backup, from the journal.
     pub async fn rollback_plan(&self, backup: Option<&crate::BackupId>) -> Result<Plan> {
         let target = &self.settings.target;
+        // Runs come newest first: a rolled-back rollback plan marks its upgrade as undone.
+        let mut undone: Vec<crate::Snapshot> = Vec::new();
         for header in self.journal.runs(target, 1000).await? {
+            if let Plan::Rollback { snapshot, .. } = &header.plan
+                && header.status == RunStatus::Stopped(Outcome::RolledBack)
+            {
+                undone.push(snapshot.clone());
+                continue;
+            }
             if header.kind() != crate::RunKind::Upgrade
                 || header.status != RunStatus::Stopped(Outcome::Upgraded)
             {
@@ -330,6 +377,10 @@ impl Engine {
                 continue;
             }
             if let Some(snapshot) = snapshot {
+                if undone.contains(&snapshot) {
+                    // That upgrade was rolled back already; older ones are not "the last".
+                    break;
+                }
                 return Ok(Plan::Rollback {
                     snapshot,
                     backup: taken,
@@ -364,8 +415,27 @@ impl Engine {
         }))
     }
 
-    async fn drive(&self, holder: &Holder, mut run: Run, resumed: bool) -> Result<Finished> {
+    async fn drive(
+        &self,
+        holder: &Holder,
+        run: Run,
+        resumed: bool,
+        notes: Vec<String>,
+    ) -> Result<Finished> {
+        let result = self.steps(holder, run, resumed, notes).await;
+        self.renew_cancellation();
+        result
+    }
+
+    async fn steps(
+        &self,
+        holder: &Holder,
+        mut run: Run,
+        resumed: bool,
+        notes: Vec<String>,
+    ) -> Result<Finished> {
         let id = holder.run.as_str();
+        let cancel = self.cancellation();
         let _heartbeat = self.spawn_heartbeat(holder);
         let events = self.events.for_run(id);
         events.emit(EventKind::RunStarted {
@@ -373,6 +443,9 @@ impl Engine {
             target: self.settings.target.clone(),
             resumed,
         });
+        for note in notes {
+            events.warn(note);
+        }
         loop {
             let effect = match run.next() {
                 Next::Perform(effect) => effect,
@@ -390,7 +463,7 @@ impl Engine {
             let result = if run.is_cancellable() {
                 tokio::select! {
                     biased;
-                    () = self.cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "cancelled by the operator")),
+                    () = cancel.cancelled() => Err(Error::new(ErrorKind::Cancelled, "cancelled by the operator")),
                     r = self.perform(&run, &effect.action, holder, &step_events) => r,
                 }
             } else {
@@ -534,6 +607,12 @@ impl Engine {
                 }
             }
             Plan::Rollback { snapshot, backup } => {
+                if seen.image == snapshot.image {
+                    return Err(Error::invalid(format!(
+                        "the deployment already runs {}; there is no upgrade to roll back",
+                        snapshot.image
+                    )));
+                }
                 let kind = driver.info().kind;
                 if snapshot.driver != kind {
                     return Err(Error::invalid(format!(
@@ -603,10 +682,20 @@ pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>
         (Outcome::Upgraded, Plan::Upgrade { to, .. }) => {
             (format!("upgraded to {to}{backup}"), None)
         }
+        (Outcome::RolledBack, Plan::Upgrade { to, backup: crate::BackupMode::Skip, .. }) => (
+            format!(
+                "the upgrade to {to} failed{cause}. The previous image was restored, but NOT the data: the backup was skipped, so the database may hold the new version's migrations"
+            ),
+            None,
+        ),
         (Outcome::RolledBack, Plan::Upgrade { to, .. }) => (
             format!(
                 "the upgrade to {to} failed{cause}. It was rolled back: the previous image runs on the data as it was before the upgrade{backup}"
             ),
+            None,
+        ),
+        (Outcome::RolledBack, Plan::Rollback { backup: None, .. }) => (
+            "rolled back to the image before the upgrade; the data was NOT restored (that upgrade skipped its backup)".into(),
             None,
         ),
         (Outcome::RolledBack, _) => (

@@ -734,8 +734,9 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
                     .map_or(Protection::Skipped, Protection::Backup),
             }),
         },
-        // The lock was not taken: nothing to release.
-        (P::Lock(_), Err(e)) => P::Done(end(Outcome::Aborted, Some(e), None)),
+        // The lock may have been taken before the failure (a crash right after it, then
+        // `resume --rollback`): release it. Unlock never releases another holder's lock.
+        (P::Lock(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
 
         (P::Pull(base), Ok(Output::Pulled(pulled))) => P::Snapshot(base, pulled),
         (P::Pull(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),

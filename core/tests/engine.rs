@@ -671,6 +671,8 @@ async fn an_interrupted_upgrade_can_be_rolled_back_instead_of_resumed() {
     for (method, nth, expected) in [
         (Method::Scale, 2, Outcome::RolledBack),
         (Method::Pull, 1, Outcome::Aborted),
+        // Right after the backend lock was taken: rolling back must release it.
+        (Method::Lock, 1, Outcome::Aborted),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
@@ -702,4 +704,130 @@ async fn an_interrupted_upgrade_can_be_rolled_back_instead_of_resumed() {
         );
         assert_settled(&fake, &*journal, &finished, NEW).await;
     }
+}
+
+#[tokio::test]
+async fn a_rollback_without_backup_says_the_data_was_not_restored() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let plan = Plan::Upgrade {
+        to: img(BROKEN),
+        backup: BackupMode::Skip,
+        replicas: None,
+        allow_downgrade: false,
+    };
+    let finished = engine(&fake, journal, Duration::from_secs(30))
+        .start(plan)
+        .await
+        .unwrap();
+    assert_eq!(finished.report.outcome, Outcome::RolledBack);
+    assert!(
+        finished.message.contains("NOT the data"),
+        "{}",
+        finished.message
+    );
+    assert!(
+        fake.data().version.contains("half-migrated"),
+        "the fake keeps the damage"
+    );
+}
+
+#[tokio::test]
+async fn the_same_upgrade_is_never_rolled_back_twice() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal, Duration::from_secs(30));
+    assert_eq!(
+        e.start(upgrade(NEW)).await.unwrap().report.outcome,
+        Outcome::Upgraded
+    );
+    let plan = e.rollback_plan(None).await.unwrap();
+    assert_eq!(
+        e.start(plan.clone()).await.unwrap().report.outcome,
+        Outcome::RolledBack
+    );
+    let again = e.rollback_plan(None).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::NotFound, "{}", again.report());
+    // Even with the old plan in hand, preflight sees the old image already running.
+    let replay = e.start(plan).await.unwrap();
+    assert_eq!(replay.report.outcome, Outcome::Aborted);
+    assert!(
+        replay.message.contains("already runs"),
+        "{}",
+        replay.message
+    );
+    assert_eq!(fake.data().version, "1.0.0");
+}
+
+#[tokio::test]
+async fn a_cancellation_does_not_leak_into_the_next_run() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal, Duration::from_secs(30));
+    e.cancellation().cancel();
+    let first = e.start(upgrade(NEW)).await.unwrap();
+    assert_eq!(first.report.outcome, Outcome::Aborted);
+    assert!(!e.cancellation().is_cancelled());
+    let second = e.start(upgrade(NEW)).await.unwrap();
+    assert_eq!(
+        second.report.outcome,
+        Outcome::Upgraded,
+        "{}",
+        second.message
+    );
+}
+
+#[tokio::test]
+async fn a_failed_run_points_at_resume_even_while_its_process_lives() {
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::RestoreData,
+        nth: 1,
+        kind: FaultKind::Error(ErrorKind::Other),
+    });
+    let e = engine(&fake, memory_journal().await, Duration::from_secs(30));
+    let failed = e.start(upgrade(BROKEN)).await.unwrap();
+    assert_eq!(failed.report.outcome, Outcome::Failed);
+    let err = e.start(upgrade(NEW)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{}", err.report());
+    assert!(
+        err.to_string()
+            .contains(&format!("cutover resume {}", failed.run)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn resume_notes_come_after_the_run_started_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::Scale,
+        nth: 2,
+        kind: FaultKind::CrashAfterEffect,
+    });
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+    assert!(
+        run_until_crash(&fake, journal, upgrade(NEW))
+            .await
+            .is_none()
+    );
+    let (events, mut rx) = EventSink::channel();
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+    engine(&fake, journal, Duration::ZERO)
+        .with_events(events)
+        .resume(None)
+        .await
+        .unwrap();
+    let first = rx.try_recv().unwrap();
+    assert!(
+        matches!(first.kind, EventKind::RunStarted { resumed: true, .. }),
+        "{first:?}"
+    );
+    let second = rx.try_recv().unwrap();
+    assert!(
+        matches!(second.kind, EventKind::Warning { .. }),
+        "{second:?}"
+    );
 }

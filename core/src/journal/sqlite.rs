@@ -76,7 +76,22 @@ impl SqliteJournal {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // Two processes creating a new journal at once both see no migration applied and
+        // both apply it; the loser fails. Running the migrator again then finds the
+        // schema in place, so retry a few times before giving up.
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "journal migration raced; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Self { pool })
     }
 }
@@ -474,5 +489,25 @@ mod tests {
         assert_eq!(ids, ["zz-second".to_string(), first]);
         let mode = std::fs::metadata(&path).unwrap();
         assert!(mode.len() > 0);
+    }
+}
+
+#[cfg(test)]
+mod concurrency {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_openers_of_a_new_journal_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { SqliteJournal::open(&path).await.map(|_| ()) })
+            })
+            .collect();
+        for o in openers {
+            o.await.unwrap().unwrap();
+        }
     }
 }
