@@ -123,11 +123,17 @@ pub enum BackupsCommand {
         /// The backup id.
         id: String,
     },
-    /// Check a backup's checksums and identity.
-    #[command(after_help = "Example:\n  cutover backups verify ID")]
+    /// Check a backup's checksums and identity; with --restore-test, also restore it into
+    /// a scratch database and compare fingerprints.
+    #[command(
+        after_help = "Example:\n  cutover backups verify ID\n  cutover backups verify ID --restore-test"
+    )]
     Verify {
         /// The backup id.
         id: String,
+        /// Restore into a scratch database on the same server, compare, drop it.
+        #[arg(long)]
+        restore_test: bool,
     },
     /// Delete all but the newest backups.
     #[command(after_help = "Example:\n  cutover backups prune --keep 5")]

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cutover_core::backup::{Database, DumpBackups, LocalStore, ToolSite};
 use cutover_core::journal::{Journal, RunStatus};
 use cutover_core::machine::{Baseline, Run, Step, refuse_upgrade};
 use cutover_core::{
     BackupId, BackupMode, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error,
-    ErrorKind, EventSink, Finished, Plan, Settings, SqliteJournal,
+    ErrorKind, EventSink, ExecTarget, Finished, Plan, Settings, SqliteJournal,
 };
 use serde_json::json;
 
@@ -77,11 +78,11 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
             source: cli.config.display().to_string(),
         })
         .await?;
-    let backups = target.backups.clone().unwrap_or_else(|| {
-        Arc::new(NoBackups {
-            driver: config.driver.kind.clone(),
-        })
-    });
+    let backups: Arc<dyn Backups> = match (&config.database, target.backups.clone()) {
+        (Some(db), _) => Arc::new(dump_backups(&config, db)?),
+        (None, Some(own)) => own,
+        (None, None) => Arc::new(NoBackups),
+    };
     let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(config.journal_path()?).await?);
     let settings = Settings {
         health: config.health.clone(),
@@ -142,6 +143,46 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
         }
         Command::Unlock { force } => unlock(&engine, *force, renderer).await,
     }
+}
+
+/// The backup engine of `[database]` and `[backup]`.
+fn dump_backups(config: &Config, db: &crate::config::DatabaseConfig) -> Outcome<DumpBackups> {
+    let password = match (&db.password, &db.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(file)) => {
+            let path = config.resolve(&file.to_string_lossy());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::invalid(format!("database.password_file {}: {e}", path.display()))
+            })?;
+            Some(text.lines().next().unwrap_or_default().to_string())
+        }
+        (None, None) => None,
+    };
+    let site = match (&db.exec_in, &db.exec_on_host) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "database.exec_in and database.exec_on_host exclude each other",
+            )
+            .into());
+        }
+        (Some(name), None) => ToolSite::Exec(ExecTarget::Named(name.clone())),
+        (None, Some(host)) => ToolSite::Exec(ExecTarget::Host(host.clone())),
+        (None, None) => ToolSite::Local,
+    };
+    let database = Database::new(db.engine, &db.url, password, site)?;
+    let store = &config.backup.store;
+    if store.contains("://") {
+        return Err(Error::invalid(format!(
+            "backup.store = {store:?}: only local directories are supported in this build"
+        ))
+        .into());
+    }
+    Ok(DumpBackups::new(
+        database,
+        Arc::new(LocalStore::new(config.resolve(store))),
+        config.backup.paths.clone(),
+        ExecTarget::AnyInstance,
+    ))
 }
 
 fn finish(finished: Finished, rollback_requested: bool) -> Outcome {
@@ -493,9 +534,14 @@ async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Ren
                 },
             );
         }
-        BackupsCommand::Verify { id } => {
+        BackupsCommand::Verify { id, restore_test } => {
             let id: BackupId = id.parse()?;
             let ok = store.verify(&id, app).await?;
+            if *restore_test {
+                store
+                    .restore_test(&id, app, engine.driver().as_ref(), &r.sink())
+                    .await?;
+            }
             r.document(json!({ "command": "backups verify", "id": ok.id.to_string(), "bytes": ok.bytes, "ok": true }), || {
                 format!("backup {} verified ({} bytes)\n", ok.id, ok.bytes)
             });
@@ -551,20 +597,15 @@ async fn unlock(engine: &Engine, force: bool, r: &Renderer) -> Outcome {
     Ok(exit::SUCCESS)
 }
 
-/// The backup engine when the driver brings none and none is configured.
+/// The backup engine when no `[database]` is configured.
 #[derive(Debug)]
-struct NoBackups {
-    driver: String,
-}
+struct NoBackups;
 
 impl NoBackups {
     fn error(&self) -> Error {
         Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "no database backup engine is available for the {} driver in this build; upgrades need --backup skip",
-                self.driver
-            ),
+            ErrorKind::InvalidInput,
+            "no [database] is configured, so nothing can be backed up or restored; add [database] (see the README) or upgrade with --backup skip",
         )
     }
 }

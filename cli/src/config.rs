@@ -66,14 +66,21 @@ pub struct DriverSection {
 pub struct DatabaseConfig {
     /// `mysql`, `mariadb` or `postgres`.
     pub engine: DatabaseEngine,
-    /// The connection URL without password.
+    /// The connection URL without password, as reachable from this machine.
     pub url: String,
-    /// The password; from `CUTOVER_DATABASE__PASSWORD`, never from a file in the repo.
+    /// The password; from `CUTOVER_DATABASE__PASSWORD`, never from the file or a flag.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
-    /// A file holding the password.
+    /// A file holding the password (its first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Run the dump and restore tools in this container or pod (through the driver)
+    /// instead of on this machine.
+    #[serde(default)]
+    pub exec_in: Option<String>,
+    /// Run the tools on this host of the driver (SSH driver).
+    #[serde(default)]
+    pub exec_on_host: Option<String>,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -83,21 +90,13 @@ impl fmt::Debug for DatabaseConfig {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_file", &self.password_file)
+            .field("exec_in", &self.exec_in)
+            .field("exec_on_host", &self.exec_on_host)
             .finish()
     }
 }
 
-/// Supported database engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DatabaseEngine {
-    /// MySQL ≥ 8.0.17.
-    Mysql,
-    /// MariaDB.
-    Mariadb,
-    /// PostgreSQL.
-    Postgres,
-}
+pub use cutover_core::backup::DatabaseEngine;
 
 /// `[backup]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

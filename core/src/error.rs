@@ -194,8 +194,12 @@ impl Error {
         let mut out = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {
-            out.push_str(": ");
-            out.push_str(&cause.to_string());
+            // Some sources repeat their own cause in their message; say each thing once.
+            let text = cause.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
             source = cause.source();
         }
         out
