@@ -145,6 +145,15 @@ impl DumpBackups {
         let progress = |n| events.progress(n, expected, Unit::Bytes);
         let stored = store_compressed(reader, staged, DATABASE_PART, progress);
         let (status, written) = tokio::join!(dump, stored);
+        // When the store fails (a full disk), the dump then fails on a broken pipe: the
+        // store's error is the cause worth reporting.
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                conn.end_snapshot().await;
+                return Err(e);
+            }
+        };
         let status = status?;
         if !status.success() {
             conn.end_snapshot().await;
@@ -159,7 +168,6 @@ impl DumpBackups {
             )
             .with_operation("dump"));
         }
-        let written = written?;
         let (fingerprint, exact) = match before {
             None => {
                 let fp = conn.fingerprint().await;
