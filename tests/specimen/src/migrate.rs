@@ -193,7 +193,7 @@ async fn apply(
     Ok(())
 }
 
-/// 1.0.0: the original schema.
+/// 1.0.0: the original schema, with an audit table that later releases fill.
 async fn create_schema(db: &Db) -> Result<(), sqlx::Error> {
     db.execute(&format!(
         "CREATE TABLE IF NOT EXISTS items (
@@ -206,14 +206,6 @@ async fn create_schema(db: &Db) -> Result<(), sqlx::Error> {
         db.table_options()
     ))
     .await?;
-    Ok(())
-}
-
-/// 1.1.0: adds a case-folded name and an audit table seeded with a copy of every item.
-/// The copy is the non-idempotent part: run twice, every item is audited twice.
-async fn fold_names_and_audit(db: &Db, run_id: &str, partial: bool) -> Result<(), sqlx::Error> {
-    db.execute("ALTER TABLE items ADD COLUMN IF NOT EXISTS name_folded VARCHAR(255) NULL")
-        .await?;
     db.execute(&format!(
         "CREATE TABLE IF NOT EXISTS item_audit (
             id {},
@@ -225,6 +217,17 @@ async fn fold_names_and_audit(db: &Db, run_id: &str, partial: bool) -> Result<()
         db.table_options()
     ))
     .await?;
+    Ok(())
+}
+
+/// 1.1.0: adds a case-folded name and seeds the audit table with a copy of every item.
+/// The copy is the non-idempotent part: run twice, every item is audited twice. The schema
+/// change is `ADD COLUMN IF NOT EXISTS`, which both engines serialise on the table lock, so
+/// two instances migrating at once both succeed and leave the damage in the data
+/// (a `CREATE TABLE IF NOT EXISTS` racing itself on PostgreSQL would instead crash one).
+async fn fold_names_and_audit(db: &Db, run_id: &str, partial: bool) -> Result<(), sqlx::Error> {
+    db.execute("ALTER TABLE items ADD COLUMN IF NOT EXISTS name_folded VARCHAR(255) NULL")
+        .await?;
     db.execute_with(
         "INSERT INTO item_audit (item_id, name, run_id) SELECT id, name, ? FROM items ORDER BY id",
         &[Param::Text(run_id)],

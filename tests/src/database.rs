@@ -1,0 +1,342 @@
+//! Scratch databases on the test PostgreSQL and MariaDB servers, one per test.
+
+use std::fmt;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use crate::env::{TestEnv, UP_HINT};
+use crate::names::unique_name;
+
+/// A database server the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// PostgreSQL 15.
+    Postgres,
+    /// MariaDB 10.11, reached through the MySQL protocol.
+    MariaDb,
+}
+
+impl Engine {
+    /// Both engines, for tests that must hold on each.
+    pub const ALL: [Engine; 2] = [Engine::Postgres, Engine::MariaDb];
+
+    /// Server URL with credentials and no database.
+    pub fn server_url(self, env: &TestEnv) -> &str {
+        match self {
+            Engine::Postgres => env.postgres_url(),
+            Engine::MariaDb => env.mysql_url(),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::MariaDb => "MariaDB",
+        })
+    }
+}
+
+/// One row of the specimen's `specimen_migrations` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRun {
+    /// Unique per run.
+    pub run_id: String,
+    /// The release whose migration ran.
+    pub version: String,
+    /// The instance that ran it.
+    pub instance: String,
+    /// Start, microseconds since the epoch.
+    pub started_us: i64,
+    /// End, if it ended.
+    pub finished_us: Option<i64>,
+    /// `running`, `ok` or `failed`.
+    pub outcome: String,
+}
+
+impl MigrationRun {
+    /// Whether two runs were in progress at the same time (an unfinished run lasts forever).
+    pub fn overlaps(&self, other: &MigrationRun) -> bool {
+        let end = |r: &MigrationRun| r.finished_us.unwrap_or(i64::MAX);
+        self.started_us < end(other) && other.started_us < end(self)
+    }
+}
+
+/// A uniquely named database, dropped (with `FORCE` on PostgreSQL) when this is dropped.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    engine: Engine,
+    name: String,
+    server_url: String,
+    pool: AnyPool,
+}
+
+fn admin_url(engine: Engine, server_url: &str) -> String {
+    match engine {
+        // The test role owns no database of its own; `postgres` admits every role.
+        Engine::Postgres => format!("{server_url}/postgres"),
+        Engine::MariaDb => format!("{server_url}/"),
+    }
+}
+
+async fn connect(engine: Engine, url: &str) -> AnyPool {
+    // A refused TCP connection fails at once here; the pool would retry it until its
+    // acquire timeout before saying anything.
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let reachable = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(host_port),
+    )
+    .await;
+    if !matches!(reachable, Ok(Ok(_))) {
+        panic!("{engine} at {host_port} does not answer; {UP_HINT}");
+    }
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{engine} at {} does not answer: {e}; {UP_HINT}",
+                redact(url)
+            )
+        })
+}
+
+/// `url` with its password replaced, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_info = &url[scheme + 3..at];
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl ScratchDatabase {
+    /// Creates an empty database on `engine`'s test server.
+    ///
+    /// # Panics
+    /// If the server does not answer (the message names `scripts/testenv up`).
+    pub async fn create(engine: Engine) -> Self {
+        Self::create_on(engine, engine.server_url(TestEnv::get())).await
+    }
+
+    /// Creates an empty database on the server at `server_url` (credentials, no database).
+    ///
+    /// # Panics
+    /// If the server does not answer (the message names `scripts/testenv up`).
+    pub async fn create_on(engine: Engine, server_url: &str) -> Self {
+        let server_url = server_url.to_owned();
+        let name = unique_name("ct");
+        let admin = connect(engine, &admin_url(engine, &server_url)).await;
+        let create = match engine {
+            Engine::Postgres => {
+                format!("CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
+            }
+            Engine::MariaDb => {
+                format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            }
+        };
+        sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name} on {engine}: {e}"));
+        admin.close().await;
+        let pool = connect(engine, &format!("{server_url}/{name}")).await;
+        Self {
+            engine,
+            name,
+            server_url,
+            pool,
+        }
+    }
+
+    /// The engine it lives on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connection URL including credentials and the database.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server_url, self.name)
+    }
+
+    /// A pool connected to it, for assertions.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The environment that points the specimen (or the vendor application) at this
+    /// database: the vendor's `MYSQL_*` variables on MariaDB, `DATABASE_URL` on PostgreSQL.
+    /// Contains the password: pass it through the environment, never in argv.
+    pub fn app_env(&self) -> Vec<(String, String)> {
+        match self.engine {
+            Engine::Postgres => vec![("DATABASE_URL".to_owned(), self.url())],
+            Engine::MariaDb => {
+                let rest = self.server_url.trim_start_matches("mysql://");
+                let (user_info, host_port) = rest.rsplit_once('@').unwrap_or(("", rest));
+                let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+                let (host, port) = host_port.split_once(':').unwrap_or((host_port, "3306"));
+                [
+                    ("MYSQL_HOST", host),
+                    ("MYSQL_PORT", port),
+                    ("MYSQL_DATABASE", self.name.as_str()),
+                    ("MYSQL_USER_NAME", user),
+                    ("MYSQL_PASSWORD", password),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+            }
+        }
+    }
+
+    /// Runs a query and returns all rows.
+    pub async fn rows(&self, sql: &str) -> Vec<AnyRow> {
+        sqlx::query(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} on {} ({}): {e}", self.name, self.engine))
+    }
+
+    /// Runs a statement.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql} on {} ({}): {e}", self.name, self.engine));
+    }
+
+    /// Number of rows in a table.
+    pub async fn count(&self, table: &str) -> i64 {
+        let rows = self.rows(&format!("SELECT COUNT(*) FROM {table}")).await;
+        rows[0].try_get(0).expect("COUNT(*) is an integer")
+    }
+
+    /// Whether `table` has `column`.
+    pub async fn has_column(&self, table: &str, column: &str) -> bool {
+        let schema = match self.engine {
+            Engine::Postgres => "current_schema()".to_owned(),
+            Engine::MariaDb => "DATABASE()".to_owned(),
+        };
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.columns
+             WHERE table_schema = {schema} AND table_name = '{table}' AND column_name = '{column}'"
+        );
+        let rows = self.rows(&sql).await;
+        rows[0]
+            .try_get::<i64, _>(0)
+            .expect("COUNT(*) is an integer")
+            > 0
+    }
+
+    /// The specimen's migration record, oldest first.
+    pub async fn migration_runs(&self) -> Vec<MigrationRun> {
+        let rows = self
+            .rows(
+                "SELECT run_id, version, instance, started_us, finished_us, outcome
+                 FROM specimen_migrations ORDER BY started_us, run_id",
+            )
+            .await;
+        rows.iter()
+            .map(|r| MigrationRun {
+                run_id: r.get(0),
+                version: r.get(1),
+                instance: r.get(2),
+                started_us: r.get(3),
+                finished_us: r.get(4),
+                outcome: r.get(5),
+            })
+            .collect()
+    }
+
+    /// Versions recorded as applied, one entry per application (duplicates are damage).
+    pub async fn applied_versions(&self) -> Vec<String> {
+        let rows = self
+            .rows("SELECT version FROM specimen_schema ORDER BY applied_us, version")
+            .await;
+        rows.iter().map(|r| r.get(0)).collect()
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let (engine, name, admin) = (
+            self.engine,
+            self.name.clone(),
+            admin_url(self.engine, &self.server_url),
+        );
+        // Drop cannot await, and may run inside a runtime that must not be blocked on:
+        // a thread of its own with its own runtime does the async work. The test's pool
+        // is left to its own drop: `FORCE` (PostgreSQL) ends its sessions, and MariaDB
+        // drops a database that idle sessions still use.
+        let dropper = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                sqlx::any::install_default_drivers();
+                let Ok(admin) = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&admin)
+                    .await
+                else {
+                    return;
+                };
+                let drop = match engine {
+                    Engine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    Engine::MariaDb => format!("DROP DATABASE IF EXISTS {name}"),
+                };
+                let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&admin).await;
+                admin.close().await;
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_symmetric_and_strict() {
+        let run = |started_us, finished_us| MigrationRun {
+            run_id: String::new(),
+            version: "1.1.0".into(),
+            instance: String::new(),
+            started_us,
+            finished_us,
+            outcome: "ok".into(),
+        };
+        assert!(run(0, Some(10)).overlaps(&run(5, Some(15))));
+        assert!(run(5, Some(15)).overlaps(&run(0, Some(10))));
+        assert!(!run(0, Some(10)).overlaps(&run(10, Some(20))));
+        assert!(run(0, None).overlaps(&run(100, Some(200))));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("mysql://u:secret@127.0.0.1:3306/"),
+            "mysql://u:***@127.0.0.1:3306/"
+        );
+    }
+}
