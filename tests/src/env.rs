@@ -188,4 +188,78 @@ impl TestEnv {
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.values
     }
+
+    /// The SSH test hosts `scripts/testenv up` started, in order.
+    ///
+    /// # Panics
+    /// If there are none, with a message naming `scripts/testenv up --ssh-hosts N`.
+    pub fn ssh_hosts(&self) -> Vec<SshHost> {
+        let count: usize = self
+            .require("CUTOVER_TEST_SSH_HOSTS")
+            .parse()
+            .unwrap_or_else(|_| panic!("CUTOVER_TEST_SSH_HOSTS is not a number; {UP_HINT}"));
+        assert!(
+            count > 0,
+            "no SSH test hosts in {}: run `scripts/testenv up --ssh-hosts 2`",
+            self.path.display()
+        );
+        (1..=count)
+            .map(|i| SshHost {
+                address: self
+                    .require(&format!("CUTOVER_TEST_SSH_{i}_HOST"))
+                    .to_owned(),
+                port: self
+                    .require(&format!("CUTOVER_TEST_SSH_{i}_PORT"))
+                    .parse()
+                    .unwrap_or_else(|_| panic!("CUTOVER_TEST_SSH_{i}_PORT is not a port")),
+                user: self.require("CUTOVER_TEST_SSH_USER").to_owned(),
+                key: self.require("CUTOVER_TEST_SSH_KEY").into(),
+                known_hosts: self.require("CUTOVER_TEST_SSH_KNOWN_HOSTS").into(),
+                docker_host: self
+                    .require(&format!("CUTOVER_TEST_SSH_{i}_DOCKER_HOST"))
+                    .to_owned(),
+            })
+            .collect()
+    }
+}
+
+/// One SSH test host: an sshd on loopback whose sessions see their own Docker engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshHost {
+    /// IP address to connect to.
+    pub address: String,
+    /// sshd port.
+    pub port: u16,
+    /// Login user.
+    pub user: String,
+    /// Private key the host authorizes (mode 0600).
+    pub key: PathBuf,
+    /// known_hosts file listing every test host's key as `[address]:port`.
+    pub known_hosts: PathBuf,
+    /// This host's Docker engine, as a `DOCKER_HOST` value on this machine; sessions over
+    /// SSH get the same value.
+    pub docker_host: String,
+}
+
+impl SshHost {
+    /// `user@address`.
+    pub fn destination(&self) -> String {
+        format!("{}@{}", self.user, self.address)
+    }
+
+    /// An `ssh` command for this host with strict host-key checking and no prompts;
+    /// append the remote command.
+    pub fn ssh_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("ssh");
+        command
+            .arg("-i")
+            .arg(&self.key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "ConnectTimeout=10", "-p", &self.port.to_string()])
+            .arg(self.destination())
+            .stdin(std::process::Stdio::null());
+        command
+    }
 }

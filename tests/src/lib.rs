@@ -19,7 +19,7 @@ mod specimen;
 
 pub use database::{Engine, MigrationRun, ScratchDatabase};
 pub use docker::{DockerVolume, docker, docker_command};
-pub use env::{EnvError, TestEnv, UP_HINT};
+pub use env::{EnvError, SshHost, TestEnv, UP_HINT};
 pub use http::{Items, SpecimenClient, StoredItem};
 pub use names::{free_port, unique_name};
 pub use specimen::{SpecimenContainer, SpecimenProcess};
