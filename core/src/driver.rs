@@ -215,6 +215,20 @@ impl ExitStatus {
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
+
+    /// "exit code N: <stderr tail>" or "killed by a signal: …", for error messages.
+    pub fn describe(&self) -> String {
+        let how = match self.code {
+            Some(c) => format!("exit code {c}"),
+            None => "killed by a signal".to_string(),
+        };
+        let tail = self.stderr_tail.trim();
+        if tail.is_empty() {
+            how
+        } else {
+            format!("{how}: {tail}")
+        }
+    }
 }
 
 /// The identity of a run holding a lock.

@@ -160,10 +160,10 @@ impl DumpBackups {
             return Err(Error::new(
                 ErrorKind::Other,
                 format!(
-                    "{} failed {}: {}",
+                    "{} failed {} ({})",
                     argv[0],
                     self.database.site_name(),
-                    status.stderr_tail.trim()
+                    status.describe()
                 ),
             )
             .with_operation("dump"));
@@ -292,10 +292,10 @@ async fn restore_database(
         return Err(Error::new(
             ErrorKind::Other,
             format!(
-                "{} failed {}: {}",
+                "{} failed {} ({})",
                 argv[0],
                 database.site_name(),
-                status.stderr_tail.trim()
+                status.describe()
             ),
         )
         .with_operation("restore"));
