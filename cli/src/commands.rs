@@ -276,6 +276,20 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
         ),
         BackupMode::Offline => {}
     }
+    if *backup != BackupMode::Skip {
+        if config.database.is_none() && config.driver.kind != "fake" {
+            warnings.push(
+                "no [database] is configured: the backup step would stop the upgrade in preflight; configure it or pass --backup skip".into(),
+            );
+        }
+        let caps = engine.driver().capabilities();
+        if !config.backup.paths.is_empty() && !caps.archive {
+            warnings.push(format!(
+                "[backup] paths {:?} cannot be backed up: the {} driver cannot archive files; the upgrade would stop in preflight",
+                config.backup.paths, config.driver.kind
+            ));
+        }
+    }
     if let Some(open) = engine.open_run().await? {
         warnings.push(format!(
             "run {} holds the lock ({}); the upgrade would be refused until it ends",

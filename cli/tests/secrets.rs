@@ -1,0 +1,149 @@
+//! The database password never reaches a command line, cutover's output, the journal or
+//! a backup, during real runs of the binary against the test PostgreSQL and MariaDB.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use cutover_tests::{Engine, ScratchDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+
+/// The URL without its password, and the password.
+fn split(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user_info, host_path) = rest.rsplit_once('@').unwrap();
+    let (user, password) = user_info.split_once(':').unwrap();
+    (
+        format!("{scheme}://{user}@{host_path}"),
+        password.to_string(),
+    )
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_stays_out_of_argv_output_journal_and_backups() {
+    for engine in Engine::ALL {
+        let scratch = ScratchDatabase::create(engine).await;
+        scratch
+            .execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(100))")
+            .await;
+        scratch
+            .execute("INSERT INTO items VALUES (1, 'one'), (2, 'two')")
+            .await;
+        let (url, password) = split(&scratch.url());
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("cutover.toml");
+        let kind = if engine == Engine::Postgres {
+            "postgres"
+        } else {
+            "mariadb"
+        };
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[app]
+name = "apidog"
+image = "registry.example.com/apidog/server"
+[health]
+interval = "10ms"
+[driver]
+kind = "fake"
+[driver.fake]
+running = "v2.7.80"
+replicas = 2
+tags = ["v2.7.81", "v2.7.82-broken"]
+ready_after = "10ms"
+[database]
+engine = "{kind}"
+url = "{url}"
+"#
+            ),
+        )
+        .unwrap();
+
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (done, password) = (done.clone(), password.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                            assert!(
+                                !contains(&cmdline, &password),
+                                "password in argv: {}",
+                                String::from_utf8_lossy(&cmdline)
+                            );
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        let mut output = Vec::new();
+        for (args, code) in [
+            (vec!["upgrade", "--to", "v2.7.81"], 0),
+            (
+                vec!["upgrade", "--to", "v2.7.82-broken", "--output", "json"],
+                5,
+            ),
+            (vec!["backup"], 0),
+            (vec!["backups", "list", "--output", "json"], 0),
+            (vec!["history", "--output", "json"], 0),
+            (vec!["status"], 0),
+        ] {
+            let out = Command::new(BIN)
+                .arg("--config")
+                .arg(&config)
+                .args(&args)
+                .env("CUTOVER_DATABASE__PASSWORD", &password)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{engine} {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            output.extend(out.stdout);
+            output.extend(out.stderr);
+        }
+        done.store(true, Ordering::Relaxed);
+        watcher.join().expect("no password in any command line");
+        assert!(
+            !contains(&output, &password),
+            "{engine}: password in cutover's output"
+        );
+
+        let mut files = 0;
+        let mut stack = vec![dir.path().join(".cutover")];
+        while let Some(path) = stack.pop() {
+            for entry in std::fs::read_dir(&path).unwrap().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    files += 1;
+                    let bytes = std::fs::read(entry.path()).unwrap();
+                    assert!(
+                        !contains(&bytes, &password),
+                        "{engine}: password in {}",
+                        entry.path().display()
+                    );
+                }
+            }
+        }
+        assert!(
+            files >= 4,
+            "{engine}: expected the journal and backups, found {files} files"
+        );
+    }
+}

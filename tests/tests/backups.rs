@@ -1,0 +1,462 @@
+//! The dump backup engine against the real PostgreSQL 15 and MariaDB 10.11 servers of
+//! `scripts/testenv up`: round trips of a generated database, refusals that touch nothing,
+//! a full store, and passwords kept out of argv and files.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_core::testkit::{FakeConfig, FakeDriver};
+use cutover_core::{BackupScope, Backups, Driver, ErrorKind, EventSink, ExecTarget, ImageRef};
+use cutover_tests::{Engine, ScratchDatabase};
+
+const APP: &str = "apidog";
+
+/// The scratch database as cutover's config would name it: URL without password, and the
+/// password on its own.
+fn database(scratch: &ScratchDatabase) -> Database {
+    let url = scratch.url();
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user_info, host_path) = rest.rsplit_once('@').unwrap();
+    let (user, password) = user_info.split_once(':').unwrap();
+    let engine = match scratch.engine() {
+        Engine::Postgres => DatabaseEngine::Postgres,
+        Engine::MariaDb => DatabaseEngine::Mariadb,
+    };
+    Database::new(
+        engine,
+        &format!("{scheme}://{user}@{host_path}"),
+        Some(password.to_string()),
+        ToolSite::Local,
+    )
+    .expect("test database URL")
+}
+
+fn password(scratch: &ScratchDatabase) -> String {
+    let url = scratch.url();
+    let rest = url.split_once("://").unwrap().1;
+    rest.rsplit_once('@')
+        .unwrap()
+        .0
+        .split_once(':')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+/// Many tables, foreign keys, a view, a trigger, utf8mb4 text with emoji, binary blobs,
+/// NULLs and well over 100,000 rows.
+async fn seed(db: &ScratchDatabase) {
+    let statements: &[&str] = match db.engine() {
+        Engine::Postgres => &[
+            "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE, note text, score double precision, created timestamptz DEFAULT now())",
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), total numeric(12,2), payload bytea, memo text)",
+            "CREATE TABLE audit (id bigserial PRIMARY KEY, order_id bigint, at timestamptz DEFAULT now())",
+            "CREATE TABLE empty_table (id int PRIMARY KEY, doc jsonb)",
+            "CREATE FUNCTION audit_order() RETURNS trigger AS $$ BEGIN INSERT INTO audit(order_id) VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order()",
+            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500",
+            "INSERT INTO customers (name, email, note, score) SELECT 'Kunde ' || g || ' 😀 ñ 漢字', 'c' || g || '@example.com', CASE WHEN g % 7 = 0 THEN NULL ELSE repeat('x', g % 50) END, g / 3.0 FROM generate_series(1, 20000) g",
+            "INSERT INTO orders (customer_id, total, payload, memo) SELECT 1 + (g % 20000), (g % 1000) + 0.99, decode(md5(g::text), 'hex'), CASE WHEN g % 5 = 0 THEN NULL ELSE '🚀 order ' || g END FROM generate_series(1, 100000) g",
+        ],
+        Engine::MariaDb => &[
+            "CREATE TABLE customers (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, email VARCHAR(200) UNIQUE, note TEXT, score DOUBLE, created DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+            "CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer_id BIGINT NOT NULL, total DECIMAL(12,2), payload VARBINARY(64), memo TEXT, FOREIGN KEY (customer_id) REFERENCES customers(id)) ENGINE=InnoDB",
+            "CREATE TABLE audit (id BIGINT AUTO_INCREMENT PRIMARY KEY, order_id BIGINT, at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
+            "CREATE TABLE empty_table (id INT PRIMARY KEY, doc LONGTEXT) ENGINE=InnoDB",
+            "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit(order_id) VALUES (NEW.id)",
+            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500",
+            "INSERT INTO customers (name, email, note, score) SELECT CONCAT('Kunde ', seq, ' 😀 ñ 漢字'), CONCAT('c', seq, '@example.com'), IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)), seq / 3.0 FROM seq_1_to_20000",
+            "INSERT INTO orders (customer_id, total, payload, memo) SELECT 1 + (seq % 20000), (seq % 1000) + 0.99, UNHEX(MD5(seq)), IF(seq % 5 = 0, NULL, CONCAT('🚀 order ', seq)) FROM seq_1_to_100000",
+        ],
+    };
+    for sql in statements {
+        db.execute(sql).await;
+    }
+    assert_eq!(db.count("orders").await, 100_000);
+    assert_eq!(db.count("audit").await, 100_000, "the trigger fired");
+}
+
+struct Fixture {
+    scratch: ScratchDatabase,
+    database: Database,
+    backups: DumpBackups,
+    driver: FakeDriver,
+    image: ImageRef,
+    _store_dir: tempfile::TempDir,
+    store_path: std::path::PathBuf,
+}
+
+async fn fixture(engine: Engine) -> Fixture {
+    let scratch = ScratchDatabase::create(engine).await;
+    seed(&scratch).await;
+    let database = database(&scratch);
+    let store_dir = tempfile::tempdir().unwrap();
+    let store_path = store_dir.path().join("backups");
+    let backups = DumpBackups::new(
+        database.clone(),
+        Arc::new(LocalStore::new(&store_path)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let image: ImageRef = "registry.test/apidog/server:v2.7.80".parse().unwrap();
+    let driver = FakeDriver::new(FakeConfig::new(image.clone(), 1, vec![]));
+    Fixture {
+        scratch,
+        database,
+        backups,
+        driver,
+        image,
+        _store_dir: store_dir,
+        store_path,
+    }
+}
+
+impl Fixture {
+    async fn backup(&self) -> cutover_core::Result<cutover_core::BackupRef> {
+        self.backups
+            .backup(
+                BackupScope {
+                    app: APP,
+                    image: &self.image,
+                    snapshot: None,
+                    driver: &self.driver as &dyn Driver,
+                },
+                &EventSink::discard(),
+            )
+            .await
+    }
+
+    async fn fingerprint(&self) -> cutover_core::backup::Fingerprint {
+        self.database
+            .connect()
+            .await
+            .unwrap()
+            .fingerprint()
+            .await
+            .unwrap()
+    }
+
+    async fn restore(&self, id: &cutover_core::BackupId, app: &str) -> cutover_core::Result<()> {
+        self.backups
+            .restore(id, app, &self.driver, &EventSink::discard())
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destroyed_database_is_restored_exactly_on_both_engines() {
+    for engine in Engine::ALL {
+        let f = fixture(engine).await;
+        let before = f.fingerprint().await;
+        assert!(before.tables.len() >= 4, "{engine}: {before:?}");
+        f.backups.preflight(&f.driver).await.unwrap();
+        let taken = f
+            .backup()
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        f.backups.verify(&taken.id, APP).await.unwrap();
+
+        // Destroy: drop data and structure, add what a failed migration would leave.
+        f.scratch.execute("DROP VIEW big_orders").await;
+        f.scratch.execute("DELETE FROM audit").await;
+        f.scratch.execute("DROP TABLE audit").await;
+        f.scratch
+            .execute("UPDATE customers SET name = 'gone' WHERE id < 100")
+            .await;
+        f.scratch
+            .execute("CREATE TABLE half_migrated (id INT)")
+            .await;
+        assert_ne!(f.fingerprint().await, before);
+
+        f.restore(&taken.id, APP)
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        assert_eq!(f.fingerprint().await, before, "{engine}");
+        assert_eq!(
+            f.scratch.count("big_orders").await,
+            f.scratch
+                .rows("SELECT id FROM orders WHERE total > 500")
+                .await
+                .len() as i64
+        );
+
+        // And into a scratch database beside it, which is then dropped.
+        f.backups
+            .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
+            .await
+            .unwrap_or_else(|e| panic!("{engine} restore-test: {}", e.report()));
+    }
+}
+
+/// The one part file of a backup's database dump.
+fn dump_part(store: &Path, id: &str) -> std::path::PathBuf {
+    store.join(id).join("database.zst")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_or_foreign_backups_are_refused_and_nothing_is_touched() {
+    for engine in Engine::ALL {
+        let f = fixture(engine).await;
+        let taken = f.backup().await.unwrap();
+        // A write after the backup: a refused restore must keep it.
+        f.scratch
+            .execute("INSERT INTO empty_table (id, doc) VALUES (1, '\"after the backup\"')")
+            .await;
+        let current = f.fingerprint().await;
+
+        let foreign = f.restore(&taken.id, "another-app").await.unwrap_err();
+        assert_eq!(
+            foreign.kind(),
+            ErrorKind::Integrity,
+            "{engine}: {}",
+            foreign.report()
+        );
+        assert!(foreign.to_string().contains("another-app"), "{foreign}");
+        assert_eq!(
+            f.fingerprint().await,
+            current,
+            "{engine}: touched by a foreign restore"
+        );
+
+        let part = dump_part(&f.store_path, taken.id.as_str());
+        let pristine = std::fs::read(&part).unwrap();
+
+        let mut corrupted = pristine.clone();
+        let middle = corrupted.len() / 2;
+        corrupted[middle] ^= 0x55;
+        std::fs::write(&part, &corrupted).unwrap();
+        let e = f.restore(&taken.id, APP).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{engine}: {}", e.report());
+        assert!(e.to_string().contains("damaged"), "{e}");
+        assert_eq!(
+            f.backups.verify(&taken.id, APP).await.unwrap_err().kind(),
+            ErrorKind::Integrity
+        );
+        assert_eq!(
+            f.fingerprint().await,
+            current,
+            "{engine}: touched by a corrupted restore"
+        );
+
+        std::fs::write(&part, &pristine[..pristine.len() / 3]).unwrap();
+        let e = f.restore(&taken.id, APP).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{engine}: {}", e.report());
+        assert_eq!(
+            f.fingerprint().await,
+            current,
+            "{engine}: touched by a truncated restore"
+        );
+
+        std::fs::write(&part, &pristine).unwrap();
+        f.backups.verify(&taken.id, APP).await.unwrap();
+        let escape = "../../etc".parse::<cutover_core::BackupId>().unwrap_err();
+        assert_eq!(escape.kind(), ErrorKind::InvalidInput);
+        let missing: cutover_core::BackupId = "20990101T000000Z-apidog-000000".parse().unwrap();
+        assert_eq!(
+            f.restore(&missing, APP).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(f.fingerprint().await, current);
+    }
+}
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount (the end-to-end tests run as root)");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Tmpfs(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_fails_cleanly_and_leaves_no_partial_backup() {
+    let mut f = fixture(Engine::Postgres).await;
+    let tmpfs = Tmpfs::mount(256 * 1024);
+    let store = tmpfs.0.path().join("backups");
+    f.backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&store)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let before = f.fingerprint().await;
+
+    let refused = f.backups.preflight(&f.driver).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ErrorKind::Unavailable,
+        "{}",
+        refused.report()
+    );
+    assert!(refused.to_string().contains("free"), "{refused}");
+
+    let failed = f.backup().await.unwrap_err();
+    assert!(
+        failed.report().to_lowercase().contains("space") || failed.report().contains("No space"),
+        "{}",
+        failed.report()
+    );
+    assert!(f.backups.list().await.unwrap().is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "partial backup left: {leftovers:?}");
+    assert_eq!(f.fingerprint().await, before, "the database changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_never_reaches_argv_or_the_backup() {
+    for engine in Engine::ALL {
+        let f = Arc::new(fixture(engine).await);
+        let secret = password(&f.scratch);
+        assert!(
+            secret.len() >= 8,
+            "the test password is too short to search for"
+        );
+
+        // Watch every process's command line while the dump runs.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (done, secret) = (done.clone(), secret.clone());
+            std::thread::spawn(move || {
+                let mut seen_dump = false;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                            continue;
+                        };
+                        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                        if cmdline.contains("pg_dump") || cmdline.contains("mariadb-dump") {
+                            seen_dump = true;
+                        }
+                        assert!(!cmdline.contains(&secret), "password in argv: {cmdline}");
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                seen_dump
+            })
+        };
+        let taken = f.backup().await.unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let saw_the_dump = watcher.join().expect("no password in any command line");
+        assert!(
+            saw_the_dump,
+            "{engine}: the watcher never saw the dump process"
+        );
+
+        for entry in std::fs::read_dir(f.store_path.join(taken.id.as_str()))
+            .unwrap()
+            .flatten()
+        {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let needle = secret.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{engine}: password in {:?}",
+                entry.file_name()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_paths_travel_through_the_driver_archive() {
+    let f = fixture(Engine::Postgres).await;
+    let at = ExecTarget::AnyInstance;
+    let backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&f.store_path)),
+        vec!["/data/storage".into()],
+        at.clone(),
+    );
+    let put = |bytes: &'static [u8]| {
+        let driver = f.driver.clone();
+        let at = at.clone();
+        async move {
+            driver
+                .unarchive(&at, "/data/storage", Box::pin(std::io::Cursor::new(bytes)))
+                .await
+                .unwrap()
+        }
+    };
+    let get = || async {
+        let mut out = Vec::new();
+        let mut stream = f.driver.archive(&at, "/data/storage").await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out)
+            .await
+            .unwrap();
+        out
+    };
+    put(b"uploaded files as they were").await;
+    let scope = BackupScope {
+        app: APP,
+        image: &f.image,
+        snapshot: None,
+        driver: &f.driver as &dyn Driver,
+    };
+    let taken = backups.backup(scope, &EventSink::discard()).await.unwrap();
+    put(b"overwritten after the backup").await;
+    backups
+        .restore(&taken.id, APP, &f.driver, &EventSink::discard())
+        .await
+        .unwrap();
+    assert_eq!(get().await, b"uploaded files as they were");
+
+    // A driver that cannot archive is refused before anything is written.
+    let mut bare = FakeConfig::new(f.image.clone(), 1, vec![]);
+    bare.capabilities = cutover_core::Capabilities::none();
+    let bare = FakeDriver::new(bare);
+    let e = backups.preflight(&bare).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{}", e.report());
+    assert!(e.to_string().contains("/data/storage"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_and_never_a_protected_backup() {
+    let f = fixture(Engine::MariaDb).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(f.backup().await.unwrap().id);
+        // Backup ids and creation times have a one-second resolution in their stamp.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // Keep 1, protect the oldest: the two in the middle go.
+    let deleted = f.backups.prune(APP, 1, &ids[..1]).await.unwrap();
+    assert_eq!(deleted, vec![ids[2].clone(), ids[1].clone()]);
+    let left: Vec<_> = f
+        .backups
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(left, vec![ids[3].clone(), ids[0].clone()]);
+    assert!(
+        f.backups
+            .prune("another-app", 0, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
