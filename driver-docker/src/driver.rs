@@ -1,0 +1,458 @@
+//! [`DockerDriver`]: the `Driver` contract on one Docker engine.
+//!
+//! Docker specifics of the contract:
+//! - **Instances** are containers, identified by name; `location` is empty (one engine).
+//!   Readiness is Docker's health status (`healthy`) when the container has a healthcheck,
+//!   else running.
+//! - **Desired replicas** are the number of instance containers, running or not (a crashed
+//!   instance still counts); kept and definition containers do not count.
+//! - **The definition** lives in a definition container (see [`crate::definition`]).
+//! - **`scale`** stops instances it takes out of service and renames them
+//!   `<name>-cutover-kept` (unless one is kept under that name already, in which case the
+//!   newer one is removed: the older one is what rollback needs). New instances are
+//!   named as Compose would (`project_service_N`, `project-service-N`) or `name`,
+//!   `name-N`, and get Compose's container-number label for their slot.
+//! - **`restore`** removes instances the snapshot does not have, renames kept containers
+//!   back and starts them, and recreates from the snapshot what is gone (see
+//!   [`crate::snapshot`] for how secrets are handled).
+//! - **`release`** removes kept containers, never their volumes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{RenameContainerOptions, StopContainerOptions};
+use cutover_core::{
+    ByteStream, Capabilities, Driver, DriverInfo, ErrorKind, EventSink, ExecIo, ExecTarget,
+    ExitStatus, Holder, ImageRef, Instance, Observed, Pulled, Result, Snapshot,
+};
+
+use crate::config::DockerConfig;
+use crate::definition::{self, Definition};
+use crate::error::{self, KIND};
+use crate::snapshot::{self, Recorded, RecordedInstance, SnapshotData};
+use crate::spec::{self, Spec};
+use crate::target::{self, COMPOSE_NUMBER, Containers, KEPT_SUFFIX, Selector};
+
+/// The Docker driver; build it with [`crate::connect`].
+#[derive(Debug, Clone)]
+pub struct DockerDriver {
+    pub(crate) docker: Docker,
+    pub(crate) selector: Selector,
+    pub(crate) config: DockerConfig,
+    pub(crate) host: String,
+}
+
+impl DockerDriver {
+    pub(crate) async fn seen(&self, op: &str) -> Result<Containers> {
+        self.selector.containers(&self.docker, op).await
+    }
+
+    async fn definition(&self, seen: &Containers, op: &str) -> Result<Definition> {
+        definition::read(&self.docker, seen, op)
+            .await?
+            .ok_or_else(|| {
+                error::driver(
+                    ErrorKind::NotFound,
+                    op,
+                    "",
+                    format!("no container of {} exists", self.selector.describe()),
+                )
+            })
+    }
+
+    async fn start(&self, name: &str, op: &str) -> Result<()> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if error::is_not_modified(&e) => Ok(()),
+            Err(e) => Err(error::docker(op, name, e)),
+        }
+    }
+
+    async fn stop(&self, name: &str, op: &str) -> Result<()> {
+        let options = StopContainerOptions {
+            t: Some(self.config.stop_timeout().as_secs() as i32),
+            ..Default::default()
+        };
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if error::is_not_modified(&e) || error::is_not_found(&e) => Ok(()),
+            Err(e) => Err(error::docker(op, name, e)),
+        }
+    }
+
+    async fn rename(&self, from: &str, to: &str, op: &str) -> Result<()> {
+        let options = RenameContainerOptions {
+            name: to.to_string(),
+        };
+        self.docker
+            .rename_container(from, options)
+            .await
+            .map_err(|e| error::docker(op, from, e))
+    }
+
+    /// Stops an instance taken out of service and, if `keep`, keeps it aside unless one is
+    /// kept under its name already (then this newer one is removed).
+    async fn retire(
+        &self,
+        c: &ContainerInspectResponse,
+        keep: bool,
+        kept: &HashSet<String>,
+    ) -> Result<()> {
+        let name = target::name_of(c);
+        self.stop(name, "scale").await?;
+        if !keep || kept.contains(name) {
+            definition::remove(&self.docker, name, "scale", false).await
+        } else {
+            self.rename(name, &format!("{name}{KEPT_SUFFIX}"), "scale")
+                .await
+        }
+    }
+
+    /// Creates and starts the instance of `slot` from the definition.
+    async fn create_slot(&self, def: &Definition, seen: &Containers, slot: u32) -> Result<()> {
+        let name = self.selector.slot_name(self.selector.naming(seen), slot);
+        let mut spec = def.spec.clone();
+        if matches!(self.selector, Selector::Compose { .. }) {
+            let mut labels = spec.labels();
+            labels.insert(COMPOSE_NUMBER.to_string(), slot.to_string());
+            spec.set_labels(&labels);
+        }
+        spec::create(&self.docker, "scale", &name, &def.image, &spec).await?;
+        self.start(&name, "scale").await
+    }
+
+    /// Environment values that restore may take by hash: from every container of the
+    /// target and from the default environment of the snapshotted images.
+    async fn env_sources(
+        &self,
+        seen: &Containers,
+        data: &SnapshotData,
+    ) -> Result<Vec<(String, String)>> {
+        let mut sources: Vec<(String, String)> = seen
+            .instances
+            .iter()
+            .chain(&seen.kept)
+            .chain(&seen.definitions)
+            .flat_map(|c| Spec::of(c).env_pairs())
+            .collect();
+        let images: HashSet<&str> = data
+            .instances
+            .iter()
+            .map(|i| i.spec.image.as_str())
+            .chain([data.definition.image.as_str()])
+            .collect();
+        for image in images {
+            let config = spec::image_config(&self.docker, image).await?;
+            if let Some(env) = config["Env"].as_array() {
+                sources.extend(env.iter().filter_map(|e| e.as_str()).map(spec::split_env));
+            }
+        }
+        Ok(sources)
+    }
+
+    async fn digests(&self, seen: &Containers) -> HashMap<String, Option<String>> {
+        let mut out = HashMap::new();
+        for c in &seen.instances {
+            let Some(id) = c.image.clone() else { continue };
+            if out.contains_key(&id) {
+                continue;
+            }
+            let repository = target::image_of(c)
+                .parse::<ImageRef>()
+                .map(|i| i.repository())
+                .unwrap_or_default();
+            let digest = match self.docker.inspect_image(&id).await {
+                Ok(i) => i
+                    .repo_digests
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|d| {
+                        d.split_once('@')
+                            .filter(|(r, _)| *r == repository)
+                            .map(|(_, d)| d.to_string())
+                    }),
+                Err(_) => None,
+            };
+            out.insert(id, digest);
+        }
+        out
+    }
+}
+
+fn parse_image(image: &str, op: &str, subject: &str) -> Result<ImageRef> {
+    image.parse().map_err(|e: cutover_core::Error| {
+        error::driver(
+            ErrorKind::Other,
+            op,
+            subject,
+            format!(
+                "container image {image:?} is not a reference cutover understands: {}",
+                e.message()
+            ),
+        )
+    })
+}
+
+fn invalid_snapshot(message: String) -> cutover_core::Error {
+    error::driver(ErrorKind::InvalidInput, "restore", "", message)
+}
+
+#[async_trait]
+impl Driver for DockerDriver {
+    fn info(&self) -> DriverInfo {
+        DriverInfo {
+            kind: KIND.to_string(),
+            target: format!("{} on {}", self.selector.describe(), self.host),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_exec().with_archive().with_lock()
+    }
+
+    async fn observe(&self) -> Result<Observed> {
+        let seen = self.seen("observe").await?;
+        let def = self.definition(&seen, "observe").await?;
+        let digests = self.digests(&seen).await;
+        let instances = seen
+            .instances
+            .iter()
+            .map(|c| {
+                let name = target::name_of(c);
+                Ok(Instance {
+                    id: name.to_string(),
+                    location: String::new(),
+                    image: parse_image(target::image_of(c), "observe", name)?,
+                    digest: c
+                        .image
+                        .as_ref()
+                        .and_then(|id| digests.get(id).cloned().flatten()),
+                    running: target::is_running(c),
+                    ready: target::is_ready(c),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Observed {
+            image: parse_image(&def.image, "observe", "")?,
+            replicas: instances.len() as u32,
+            instances,
+        })
+    }
+
+    async fn pull(&self, image: &ImageRef, events: &EventSink) -> Result<Pulled> {
+        crate::pull::pull(&self.docker, image, events).await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let seen = self.seen("snapshot").await?;
+        let def = self.definition(&seen, "snapshot").await?;
+        let salt = snapshot::new_salt();
+        let instances = seen
+            .instances
+            .iter()
+            .map(|c| RecordedInstance {
+                name: target::name_of(c).to_string(),
+                running: target::is_running(c),
+                spec: Recorded::new(target::image_of(c), &Spec::of(c), &salt),
+            })
+            .collect::<Vec<_>>();
+        let data = SnapshotData {
+            format: snapshot::FORMAT,
+            target: self.selector.key(),
+            definition: Recorded::new(&def.image, &def.spec, &salt),
+            salt,
+            instances,
+        };
+        Ok(Snapshot {
+            driver: KIND.to_string(),
+            image: parse_image(&def.image, "snapshot", "")?,
+            replicas: data.instances.len() as u32,
+            data: serde_json::to_value(&data).map_err(|e| {
+                error::driver(
+                    ErrorKind::Other,
+                    "snapshot",
+                    "",
+                    format!("cannot serialise: {e}"),
+                )
+            })?,
+        })
+    }
+
+    async fn set_image(&self, image: &ImageRef) -> Result<()> {
+        let seen = self.seen("set_image").await?;
+        let def = self.definition(&seen, "set_image").await?;
+        let wanted = image.to_string();
+        if def.image == wanted && def.persisted {
+            return Ok(());
+        }
+        // TODO(issue 5): with `compose.file` set, edit the service's `image:` line too.
+        definition::write(
+            &self.docker,
+            &self.selector,
+            &seen,
+            &wanted,
+            &def.spec,
+            "set_image",
+        )
+        .await
+    }
+
+    async fn scale(&self, replicas: u32) -> Result<()> {
+        let seen = self.seen("scale").await?;
+        let def = self.definition(&seen, "scale").await?;
+        if !def.persisted {
+            definition::write(
+                &self.docker,
+                &self.selector,
+                &seen,
+                &def.image,
+                &def.spec,
+                "scale",
+            )
+            .await?;
+        }
+        let kept: HashSet<String> = seen
+            .kept
+            .iter()
+            .map(|c| target::name_of(c).trim_end_matches(KEPT_SUFFIX).to_string())
+            .collect();
+        // Out of service first, so a new version never starts beside an old one.
+        let mut serving: BTreeMap<u32, &ContainerInspectResponse> = BTreeMap::new();
+        for c in &seen.instances {
+            let slot = self.selector.slot_of(c).filter(|s| *s <= replicas);
+            let current = target::image_of(c) == def.image;
+            match slot {
+                Some(s) if current && !serving.contains_key(&s) => {
+                    serving.insert(s, c);
+                }
+                // Scaling down within one definition drops the extras.
+                _ => self.retire(c, replicas == 0 || !current, &kept).await?,
+            }
+        }
+        for slot in 1..=replicas {
+            match serving.get(&slot) {
+                Some(c) if target::is_running(c) => {}
+                Some(c) => self.start(target::name_of(c), "scale").await?,
+                None => self.create_slot(&def, &seen, slot).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore(&self, snap: &Snapshot) -> Result<()> {
+        if snap.driver != KIND {
+            return Err(invalid_snapshot(format!(
+                "the snapshot was taken by the {} driver, not docker",
+                snap.driver
+            )));
+        }
+        let data: SnapshotData = serde_json::from_value(snap.data.clone())
+            .map_err(|e| invalid_snapshot(format!("unreadable docker snapshot: {e}")))?;
+        if data.format != snapshot::FORMAT || data.target != self.selector.key() {
+            return Err(invalid_snapshot(format!(
+                "the snapshot is of {} (format {}), not {}",
+                data.target,
+                data.format,
+                self.selector.key()
+            )));
+        }
+        let seen = self.seen("restore").await?;
+        let salt = data.salt.as_str();
+        let current: HashMap<&str, &ContainerInspectResponse> = seen
+            .instances
+            .iter()
+            .map(|c| (target::name_of(c), c))
+            .collect();
+        let kept: HashSet<&str> = seen.kept.iter().map(target::name_of).collect();
+        let unchanged = |r: &RecordedInstance| {
+            current.get(r.name.as_str()).is_some_and(|c| {
+                r.spec
+                    .matches(target::image_of(c), &Spec::of(c), salt, false)
+            })
+        };
+
+        // Everything that must be recreated is resolved before anything changes.
+        let sources = self.env_sources(&seen, &data).await?;
+        let def_spec = match definition::read(&self.docker, &seen, "restore").await? {
+            Some(d) if d.persisted && data.definition.matches(&d.image, &d.spec, salt, true) => {
+                None
+            }
+            _ => Some(data.definition.resolve(salt, &sources, "definition")?),
+        };
+        let mut recreate = HashMap::new();
+        for r in &data.instances {
+            let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
+            if !unchanged(r) && !kept.contains(kept_name.as_str()) {
+                recreate.insert(r.name.clone(), r.spec.resolve(salt, &sources, &r.name)?);
+            }
+        }
+
+        for c in &seen.instances {
+            let name = target::name_of(c);
+            if !data
+                .instances
+                .iter()
+                .any(|r| r.name == name && unchanged(r))
+            {
+                definition::remove(&self.docker, name, "restore", false).await?;
+            }
+        }
+        if let Some(spec) = def_spec {
+            let image = &data.definition.image;
+            definition::write(&self.docker, &self.selector, &seen, image, &spec, "restore").await?;
+        }
+        for r in &data.instances {
+            let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
+            let running = if unchanged(r) {
+                current
+                    .get(r.name.as_str())
+                    .is_some_and(|c| target::is_running(c))
+            } else if let Some(spec) = recreate.get(&r.name) {
+                spec::create(&self.docker, "restore", &r.name, &r.spec.image, spec).await?;
+                false
+            } else {
+                self.rename(&kept_name, &r.name, "restore").await?;
+                false
+            };
+            match (r.running, running) {
+                (true, false) => self.start(&r.name, "restore").await?,
+                (false, true) => self.stop(&r.name, "restore").await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&self, _snapshot: &Snapshot) -> Result<()> {
+        let seen = self.seen("release").await?;
+        for c in &seen.kept {
+            definition::remove(&self.docker, target::name_of(c), "release", false).await?;
+        }
+        Ok(())
+    }
+
+    async fn exec(&self, at: &ExecTarget, argv: &[String], io: ExecIo) -> Result<ExitStatus> {
+        let name = self.resolve(at, "exec").await?;
+        crate::exec::exec(&self.docker, &name, argv, io).await
+    }
+
+    async fn archive(&self, at: &ExecTarget, path: &str) -> Result<ByteStream> {
+        let name = self.resolve(at, "archive").await?;
+        crate::exec::archive(&self.docker, &name, path).await
+    }
+
+    async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
+        let name = self.resolve(at, "unarchive").await?;
+        crate::exec::unarchive(&self.docker, &name, path, tar).await
+    }
+
+    async fn lock(&self, holder: &Holder) -> Result<()> {
+        crate::lock::lock(self, holder).await
+    }
+
+    async fn unlock(&self, holder: &Holder) -> Result<()> {
+        crate::lock::unlock(self, holder).await
+    }
+}

@@ -1,0 +1,180 @@
+//! A real deployment of the specimen for the Docker driver's tests: N containers named
+//! `<base>`, `<base>-2`, … on one scratch MariaDB database, removed on drop.
+//!
+//! The containers have no network (`--network none`): N replicas on the host network would
+//! fight over one port, and the test databases listen on loopback only. They reach MariaDB
+//! through its Unix socket, mounted from the host, with the password in `DATABASE_URL`.
+
+#![allow(dead_code)]
+
+use std::ops::Deref;
+use std::time::{Duration, Instant};
+
+use cutover_core::testkit::Fixture;
+use cutover_core::{ExecTarget, ImageRef};
+use cutover_driver_docker::{DockerConfig, DockerDriver, connect};
+use cutover_tests::{Engine, ScratchDatabase, TestEnv, docker, docker_command, unique_name};
+
+/// A specimen deployment on the test engine.
+pub struct Deployment {
+    pub base: String,
+    pub db: ScratchDatabase,
+    pub driver: DockerDriver,
+    pub password: String,
+    pub toolbox: String,
+}
+
+pub fn image(version: &str) -> ImageRef {
+    TestEnv::get().specimen_tag(version).parse().unwrap()
+}
+
+impl Deployment {
+    /// `replicas` containers of `version`, with `extra` environment.
+    pub async fn start(version: &str, replicas: u32, extra: &[(&str, &str)]) -> Self {
+        let env = TestEnv::get();
+        let db = ScratchDatabase::create(Engine::MariaDb).await;
+        let server = env.mysql_url().trim_start_matches("mysql://");
+        let (user_info, _) = server.rsplit_once('@').unwrap();
+        let (user, password) = user_info.split_once(':').unwrap();
+        let url = format!(
+            "mysql://{user}:{password}@localhost/{}?socket=/run/mysqld/mysqld.sock",
+            db.name()
+        );
+        let base = unique_name("ctdd").replace('_', "-");
+        let mut deployment = Deployment {
+            driver: connect(DockerConfig {
+                host: Some(env.docker_host().to_string()),
+                ..DockerConfig::containers(&base)
+            })
+            .await
+            .expect("connecting to the test engine"),
+            toolbox: format!("{base}-toolbox"),
+            base,
+            db,
+            password: password.to_string(),
+        };
+        docker(&["pull", "-q", &image(version).to_string()]);
+        for slot in 1..=replicas {
+            let name = if slot == 1 {
+                deployment.base.clone()
+            } else {
+                format!("{}-{slot}", deployment.base)
+            };
+            let mut command = docker_command();
+            command.args(["run", "-d", "--name", &name, "--network", "none"]);
+            command.args(["--label", "cutover-test=1", "--restart", "unless-stopped"]);
+            command.args(["-v", "/run/mysqld:/run/mysqld", "-e", "DATABASE_URL"]);
+            command.env("DATABASE_URL", &url);
+            for (k, v) in extra {
+                command.args(["-e", &format!("{k}={v}")]);
+            }
+            command.arg(image(version).to_string());
+            let out = command.output().expect("docker run");
+            assert!(
+                out.status.success(),
+                "docker run: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        deployment.start_toolbox(version);
+        deployment
+    }
+
+    /// A container with the host's coreutils mounted, for exec and archive tests (the
+    /// specimen image has no shell and no echo).
+    fn start_toolbox(&mut self, version: &str) {
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &self.toolbox,
+            "--network",
+            "none",
+            "--label",
+            "cutover-test=1",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+            "--entrypoint",
+            "/usr/bin/sleep",
+            &image(version).to_string(),
+            "infinity",
+        ]);
+    }
+
+    pub fn fixture(&self, replicas: u32) -> Fixture {
+        Fixture {
+            old: image("1.0.0"),
+            new: image("1.1.0"),
+            missing: image("0.0.0-missing"),
+            replicas,
+            exec_at: ExecTarget::Named(self.toolbox.clone()),
+            echo: vec!["/usr/bin/echo".into(), "conformance".into()],
+        }
+    }
+
+    /// Every container of this deployment, kept and helper ones included.
+    pub fn all_containers(&self) -> Vec<String> {
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name={}", self.base),
+        ]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// Waits until `n` containers of `version` report healthy.
+    pub async fn wait_healthy(&self, version: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let healthy = self.healthy_of(version);
+            if healthy.len() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {healthy:?} healthy on {version} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Names of healthy instance containers running `version`.
+    pub fn healthy_of(&self, version: &str) -> Vec<String> {
+        let want = image(version).to_string();
+        self.all_containers()
+            .into_iter()
+            .filter(|n| !n.contains("cutover") && *n != self.toolbox)
+            .filter(|n| {
+                let s = docker(&[
+                    "inspect",
+                    "--format",
+                    "{{.Config.Image}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                    n,
+                ]);
+                s == format!("{want} healthy")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for name in self.all_containers() {
+            let _ = docker_command().args(["rm", "-f", "-v", &name]).output();
+        }
+    }
+}
+
+impl Deref for Deployment {
+    type Target = DockerDriver;
+    fn deref(&self) -> &DockerDriver {
+        &self.driver
+    }
+}
