@@ -103,6 +103,17 @@ impl Registry {
             "in-memory deployment for demos and tests; changes nothing real",
             |ctx| Box::pin(fake_target(ctx)),
         );
+        r.register(
+            "docker",
+            "containers or a Compose service on a Docker engine",
+            |ctx| {
+                Box::pin(async move {
+                    let settings: cutover_driver_docker::DockerConfig = ctx.settings()?;
+                    let driver = cutover_driver_docker::connect(settings).await?;
+                    Ok(Target::new(Arc::new(driver)))
+                })
+            },
+        );
         r
     }
 

@@ -217,7 +217,7 @@ impl Selector {
                 if self.owns(original, &c) {
                     seen.kept.push(c);
                 }
-            } else if labels_of(&c).get(LABEL_TARGET).is_none() && self.owns(&name, &c) {
+            } else if !labels_of(&c).contains_key(LABEL_TARGET) && self.owns(&name, &c) {
                 seen.instances.push(c);
             }
         }
