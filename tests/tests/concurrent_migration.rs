@@ -22,7 +22,7 @@ async fn two_instances_migrating_at_once_are_detected(engine: Engine) {
     assert_eq!(v100.stop().await, 0);
 
     // The stretch keeps each migration open long enough that both start before either ends.
-    let stretch = [("SPECIMEN_MIGRATION_SECONDS", "2")];
+    let stretch = [("SPECIMEN_MIGRATION_SECONDS", "3")];
     let mut first = SpecimenProcess::start(
         "1.1.0",
         &db,
