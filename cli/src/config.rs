@@ -185,7 +185,7 @@ impl fmt::Display for ConfigError {
 /// Environment variables under `CUTOVER_` that are not configuration.
 fn is_config_env(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    !key.starts_with("test_") && !key.starts_with("log")
+    !key.starts_with("test") && !key.starts_with("log")
 }
 
 impl Config {
@@ -353,6 +353,7 @@ kind = "fake"
             &[
                 ("CUTOVER_APP__REPLICAS", "4"),
                 ("CUTOVER_TEST_REGISTRY", "x"),
+                ("CUTOVER_TESTENV_DIR", "/var/tmp/x"),
             ],
         )
         .unwrap();
