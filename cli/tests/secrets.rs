@@ -10,17 +10,6 @@ use cutover_tests::{Engine, ScratchDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
-/// The URL without its password, and the password.
-fn split(url: &str) -> (String, String) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (user_info, host_path) = rest.rsplit_once('@').unwrap();
-    let (user, password) = user_info.split_once(':').unwrap();
-    (
-        format!("{scheme}://{user}@{host_path}"),
-        password.to_string(),
-    )
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -37,7 +26,7 @@ async fn the_password_stays_out_of_argv_output_journal_and_backups() {
         scratch
             .execute("INSERT INTO items VALUES (1, 'one'), (2, 'two')")
             .await;
-        let (url, password) = split(&scratch.url());
+        let (url, password) = scratch.credentials();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("cutover.toml");
         let kind = if engine == Engine::Postgres {

@@ -175,6 +175,19 @@ impl ScratchDatabase {
         format!("{}/{}", self.server_url, self.name)
     }
 
+    /// The URL without its password, and the password: how an operator's configuration
+    /// names a database (the password comes from the environment, never the URL).
+    pub fn credentials(&self) -> (String, String) {
+        let url = self.url();
+        let (scheme, rest) = url.split_once("://").expect("a scheme");
+        let (user_info, host_path) = rest.rsplit_once('@').expect("credentials in the URL");
+        let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+        (
+            format!("{scheme}://{user}@{host_path}"),
+            password.to_owned(),
+        )
+    }
+
     /// A pool connected to it, for assertions.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

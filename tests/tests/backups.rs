@@ -13,36 +13,14 @@ use cutover_tests::{Engine, ScratchDatabase};
 
 const APP: &str = "apidog";
 
-/// The scratch database as cutover's config would name it: URL without password, and the
-/// password on its own.
+/// The scratch database as cutover's config would name it.
 fn database(scratch: &ScratchDatabase) -> Database {
-    let url = scratch.url();
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (user_info, host_path) = rest.rsplit_once('@').unwrap();
-    let (user, password) = user_info.split_once(':').unwrap();
+    let (url, password) = scratch.credentials();
     let engine = match scratch.engine() {
         Engine::Postgres => DatabaseEngine::Postgres,
         Engine::MariaDb => DatabaseEngine::Mariadb,
     };
-    Database::new(
-        engine,
-        &format!("{scheme}://{user}@{host_path}"),
-        Some(password.to_string()),
-        ToolSite::Local,
-    )
-    .expect("test database URL")
-}
-
-fn password(scratch: &ScratchDatabase) -> String {
-    let url = scratch.url();
-    let rest = url.split_once("://").unwrap().1;
-    rest.rsplit_once('@')
-        .unwrap()
-        .0
-        .split_once(':')
-        .unwrap()
-        .1
-        .to_string()
+    Database::new(engine, &url, Some(password), ToolSite::Local).expect("test database URL")
 }
 
 /// Many tables, foreign keys, a view, a trigger, utf8mb4 text with emoji, binary blobs,
@@ -328,7 +306,7 @@ async fn a_full_store_fails_cleanly_and_leaves_no_partial_backup() {
 async fn the_password_never_reaches_argv_or_the_backup() {
     for engine in Engine::ALL {
         let f = Arc::new(fixture(engine).await);
-        let secret = password(&f.scratch);
+        let secret = f.scratch.credentials().1;
         assert!(
             secret.len() >= 8,
             "the test password is too short to search for"

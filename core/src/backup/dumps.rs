@@ -93,6 +93,14 @@ impl DumpBackups {
         Ok(())
     }
 
+    /// The manifest of `id`, after checking its identity and every part's checksum.
+    async fn checked(&self, id: &BackupId, app: &str) -> Result<Manifest> {
+        let manifest = self.store.manifest(id).await?;
+        self.check_identity(&manifest, app)?;
+        self.check_parts(&manifest).await?;
+        Ok(manifest)
+    }
+
     /// Checks every part's size and checksum against the manifest.
     async fn check_parts(&self, manifest: &Manifest) -> Result<()> {
         for part in &manifest.parts {
@@ -242,9 +250,7 @@ impl DumpBackups {
         driver: &dyn Driver,
         events: &EventSink,
     ) -> Result<()> {
-        let manifest = self.store.manifest(id).await?;
-        self.check_identity(&manifest, app)?;
-        self.check_parts(&manifest).await?;
+        let manifest = self.checked(id, app).await?;
         let scratch_name = format!(
             "cutover_verify_{}",
             crate::journal::new_run_id()
@@ -374,9 +380,7 @@ impl Backups for DumpBackups {
     }
 
     async fn verify(&self, id: &BackupId, app: &str) -> Result<BackupRef> {
-        let manifest = self.store.manifest(id).await?;
-        self.check_identity(&manifest, app)?;
-        self.check_parts(&manifest).await?;
+        let manifest = self.checked(id, app).await?;
         Ok(BackupRef {
             id: id.clone(),
             bytes: manifest.bytes(),
@@ -390,9 +394,7 @@ impl Backups for DumpBackups {
         driver: &dyn Driver,
         events: &EventSink,
     ) -> Result<()> {
-        let manifest = self.store.manifest(id).await?;
-        self.check_identity(&manifest, app)?;
-        self.check_parts(&manifest).await?;
+        let manifest = self.checked(id, app).await?;
         for part in &manifest.parts {
             if let PartKind::Storage { path } = &part.kind
                 && !driver.capabilities().archive
