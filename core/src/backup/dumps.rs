@@ -152,19 +152,23 @@ impl DumpBackups {
             .run_tool(scope.driver, &argv, None, Some(Box::pin(writer)));
         let progress = |n| events.progress(n, expected, Unit::Bytes);
         let stored = store_compressed(reader, staged, DATABASE_PART, progress);
-        let (status, written) = tokio::join!(dump, stored);
-        // When the store fails (a full disk), the dump then fails on a broken pipe: the
-        // store's error is the cause worth reporting.
-        let written = match written {
-            Ok(w) => w,
-            Err(e) => {
-                conn.end_snapshot().await;
-                return Err(e);
+        // On PostgreSQL the fingerprint reads the dump's own snapshot, so it runs while
+        // the dump streams instead of after it.
+        let pinned = snapshot.is_some();
+        let during = async {
+            if pinned {
+                Some(conn.fingerprint().await)
+            } else {
+                None
             }
         };
+        let (status, written, during) = tokio::join!(dump, stored, during);
+        conn.end_snapshot().await;
+        // When the store fails (a full disk), the dump then fails on a broken pipe: the
+        // store's error is the cause worth reporting.
+        let written = written?;
         let status = status?;
         if !status.success() {
-            conn.end_snapshot().await;
             return Err(Error::new(
                 ErrorKind::Other,
                 format!(
@@ -176,13 +180,9 @@ impl DumpBackups {
             )
             .with_operation("dump"));
         }
-        let (fingerprint, exact) = match before {
-            None => {
-                let fp = conn.fingerprint().await;
-                conn.end_snapshot().await;
-                (fp?, true)
-            }
-            Some(before) => {
+        let (fingerprint, exact) = match (during, before) {
+            (Some(fingerprint), _) => (fingerprint?, true),
+            (None, Some(before)) => {
                 let after = conn.fingerprint().await?;
                 let exact = after == before;
                 if !exact {
@@ -192,6 +192,7 @@ impl DumpBackups {
                 }
                 (before, exact)
             }
+            (None, None) => (conn.fingerprint().await?, false),
         };
         let mut parts = vec![Part {
             name: DATABASE_PART.into(),
