@@ -320,6 +320,23 @@ impl Database {
         }
     }
 
+    /// An error naming the tool, where it ran and how it ended, unless it succeeded.
+    pub fn check_exit(&self, argv: &[String], status: &ExitStatus, operation: &str) -> Result<()> {
+        if status.success() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Other,
+            format!(
+                "{} failed {} ({})",
+                argv[0],
+                self.site_name(),
+                status.describe()
+            ),
+        )
+        .with_operation(operation.to_string()))
+    }
+
     /// Checks that the tools run (`--version`).
     pub async fn check_tools(&self, driver: &dyn Driver) -> Result<()> {
         let (dump, restore) = self.tools();

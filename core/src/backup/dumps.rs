@@ -167,19 +167,7 @@ impl DumpBackups {
         // When the store fails (a full disk), the dump then fails on a broken pipe: the
         // store's error is the cause worth reporting.
         let written = written?;
-        let status = status?;
-        if !status.success() {
-            return Err(Error::new(
-                ErrorKind::Other,
-                format!(
-                    "{} failed {} ({})",
-                    argv[0],
-                    self.database.site_name(),
-                    status.describe()
-                ),
-            )
-            .with_operation("dump"));
-        }
+        self.database.check_exit(&argv, &status?, "dump")?;
         let (fingerprint, exact) = match (during, before) {
             (Some(fingerprint), _) => (fingerprint?, true),
             (None, Some(before)) => {
@@ -241,33 +229,6 @@ impl DumpBackups {
             fingerprint_exact: exact,
         })
     }
-
-    /// Restores the backup into a scratch database on the same server and compares
-    /// fingerprints, then drops the scratch database: proof that the backup restores.
-    pub async fn restore_test(
-        &self,
-        id: &BackupId,
-        app: &str,
-        driver: &dyn Driver,
-        events: &EventSink,
-    ) -> Result<()> {
-        let manifest = self.checked(id, app).await?;
-        let scratch_name = format!(
-            "cutover_verify_{}",
-            crate::journal::new_run_id()
-                .rsplit('-')
-                .next()
-                .unwrap_or("0")
-        );
-        let scratch = self.database.create_scratch(&scratch_name).await?;
-        let result = async {
-            restore_database(&scratch, &*self.store, &manifest, driver, events).await?;
-            compare(&scratch, &manifest).await
-        }
-        .await;
-        let dropped = self.database.drop_scratch(&scratch_name).await;
-        result.and(dropped)
-    }
 }
 
 async fn restore_database(
@@ -294,19 +255,7 @@ async fn restore_database(
     let feed = decompress(source, writer, |n| events.progress(n, total, Unit::Bytes));
     let run = database.run_tool(driver, &argv, Some(Box::pin(reader)), None);
     let (fed, status) = tokio::join!(feed, run);
-    let status = status?;
-    if !status.success() {
-        return Err(Error::new(
-            ErrorKind::Other,
-            format!(
-                "{} failed {} ({})",
-                argv[0],
-                database.site_name(),
-                status.describe()
-            ),
-        )
-        .with_operation("restore"));
-    }
+    database.check_exit(&argv, &status?, "restore")?;
     fed.map(|_| ())
 }
 
@@ -470,6 +419,8 @@ impl Backups for DumpBackups {
         Ok(deleted)
     }
 
+    /// Restores into a scratch database on the same server, compares fingerprints,
+    /// drops it: proof that the backup restores.
     async fn restore_test(
         &self,
         id: &BackupId,
@@ -477,6 +428,21 @@ impl Backups for DumpBackups {
         driver: &dyn Driver,
         events: &EventSink,
     ) -> Result<()> {
-        DumpBackups::restore_test(self, id, app, driver, events).await
+        let manifest = self.checked(id, app).await?;
+        let scratch_name = format!(
+            "cutover_verify_{}",
+            crate::journal::new_run_id()
+                .rsplit('-')
+                .next()
+                .unwrap_or("0")
+        );
+        let scratch = self.database.create_scratch(&scratch_name).await?;
+        let result = async {
+            restore_database(&scratch, &*self.store, &manifest, driver, events).await?;
+            compare(&scratch, &manifest).await
+        }
+        .await;
+        let dropped = self.database.drop_scratch(&scratch_name).await;
+        result.and(dropped)
     }
 }
