@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, Manifest, ToolSite};
 use cutover_core::testkit::{FakeConfig, FakeDriver};
 use cutover_core::{BackupScope, Backups, Driver, ErrorKind, EventSink, ExecTarget, ImageRef};
 use cutover_tests::{Engine, ScratchDatabase};
@@ -32,6 +32,9 @@ async fn seed(db: &ScratchDatabase) {
             "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), total numeric(12,2), payload bytea, memo text)",
             "CREATE TABLE audit (id bigserial PRIMARY KEY, order_id bigint, at timestamptz DEFAULT now())",
             "CREATE TABLE empty_table (id int PRIMARY KEY, doc jsonb)",
+            // json and point have no hash function: the fingerprint's fallback path.
+            "CREATE TABLE settings (id int PRIMARY KEY, raw json, spot point)",
+            "INSERT INTO settings SELECT g, json_build_object('k', g, 'v', '😀'), point(g, -g) FROM generate_series(1, 50) g",
             "CREATE FUNCTION audit_order() RETURNS trigger AS $$ BEGIN INSERT INTO audit(order_id) VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order()",
             "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500",
@@ -43,6 +46,8 @@ async fn seed(db: &ScratchDatabase) {
             "CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer_id BIGINT NOT NULL, total DECIMAL(12,2), payload VARBINARY(64), memo TEXT, FOREIGN KEY (customer_id) REFERENCES customers(id)) ENGINE=InnoDB",
             "CREATE TABLE audit (id BIGINT AUTO_INCREMENT PRIMARY KEY, order_id BIGINT, at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
             "CREATE TABLE empty_table (id INT PRIMARY KEY, doc LONGTEXT) ENGINE=InnoDB",
+            "CREATE TABLE settings (id INT PRIMARY KEY, raw JSON, spot POINT) ENGINE=InnoDB",
+            "INSERT INTO settings SELECT seq, JSON_OBJECT('k', seq, 'v', '😀'), POINT(seq, -seq) FROM seq_1_to_50",
             "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit(order_id) VALUES (NEW.id)",
             "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500",
             "INSERT INTO customers (name, email, note, score) SELECT CONCAT('Kunde ', seq, ' 😀 ñ 漢字'), CONCAT('c', seq, '@example.com'), IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)), seq / 3.0 FROM seq_1_to_20000",
@@ -114,6 +119,11 @@ impl Fixture {
             .fingerprint()
             .await
             .unwrap()
+    }
+
+    fn manifest(&self, id: &cutover_core::BackupId) -> Manifest {
+        let text = std::fs::read(self.store_path.join(id.as_str()).join("manifest.json")).unwrap();
+        serde_json::from_slice(&text).unwrap()
     }
 
     async fn restore(&self, id: &cutover_core::BackupId, app: &str) -> cutover_core::Result<()> {
@@ -437,4 +447,120 @@ async fn retention_keeps_the_newest_and_never_a_protected_backup() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// An online backup while the application keeps writing: the fingerprint is taken on the
+/// dump's own snapshot, so it is exact, and restoring gives back exactly that data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_backup_under_writes_has_the_dump_s_exact_fingerprint() {
+    for engine in Engine::ALL {
+        let f = fixture(engine).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let pool = f.scratch.pool().clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    sqlx::query(
+                        "INSERT INTO customers (name) VALUES ('written during the backup')",
+                    )
+                    .execute(&pool)
+                    .await
+                    .expect("the application's writes go on during an online backup");
+                    n += 1;
+                }
+                n
+            })
+        };
+        let taken = f
+            .backup()
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = writer.await.unwrap();
+        assert!(written > 0, "{engine}: no write happened during the backup");
+        let manifest = f.manifest(&taken.id);
+        assert!(manifest.fingerprint_exact, "{engine}: {manifest:?}");
+        assert_ne!(
+            f.fingerprint().await,
+            manifest.fingerprint,
+            "{engine}: the writes after the dump's snapshot are not in its fingerprint"
+        );
+
+        // Restore compares the restored data with the manifest's fingerprint itself.
+        f.restore(&taken.id, APP)
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        assert_eq!(f.fingerprint().await, manifest.fingerprint, "{engine}");
+    }
+}
+
+/// A MariaDB user without the RELOAD privilege cannot take the brief global read lock:
+/// the backup still works, says why it is slower, and is exact when nothing writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_reload_privilege_the_backup_falls_back_and_says_so() {
+    let f = fixture(Engine::MariaDb).await;
+    let user = cutover_tests::unique_name("nr").replace('-', "_");
+    let password = format!("pw{}", user.len());
+    for host in ["localhost", "127.0.0.1"] {
+        f.scratch
+            .execute(&format!(
+                "CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'"
+            ))
+            .await;
+        f.scratch
+            .execute(&format!(
+                "GRANT ALL ON `{}`.* TO '{user}'@'{host}'",
+                f.scratch.name()
+            ))
+            .await;
+    }
+    let (url, _) = f.scratch.credentials();
+    let (_, at) = url.split_once('@').unwrap();
+    let limited = Database::new(
+        DatabaseEngine::Mariadb,
+        &format!("mysql://{user}@{at}"),
+        Some(password),
+        ToolSite::Local,
+    )
+    .unwrap();
+    let backups = DumpBackups::new(
+        limited,
+        Arc::new(LocalStore::new(&f.store_path)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let (events, mut rx) = EventSink::channel();
+    let taken = backups
+        .backup(
+            BackupScope {
+                app: APP,
+                image: &f.image,
+                snapshot: None,
+                driver: &f.driver as &dyn Driver,
+            },
+            &events,
+        )
+        .await;
+    for host in ["localhost", "127.0.0.1"] {
+        f.scratch
+            .execute(&format!("DROP USER '{user}'@'{host}'"))
+            .await;
+    }
+    let taken = taken.unwrap_or_else(|e| panic!("{}", e.report()));
+    drop(events);
+    let mut warnings = Vec::new();
+    while let Some(e) = rx.recv().await {
+        if let cutover_core::event::EventKind::Warning { message } = e.kind {
+            warnings.push(message);
+        }
+    }
+    assert!(
+        warnings.iter().any(|w| w.contains("RELOAD")),
+        "{warnings:?}"
+    );
+    let manifest = f.manifest(&taken.id);
+    assert!(manifest.fingerprint_exact);
+    assert_eq!(manifest.fingerprint, f.fingerprint().await);
 }

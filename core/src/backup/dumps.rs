@@ -4,8 +4,11 @@
 //! # Taking a backup
 //! 1. Stage the backup in the store (nothing visible yet).
 //! 2. Dump the database through the compressor and hasher into part `database.zst`;
-//!    on PostgreSQL the dump runs on a snapshot exported by the connection that then
-//!    computes the fingerprint, so both see the same data.
+//!    meanwhile the fingerprint is computed on the same data: on PostgreSQL the dump runs
+//!    on a snapshot exported by the fingerprinting connection; on MySQL/MariaDB that
+//!    connection starts its snapshot under a global read lock and releases the lock once
+//!    the dump has started its own. Without the lock (no `RELOAD` privilege) the
+//!    fingerprint is taken before and after the dump and is marked exact only if equal.
 //! 3. Archive each storage path through the driver into `storage-N.tar.zst`.
 //! 4. Write the manifest last; the backup becomes visible.
 //! 5. Re-read every part and check its size and SHA-256 before accepting the backup.
@@ -20,9 +23,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::database::Database;
+use super::database::{Consistency, DUMP_STARTED_MARKER, Database};
 use super::manifest::{DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind};
-use super::pipeline::{decompress, hash, store_compressed};
+use super::pipeline::{Watch, decompress, hash, store_compressed};
 use super::store::Store;
 use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups};
 use crate::driver::{Driver, ExecTarget};
@@ -137,29 +140,41 @@ impl DumpBackups {
         let mut conn = self.database.connect().await?;
         let server_version = conn.server_version().await?;
         let expected = conn.size().await.ok();
-        let snapshot = conn.export_snapshot().await?;
-        let before = if snapshot.is_some() {
-            None
-        } else {
-            Some(conn.fingerprint().await?)
+        let consistency = conn.pin().await?;
+        let (snapshot, before) = match &consistency {
+            Consistency::Exported(id) => (Some(id.as_str()), None),
+            Consistency::ReadLocked => (None, None),
+            Consistency::Unpinned(why) => {
+                events.warn(format!(
+                    "{why}: the fingerprint is computed before and after the dump, which takes longer"
+                ));
+                (None, Some(conn.fingerprint().await?))
+            }
         };
 
-        // Dump → compressor → store, streaming.
-        let argv = self.database.dump_argv(snapshot.as_deref());
+        // Dump → compressor → store, streaming; the fingerprint runs meanwhile on the
+        // dump's own data (PostgreSQL: its exported snapshot; MySQL: a snapshot taken under
+        // the global read lock, released once the dump has started its own).
+        let argv = self.database.dump_argv(snapshot);
         let (reader, writer) = tokio::io::duplex(1 << 20);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let reader = Watch::new(reader, DUMP_STARTED_MARKER, started_tx);
         let dump = self
             .database
             .run_tool(scope.driver, &argv, None, Some(Box::pin(writer)));
         let progress = |n| events.progress(n, expected, Unit::Bytes);
         let stored = store_compressed(reader, staged, DATABASE_PART, progress);
-        // On PostgreSQL the fingerprint reads the dump's own snapshot, so it runs while
-        // the dump streams instead of after it.
-        let pinned = snapshot.is_some();
         let during = async {
-            if pinned {
-                Some(conn.fingerprint().await)
-            } else {
-                None
+            match consistency {
+                Consistency::Exported(_) => Some(conn.fingerprint().await),
+                Consistency::ReadLocked => {
+                    let _ = started.await;
+                    Some(match conn.release_writes().await {
+                        Ok(()) => conn.fingerprint().await,
+                        Err(e) => Err(e),
+                    })
+                }
+                Consistency::Unpinned(_) => None,
             }
         };
         let (status, written, during) = tokio::join!(dump, stored, during);

@@ -200,3 +200,115 @@ pub async fn decompress(
         .map_err(|e| pipe_error("closing the restore tool's input failed", e))?;
     Ok(total)
 }
+
+/// Passes a stream through unchanged and sends on `seen` once `marker` has gone by, or
+/// when the stream ends or is dropped without it (the receiver then sees the sender go).
+pub struct Watch<R> {
+    inner: R,
+    marker: &'static [u8],
+    /// The last `marker.len() - 1` bytes, for a marker split between reads.
+    tail: Vec<u8>,
+    seen: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl<R> Watch<R> {
+    /// Watches `inner` for `marker` (not empty).
+    pub fn new(inner: R, marker: &'static [u8], seen: tokio::sync::oneshot::Sender<()>) -> Self {
+        Self {
+            inner,
+            marker,
+            tail: Vec::new(),
+            seen: Some(seen),
+        }
+    }
+
+    fn look(&mut self, new: &[u8]) {
+        if new.is_empty() {
+            // End of the stream.
+            self.fire();
+            return;
+        }
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(new);
+        if window.windows(self.marker.len()).any(|w| w == self.marker) {
+            self.fire();
+        } else {
+            let keep = self.marker.len().saturating_sub(1).min(window.len());
+            self.tail = window.split_off(window.len() - keep);
+        }
+    }
+
+    fn fire(&mut self) {
+        if let Some(tx) = self.seen.take() {
+            let _ = tx.send(());
+        }
+        self.tail = Vec::new();
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watch<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled
+            && self.seen.is_some()
+        {
+            let new = buf.filled()[before..].to_vec();
+            self.look(&new);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fires_after(chunks: &[&'static [u8]], marker: &'static [u8]) -> Option<usize> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (mut w, r) = tokio::io::duplex(1024);
+        let mut watch = Watch::new(r, marker, tx);
+        let mut buf = [0u8; 64];
+        for (i, chunk) in chunks.iter().enumerate() {
+            w.write_all(chunk).await.unwrap();
+            let n = watch.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], *chunk, "passed through unchanged");
+            if rx.try_recv().is_ok() {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn watch_fires_on_the_marker_even_split_between_reads() {
+        assert_eq!(
+            fires_after(&[b"abc", b"-- Ta", b"ble x"], b"-- Table").await,
+            Some(2)
+        );
+        assert_eq!(fires_after(&[b"x-- Table y"], b"-- Table").await, Some(0));
+        assert_eq!(fires_after(&[b"-- Tab", b"le"], b"-- Table").await, Some(1));
+        assert_eq!(
+            fires_after(&[b"-- Tabl", b"x", b"e"], b"-- Table").await,
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn watch_fires_at_the_end_and_when_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut watch = Watch::new(&b"no marker here"[..], b"-- Table", tx);
+        let mut out = Vec::new();
+        watch.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"no marker here");
+        assert_eq!(rx.await, Ok(()));
+
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        drop(Watch::new(&b""[..], b"-- Table", tx));
+        assert!(rx.await.is_err(), "the sender went with the stream");
+    }
+}
