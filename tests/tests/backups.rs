@@ -23,44 +23,6 @@ fn database(scratch: &ScratchDatabase) -> Database {
     Database::new(engine, &url, Some(password), ToolSite::Local).expect("test database URL")
 }
 
-/// Many tables, foreign keys, a view, a trigger, utf8mb4 text with emoji, binary blobs,
-/// NULLs and well over 100,000 rows.
-async fn seed(db: &ScratchDatabase) {
-    let statements: &[&str] = match db.engine() {
-        Engine::Postgres => &[
-            "CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE, note text, score double precision, created timestamptz DEFAULT now())",
-            "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), total numeric(12,2), payload bytea, memo text)",
-            "CREATE TABLE audit (id bigserial PRIMARY KEY, order_id bigint, at timestamptz DEFAULT now())",
-            "CREATE TABLE empty_table (id int PRIMARY KEY, doc jsonb)",
-            // json and point have no hash function: the fingerprint's fallback path.
-            "CREATE TABLE settings (id int PRIMARY KEY, raw json, spot point)",
-            "INSERT INTO settings SELECT g, json_build_object('k', g, 'v', '😀'), point(g, -g) FROM generate_series(1, 50) g",
-            "CREATE FUNCTION audit_order() RETURNS trigger AS $$ BEGIN INSERT INTO audit(order_id) VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION audit_order()",
-            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500",
-            "INSERT INTO customers (name, email, note, score) SELECT 'Kunde ' || g || ' 😀 ñ 漢字', 'c' || g || '@example.com', CASE WHEN g % 7 = 0 THEN NULL ELSE repeat('x', g % 50) END, g / 3.0 FROM generate_series(1, 20000) g",
-            "INSERT INTO orders (customer_id, total, payload, memo) SELECT 1 + (g % 20000), (g % 1000) + 0.99, decode(md5(g::text), 'hex'), CASE WHEN g % 5 = 0 THEN NULL ELSE '🚀 order ' || g END FROM generate_series(1, 100000) g",
-        ],
-        Engine::MariaDb => &[
-            "CREATE TABLE customers (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, email VARCHAR(200) UNIQUE, note TEXT, score DOUBLE, created DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
-            "CREATE TABLE orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, customer_id BIGINT NOT NULL, total DECIMAL(12,2), payload VARBINARY(64), memo TEXT, FOREIGN KEY (customer_id) REFERENCES customers(id)) ENGINE=InnoDB",
-            "CREATE TABLE audit (id BIGINT AUTO_INCREMENT PRIMARY KEY, order_id BIGINT, at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
-            "CREATE TABLE empty_table (id INT PRIMARY KEY, doc LONGTEXT) ENGINE=InnoDB",
-            "CREATE TABLE settings (id INT PRIMARY KEY, raw JSON, spot POINT) ENGINE=InnoDB",
-            "INSERT INTO settings SELECT seq, JSON_OBJECT('k', seq, 'v', '😀'), POINT(seq, -seq) FROM seq_1_to_50",
-            "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit(order_id) VALUES (NEW.id)",
-            "CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 500",
-            "INSERT INTO customers (name, email, note, score) SELECT CONCAT('Kunde ', seq, ' 😀 ñ 漢字'), CONCAT('c', seq, '@example.com'), IF(seq % 7 = 0, NULL, REPEAT('x', seq % 50)), seq / 3.0 FROM seq_1_to_20000",
-            "INSERT INTO orders (customer_id, total, payload, memo) SELECT 1 + (seq % 20000), (seq % 1000) + 0.99, UNHEX(MD5(seq)), IF(seq % 5 = 0, NULL, CONCAT('🚀 order ', seq)) FROM seq_1_to_100000",
-        ],
-    };
-    for sql in statements {
-        db.execute(sql).await;
-    }
-    assert_eq!(db.count("orders").await, 100_000);
-    assert_eq!(db.count("audit").await, 100_000, "the trigger fired");
-}
-
 struct Fixture {
     scratch: ScratchDatabase,
     database: Database,
@@ -73,7 +35,7 @@ struct Fixture {
 
 async fn fixture(engine: Engine) -> Fixture {
     let scratch = ScratchDatabase::create(engine).await;
-    seed(&scratch).await;
+    scratch.seed_varied().await;
     let database = database(&scratch);
     let store_dir = tempfile::tempdir().unwrap();
     let store_path = store_dir.path().join("backups");

@@ -350,8 +350,12 @@ impl Database {
                 )
                 .await
                 .map_err(|e| {
+                    let kind = match e.kind() {
+                        ErrorKind::Unsupported => ErrorKind::Unsupported,
+                        _ => ErrorKind::NotFound,
+                    };
                     Error::new(
-                        ErrorKind::NotFound,
+                        kind,
                         format!("cannot run {tool} {}: {}", self.site_name(), e.message()),
                     )
                 })?;
