@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cutover_core::backup::{Database, DumpBackups, LocalStore, ToolSite};
+#[cfg(feature = "s3")]
+use cutover_core::backup::S3Store;
+use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
 use cutover_core::journal::{Journal, RunStatus};
 use cutover_core::machine::{Baseline, Run, Step, refuse_upgrade};
 use cutover_core::{
@@ -170,19 +172,33 @@ fn dump_backups(config: &Config, db: &crate::config::DatabaseConfig) -> Outcome<
         (None, None) => ToolSite::Local,
     };
     let database = Database::new(db.engine, &db.url, password, site)?;
-    let store = &config.backup.store;
-    if store.contains("://") {
-        return Err(Error::invalid(format!(
-            "backup.store = {store:?}: only local directories are supported in this build"
-        ))
-        .into());
-    }
     Ok(DumpBackups::new(
         database,
-        Arc::new(LocalStore::new(config.resolve(store))),
+        store(config)?,
         config.backup.paths.clone(),
         ExecTarget::AnyInstance,
     ))
+}
+
+/// `[backup] store`: a directory, or `s3://bucket/prefix` with `[backup.s3]`.
+fn store(config: &Config) -> Outcome<Arc<dyn Store>> {
+    let store = &config.backup.store;
+    if store.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        return Ok(Arc::new(S3Store::new(store, &config.backup.s3)?));
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::invalid(format!(
+            "backup.store = {store:?}: this cutover was built without the `s3` feature"
+        ))
+        .into());
+    }
+    if store.contains("://") {
+        return Err(Error::invalid(format!(
+            "backup.store = {store:?}: a store is a directory or an s3:// URL"
+        ))
+        .into());
+    }
+    Ok(Arc::new(LocalStore::new(config.resolve(store))))
 }
 
 fn finish(finished: Finished, rollback_requested: bool) -> Outcome {

@@ -97,6 +97,7 @@ impl fmt::Debug for DatabaseConfig {
 }
 
 pub use cutover_core::backup::DatabaseEngine;
+use cutover_core::backup::S3Settings;
 
 /// `[backup]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +112,10 @@ pub struct BackupConfig {
     /// Storage paths to archive through the driver.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// `[backup.s3]`: endpoint and region of an `s3://` store (credentials come from the
+    /// environment, as the AWS tools read them).
+    #[serde(default)]
+    pub s3: S3Settings,
 }
 
 fn default_store() -> String {
@@ -126,6 +131,7 @@ impl Default for BackupConfig {
             store: default_store(),
             keep: default_keep(),
             paths: Vec::new(),
+            s3: S3Settings::default(),
         }
     }
 }

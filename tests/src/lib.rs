@@ -15,6 +15,7 @@ mod docker;
 mod env;
 mod http;
 mod names;
+mod s3;
 mod specimen;
 
 pub use database::{Engine, MigrationRun, ScratchDatabase};
@@ -22,4 +23,5 @@ pub use docker::{DockerVolume, docker, docker_command};
 pub use env::{EnvError, SshHost, TestEnv, UP_HINT};
 pub use http::{Items, SpecimenClient, StoredItem};
 pub use names::{free_port, unique_name};
+pub use s3::S3Server;
 pub use specimen::{SpecimenContainer, SpecimenProcess};

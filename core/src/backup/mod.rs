@@ -8,12 +8,16 @@ mod database;
 mod dumps;
 pub mod manifest;
 mod pipeline;
+#[cfg(feature = "s3")]
+mod s3;
 pub mod store;
 
 pub use database::{Database, ToolSite, run_local};
 pub use dumps::DumpBackups;
 pub use manifest::{DatabaseEngine, Fingerprint, Manifest};
-pub use store::{LocalStore, Store};
+#[cfg(feature = "s3")]
+pub use s3::{S3Credentials, S3Store};
+pub use store::{LocalStore, S3Settings, Store};
 
 use std::fmt;
 use std::str::FromStr;

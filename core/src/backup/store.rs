@@ -8,6 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -57,6 +58,21 @@ pub trait Staged: Send {
 
     /// Removes everything written.
     async fn abort(self: Box<Self>);
+}
+
+/// `[backup.s3]`: how to reach an S3-compatible store (used by `S3Store`, feature `s3`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// An S3-compatible endpoint (MinIO, Ceph, …), addressed path-style. Default: AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The region. Default: `$AWS_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow a plain `http://` endpoint (a test server on loopback).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// Backups as directories under a local root: `ROOT/ID/manifest.json` and parts.

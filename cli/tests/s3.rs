@@ -1,0 +1,98 @@
+//! `backup.store = "s3://…"` through the binary: backups into moto's S3-compatible server
+//! with credentials from the environment, listed, restored by id, never printing the secret.
+
+use std::process::{Command, Stdio};
+
+use cutover_tests::{Engine, S3Server, ScratchDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+const SECRET: &str = "s3-secret-that-must-not-leak";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_list_and_restore_through_an_s3_store() {
+    let server = S3Server::start().await;
+    let scratch = ScratchDatabase::create(Engine::Postgres).await;
+    scratch
+        .execute("CREATE TABLE items (id INT PRIMARY KEY, name TEXT)")
+        .await;
+    scratch
+        .execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g")
+        .await;
+    let (url, password) = scratch.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[app]
+name = "apidog"
+image = "registry.example.com/apidog/server"
+[driver]
+kind = "fake"
+[driver.fake]
+running = "v2.7.80"
+replicas = 1
+[database]
+engine = "postgres"
+url = "{url}"
+[backup]
+store = "s3://{bucket}/cutover"
+[backup.s3]
+endpoint = "{endpoint}"
+allow_http = true
+"#,
+            bucket = server.bucket(),
+            endpoint = server.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("CUTOVER_DATABASE__PASSWORD", &password)
+            .env("AWS_ACCESS_KEY_ID", "cutover-test")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains(SECRET),
+            "{args:?} printed the secret: {text}"
+        );
+        (out.status.code(), text)
+    };
+
+    let (code, text) = run(&["backup", "--output", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["backups", "list", "--output", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let keys = server.keys().await;
+    let id = keys
+        .iter()
+        .find_map(|k| k.strip_prefix("cutover/")?.strip_suffix("/manifest.json"))
+        .unwrap_or_else(|| panic!("no manifest in the bucket: {keys:?}"))
+        .to_string();
+    assert!(text.contains(&id), "{text}");
+
+    scratch.execute("DELETE FROM items WHERE id > 10").await;
+    let (code, text) = run(&["restore", &id]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(scratch.count("items").await, 1000);
+
+    // A store URL of another scheme is refused with the key named.
+    let bad = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("s3://", "gs://");
+    std::fs::write(&config, bad).unwrap();
+    let (code, text) = run(&["backups", "list"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("backup.store"), "{text}");
+}
