@@ -776,6 +776,9 @@ fn quote_my(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
+/// Read size from a tool's stdout (a dump streams gigabytes).
+const PIPE_BUFFER: usize = 256 * 1024;
+
 /// How much of a tool's stderr to keep for error messages.
 const STDERR_TAIL: usize = 4096;
 
@@ -817,8 +820,9 @@ pub async fn run_local(
         }
     };
     let drain = async {
-        if let (Some(mut sink), Some(mut pipe)) = (stdout, child.stdout.take()) {
-            tokio::io::copy(&mut pipe, &mut sink).await?;
+        if let (Some(mut sink), Some(pipe)) = (stdout, child.stdout.take()) {
+            let mut pipe = tokio::io::BufReader::with_capacity(PIPE_BUFFER, pipe);
+            tokio::io::copy_buf(&mut pipe, &mut sink).await?;
             tokio::io::AsyncWriteExt::shutdown(&mut sink).await
         } else {
             Ok(())

@@ -15,6 +15,8 @@ const CHUNK: usize = 256 * 1024;
 /// zstd level: the fastest, so compression keeps up with a dump sharing two cores with
 /// the database server (bench/backup).
 const LEVEL: i32 = 1;
+/// Progress is reported each time this many more bytes went by (and at the end).
+const PROGRESS_EVERY: u64 = 8 * 1024 * 1024;
 
 /// What went into a part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,17 +104,25 @@ pub async fn store_compressed(
     let reader = async move {
         let mut source = source;
         let mut total = 0u64;
+        let mut reported = 0u64;
+        // Reads append to the chunk's spare capacity (no zeroing); a chunk goes to the
+        // compressor once full, so small pipe reads cost no allocation each.
+        let mut chunk = Vec::with_capacity(CHUNK);
         loop {
-            let mut chunk = vec![0u8; CHUNK];
-            let n = source.read(&mut chunk).await?;
+            let n = source.read_buf(&mut chunk).await?;
+            total += n as u64;
+            if n == 0 || chunk.len() >= CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if !full.is_empty() && raw_tx.send(full).await.is_err() {
+                    break; // the compressor failed; its error is reported below
+                }
+            }
+            if n == 0 || total - reported >= PROGRESS_EVERY {
+                progress(total);
+                reported = total;
+            }
             if n == 0 {
                 break;
-            }
-            chunk.truncate(n);
-            total += n as u64;
-            progress(total);
-            if raw_tx.send(chunk).await.is_err() {
-                break; // the compressor failed; its error is reported below
             }
         }
         Ok::<u64, std::io::Error>(total)
@@ -176,6 +186,7 @@ pub async fn decompress(
         }
     });
     let mut total = 0u64;
+    let mut reported = 0u64;
     let mut write_error = None;
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = sink.write_all(&chunk).await {
@@ -183,6 +194,12 @@ pub async fn decompress(
             break;
         }
         total += chunk.len() as u64;
+        if total - reported >= PROGRESS_EVERY {
+            progress(total);
+            reported = total;
+        }
+    }
+    if write_error.is_none() && total != reported {
         progress(total);
     }
     drop(rx);
