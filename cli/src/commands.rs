@@ -522,7 +522,6 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
 
 async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Renderer) -> Outcome {
     let store = engine.backups();
-    let app = &config.app.name;
     let summary = |b: &BackupSummary| json!({ "id": b.id.to_string(), "created": b.created, "app": b.app, "image": b.image, "bytes": b.bytes });
     match sub {
         BackupsCommand::List => {
@@ -565,36 +564,17 @@ async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Ren
             );
         }
         BackupsCommand::Verify { id, restore_test } => {
-            let id: BackupId = id.parse()?;
-            let ok = store.verify(&id, app).await?;
-            if *restore_test {
-                store
-                    .restore_test(&id, app, engine.driver().as_ref(), &r.sink())
-                    .await?;
-            }
-            r.document(json!({ "command": "backups verify", "id": ok.id.to_string(), "bytes": ok.bytes, "ok": true }), || {
-                format!("backup {} verified ({} bytes)\n", ok.id, ok.bytes)
-            });
+            let plan = Plan::Verify {
+                backup: id.parse()?,
+                restore_test: *restore_test,
+            };
+            return finish(drive(engine, engine.start(plan)).await?, false);
         }
         BackupsCommand::Prune { keep } => {
-            if let Some(open) = engine.open_run().await? {
-                return Err(Error::new(
-                    ErrorKind::Locked,
-                    format!(
-                        "run {} holds the lock and may need its backup; prune after it ends",
-                        open.id
-                    ),
-                )
-                .into());
-            }
-            let deleted = store
-                .prune(app, keep.unwrap_or(config.backup.keep), &[])
-                .await?;
-            let ids: Vec<String> = deleted.iter().map(ToString::to_string).collect();
-            r.document(
-                json!({ "command": "backups prune", "deleted": ids }),
-                || format!("deleted {} backup(s) {}\n", ids.len(), ids.join(" ")),
-            );
+            let plan = Plan::Prune {
+                keep: keep.unwrap_or(config.backup.keep),
+            };
+            return finish(drive(engine, engine.start(plan)).await?, false);
         }
     }
     Ok(exit::SUCCESS)

@@ -22,7 +22,11 @@ pub const INTERRUPTED: u8 = 130;
 /// The exit code of a run's outcome (`manual` for runs whose success is a rollback).
 pub fn for_outcome(outcome: Outcome, rollback_requested: bool) -> u8 {
     match outcome {
-        Outcome::Upgraded | Outcome::BackedUp | Outcome::Restored => SUCCESS,
+        Outcome::Upgraded
+        | Outcome::BackedUp
+        | Outcome::Restored
+        | Outcome::Verified
+        | Outcome::Pruned => SUCCESS,
         Outcome::RolledBack if rollback_requested => SUCCESS,
         Outcome::RolledBack => ROLLED_BACK,
         Outcome::Aborted => ABORTED,

@@ -1,5 +1,6 @@
 //! `backup.store = "s3://…"` through the binary: backups into moto's S3-compatible server
-//! with credentials from the environment, listed, restored by id, never printing the secret.
+//! with credentials from the environment, listed, restored by id, verified with a restore
+//! test and pruned (both journaled runs), never printing the secret.
 
 use std::process::{Command, Stdio};
 
@@ -86,6 +87,22 @@ allow_http = true
     let (code, text) = run(&["restore", &id]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(scratch.count("items").await, 1000);
+
+    // Verify (with a restore into a scratch database) and prune are runs in the journal.
+    let (code, text) = run(&["backups", "verify", &id, "--restore-test"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("scratch database"), "{text}");
+    let (code, text) = run(&["backup"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run(&["backups", "prune", "--keep", "1", "--output", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("deleted {id}")), "{text}");
+    assert!(!server.keys().await.iter().any(|k| k.contains(&id)));
+    let (code, text) = run(&["history", "--output", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    for kind in ["\"verify\"", "\"prune\"", "\"restore\"", "\"backup\""] {
+        assert!(text.contains(kind), "{kind} missing from history: {text}");
+    }
 
     // A store URL of another scheme is refused with the key named.
     let bad = std::fs::read_to_string(&config)

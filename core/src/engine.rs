@@ -489,7 +489,7 @@ impl Engine {
                     millis,
                     detail: output.detail(),
                 }),
-                Err(error) if effect.step.is_best_effort() => events.warn(format!(
+                Err(error) if effect.is_best_effort() => events.warn(format!(
                     "{} failed (the run continues): {error}",
                     effect.step
                 )),
@@ -591,6 +591,25 @@ impl Engine {
                 }
                 Ok(Output::Done)
             }
+            Action::Verify {
+                backup,
+                restore_test,
+            } => {
+                let checked = self.backups.verify(backup, app).await?;
+                if *restore_test {
+                    self.backups
+                        .restore_test(backup, app, driver, events)
+                        .await?;
+                }
+                Ok(Output::Backup(checked))
+            }
+            // A prune run holds the journal lock, which a failed run would still hold: no
+            // other run can be in progress, so no backup is protected.
+            Action::PruneTo(keep) => self
+                .backups
+                .prune(app, *keep, &[])
+                .await
+                .map(|deleted| Output::Pruned { deleted }),
         }
     }
 
@@ -626,6 +645,18 @@ impl Engine {
                 }
             }
             Plan::Backup => self.backups.preflight(driver).await?,
+            Plan::Verify { restore_test, .. } => {
+                if *restore_test {
+                    self.backups.preflight(driver).await?;
+                }
+            }
+            Plan::Prune { keep } => {
+                if *keep == 0 {
+                    return Err(Error::invalid(
+                        "keeping 0 backups would delete every backup, including the one a rollback needs; keep at least 1",
+                    ));
+                }
+            }
             Plan::Restore { backup } => {
                 self.backups.preflight(driver).await?;
                 self.backups.verify(backup, app).await?;
@@ -665,6 +696,14 @@ pub fn about(action: &Action) -> String {
         }
         Action::Release(_) => "drop the containers kept for rollback".into(),
         Action::Prune(_) => "delete backups beyond the retention count".into(),
+        Action::Verify {
+            backup,
+            restore_test: false,
+        } => format!("check every part of backup {backup} against its manifest"),
+        Action::Verify { backup, .. } => format!(
+            "check backup {backup}, restore it into a scratch database and compare fingerprints"
+        ),
+        Action::PruneTo(keep) => format!("delete backups beyond the newest {keep}"),
     }
 }
 
@@ -708,6 +747,21 @@ pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>
         ),
         (Outcome::BackedUp, _) => (format!("backup taken{backup}"), None),
         (Outcome::Restored, _) => ("data restored; the application runs again".into(), None),
+        (
+            Outcome::Verified,
+            Plan::Verify {
+                restore_test: true,
+                ..
+            },
+        ) => (
+            format!("every part matches its checksum and a restore into a scratch database gave back the same data{backup}"),
+            None,
+        ),
+        (Outcome::Verified, _) => (format!("every part matches its checksum{backup}"), None),
+        (Outcome::Pruned, Plan::Prune { keep }) => (
+            format!("the newest {keep} backup(s) are kept; the prune step lists what was deleted"),
+            None,
+        ),
         (Outcome::Failed, _) => {
             let step = report
                 .stuck_at

@@ -54,6 +54,10 @@ pub enum RunKind {
     Backup,
     /// Replace the data with a backup.
     Restore,
+    /// Check a stored backup (and optionally restore it into a scratch database).
+    Verify,
+    /// Delete old backups.
+    Prune,
 }
 
 impl RunKind {
@@ -64,6 +68,8 @@ impl RunKind {
             Self::Rollback => "rollback",
             Self::Backup => "backup",
             Self::Restore => "restore",
+            Self::Verify => "verify",
+            Self::Prune => "prune",
         }
     }
 }
@@ -96,6 +102,10 @@ pub enum Outcome {
     BackedUp,
     /// The data was restored from a backup.
     Restored,
+    /// A stored backup passed its checks.
+    Verified,
+    /// Old backups were deleted.
+    Pruned,
     /// A step of a rollback or restore failed: the run needs intervention and `resume`.
     Failed,
 }
@@ -109,6 +119,8 @@ impl Outcome {
             Self::Aborted => "aborted",
             Self::BackedUp => "backed_up",
             Self::Restored => "restored",
+            Self::Verified => "verified",
+            Self::Pruned => "pruned",
             Self::Failed => "failed",
         }
     }
@@ -154,6 +166,19 @@ pub enum Plan {
         /// The backup to restore.
         backup: BackupId,
     },
+    /// Check a stored backup's parts against its manifest; with `restore_test`, also
+    /// restore it into a scratch database and compare fingerprints. Changes nothing.
+    Verify {
+        /// The backup to check.
+        backup: BackupId,
+        /// Also restore into a scratch database.
+        restore_test: bool,
+    },
+    /// Delete an application's backups beyond the newest `keep`.
+    Prune {
+        /// How many to keep.
+        keep: usize,
+    },
 }
 
 impl Plan {
@@ -164,6 +189,8 @@ impl Plan {
             Self::Rollback { .. } => RunKind::Rollback,
             Self::Backup => RunKind::Backup,
             Self::Restore { .. } => RunKind::Restore,
+            Self::Verify { .. } => RunKind::Verify,
+            Self::Prune { .. } => RunKind::Prune,
         }
     }
 }
@@ -192,6 +219,7 @@ pub enum Step {
     RestoreData,
     RestoreDefinition,
     AwaitRestored,
+    Verify,
 }
 
 impl Step {
@@ -217,6 +245,7 @@ impl Step {
             Self::RestoreData => "restore_data",
             Self::RestoreDefinition => "restore_definition",
             Self::AwaitRestored => "await_restored",
+            Self::Verify => "verify",
         }
     }
 
@@ -271,8 +300,17 @@ pub enum Action {
     RestoreDefinition(Snapshot),
     /// Drop what was kept for rolling back to a snapshot.
     Release(Snapshot),
-    /// Delete old backups, keeping this run's.
+    /// Delete old backups, keeping this run's (housekeeping after an upgrade).
     Prune(Option<BackupId>),
+    /// Check a stored backup; returns [`Output::Backup`].
+    Verify {
+        /// The backup.
+        backup: BackupId,
+        /// Also restore it into a scratch database and compare fingerprints.
+        restore_test: bool,
+    },
+    /// Delete backups beyond the newest `keep` (a prune run); returns [`Output::Pruned`].
+    PruneTo(usize),
 }
 
 /// A step to perform: its name and its I/O.
@@ -282,6 +320,14 @@ pub struct Effect {
     pub step: Step,
     /// What to do.
     pub action: Action,
+}
+
+impl Effect {
+    /// Whether a failure is only a warning: commit housekeeping, but not the deletion a
+    /// prune run exists for.
+    pub fn is_best_effort(&self) -> bool {
+        self.step.is_best_effort() && !matches!(self.action, Action::PruneTo(_))
+    }
 }
 
 /// What the deployment looked like at preflight.
@@ -303,8 +349,13 @@ pub enum Output {
     Pulled(Pulled),
     /// From snapshot.
     Snapshot(Snapshot),
-    /// From backup.
+    /// From backup and verify.
     Backup(BackupRef),
+    /// From a prune run's prune.
+    Pruned {
+        /// The backups deleted.
+        deleted: Vec<BackupId>,
+    },
     /// From any other step.
     Done,
 }
@@ -317,6 +368,15 @@ impl Output {
             Self::Pulled(p) => p.digest.clone().unwrap_or_else(|| p.image.to_string()),
             Self::Snapshot(s) => format!("{} × {}", s.image, s.replicas),
             Self::Backup(b) => format!("{} ({} bytes)", b.id, b.bytes),
+            Self::Pruned { deleted } if deleted.is_empty() => "nothing to delete".to_string(),
+            Self::Pruned { deleted } => format!(
+                "deleted {}",
+                deleted
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Self::Done => String::new(),
         }
     }
@@ -449,6 +509,9 @@ pub enum Phase {
     RestoreBringBack(Prepared),
     RestoreAwait(Prepared),
     RestoreRelease(Prepared),
+    /// Verify and prune runs.
+    CheckBackup(BackupId, bool),
+    PruneBackups(usize),
     Unlock(Ending),
     /// A step of a rollback or restore failed; `retry` is where [`Input::Retry`] resumes.
     Failed {
@@ -504,6 +567,7 @@ impl Run {
                 | P::TakeBackup(_)
                 | P::RestoreSnapshot(..)
                 | P::RollbackPull(_)
+                | P::CheckBackup(..)
         )
     }
 
@@ -522,6 +586,8 @@ impl Run {
                 | P::TakeBackup(_)
                 | P::RestoreSnapshot(..)
                 | P::RollbackPull(_)
+                | P::CheckBackup(..)
+                | P::PruneBackups(_)
         )
     }
 
@@ -676,6 +742,14 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
                 replicas: p.snapshot.replicas,
             },
         ),
+        Phase::CheckBackup(id, restore_test) => perform(
+            Step::Verify,
+            Action::Verify {
+                backup: id.clone(),
+                restore_test: *restore_test,
+            },
+        ),
+        Phase::PruneBackups(keep) => perform(Step::Prune, Action::PruneTo(*keep)),
         Phase::Unlock(_) => perform(Step::Unlock, Action::Unlock),
         Phase::Failed { step, error, .. } => Next::Stop(Report {
             outcome: Outcome::Failed,
@@ -723,6 +797,11 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
             Plan::Upgrade { .. } => P::Pull(base),
             Plan::Backup => P::TakeBackup(base),
             Plan::Restore { backup } => P::RestoreSnapshot(base, backup.clone()),
+            Plan::Verify {
+                backup,
+                restore_test,
+            } => P::CheckBackup(backup.clone(), *restore_test),
+            Plan::Prune { keep } => P::PruneBackups(*keep),
             Plan::Rollback { snapshot, backup } => P::RollbackPull(Armed {
                 prep: Prepared {
                     to: snapshot.image.clone(),
@@ -842,6 +921,16 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
         }
         (P::TakeBackup(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
 
+        // Verify and prune runs change no deployment: a failure aborts.
+        (P::CheckBackup(..), Ok(Output::Backup(b))) => {
+            P::Unlock(end(Outcome::Verified, None, Some(b)))
+        }
+        (P::CheckBackup(..), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::PruneBackups(_), Ok(Output::Pruned { .. })) => {
+            P::Unlock(end(Outcome::Pruned, None, None))
+        }
+        (P::PruneBackups(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+
         // Restore run.
         (P::RestoreSnapshot(base, id), Ok(Output::Snapshot(snapshot))) => P::RestoreStop(
             Prepared {
@@ -876,7 +965,9 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
             | P::BackupOnline(_)
             | P::BackupOffline(_)
             | P::TakeBackup(_)
-            | P::RestoreSnapshot(..)),
+            | P::RestoreSnapshot(..)
+            | P::CheckBackup(..)
+            | P::PruneBackups(_)),
             Ok(other),
         ) => {
             let e = failure(
@@ -893,7 +984,9 @@ fn after_preflight(plan: &Plan, seen: Baseline) -> Phase {
     let replicas = match plan {
         Plan::Upgrade { replicas, .. } => replicas.unwrap_or(seen.replicas),
         Plan::Rollback { snapshot, .. } => snapshot.replicas,
-        Plan::Backup | Plan::Restore { .. } => seen.replicas,
+        Plan::Backup | Plan::Restore { .. } | Plan::Verify { .. } | Plan::Prune { .. } => {
+            seen.replicas
+        }
     };
     if let Plan::Upgrade {
         to,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::journal::{Entry, Journal};
-use cutover_core::machine::{Plan, Step};
+use cutover_core::machine::{Plan, RunKind, Step};
 use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method};
 use cutover_core::{
     BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck, ImageRef, Outcome,
@@ -634,6 +634,100 @@ async fn backup_and_restore_runs() {
         first_failed_step(&*journal, &missing.run).await,
         Some(Step::Preflight)
     );
+}
+
+#[tokio::test]
+async fn verify_and_prune_are_journaled_runs_under_the_lock() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let taken = e.start(Plan::Backup).await.unwrap();
+        ids.push(taken.report.backup.unwrap().id);
+    }
+
+    let verified = e
+        .start(Plan::Verify {
+            backup: ids[0].clone(),
+            restore_test: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        verified.report.outcome,
+        Outcome::Verified,
+        "{}",
+        verified.message
+    );
+    assert_eq!(verified.report.backup.as_ref().unwrap().id, ids[0]);
+    let missing = e
+        .start(Plan::Verify {
+            backup: "b-77".parse().unwrap(),
+            restore_test: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(missing.report.outcome, Outcome::Aborted);
+    assert_eq!(
+        first_failed_step(&*journal, &missing.run).await,
+        Some(Step::Verify)
+    );
+
+    let everything = e.start(Plan::Prune { keep: 0 }).await.unwrap();
+    assert_eq!(everything.report.outcome, Outcome::Aborted);
+    assert_eq!(
+        e.backups().list().await.unwrap().len(),
+        3,
+        "nothing deleted"
+    );
+    let pruned = e.start(Plan::Prune { keep: 1 }).await.unwrap();
+    assert_eq!(pruned.report.outcome, Outcome::Pruned, "{}", pruned.message);
+    let left: Vec<_> = e
+        .backups()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(left, vec![ids[2].clone()], "the newest is kept");
+
+    let kinds: Vec<_> = journal
+        .runs("app", 20)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.kind())
+        .collect();
+    assert!(kinds.contains(&RunKind::Verify), "{kinds:?}");
+    assert!(kinds.contains(&RunKind::Prune), "{kinds:?}");
+    assert!(journal.lock("app").await.unwrap().is_none(), "released");
+
+    // While another run holds the lock, neither may run.
+    fake.inject(Fault {
+        method: Method::Pull,
+        nth: 1,
+        kind: FaultKind::Hang,
+    });
+    let upgrading = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let cancel = upgrading.cancellation();
+    let task = tokio::spawn(async move { upgrading.start(upgrade(NEW)).await });
+    while journal.lock("app").await.unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for plan in [
+        Plan::Prune { keep: 1 },
+        Plan::Verify {
+            backup: ids[2].clone(),
+            restore_test: false,
+        },
+    ] {
+        let err = e.start(plan).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{}", err.report());
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
 }
 
 mod random_faults {
