@@ -143,6 +143,13 @@ pub(crate) async fn restore(d: &KubernetesDriver, snap: &Snapshot) -> Result<()>
             d.subject()
         )));
     }
+    // Pods of another template go first: a rolling update back would wait for old pods to
+    // become ready next to new ones, and the old release may not start on a schema the new
+    // one migrated (the core restores the database while nothing runs).
+    let (_, live) = d.get("restore").await?;
+    if refill(d, &data, &live)? != live["spec"]["template"] {
+        cutover_core::Driver::scale(d, 0).await?;
+    }
     // Replace the template as a whole (a patch could not remove fields added since), with
     // optimistic concurrency: a 409 means the controller wrote in between; read again.
     let mut attempts = 0;

@@ -117,10 +117,13 @@ impl Cluster {
         connect(config).await.expect("connecting a second driver")
     }
 
+    /// The conformance fixture. `new` is 1.0.0-unhealthy, which keeps the 1.0.0 schema:
+    /// after 1.1.0 had migrated, 1.0.0 would refuse to start (exit 4, an image-only
+    /// rollback), and the suite restores images without restoring the database.
     pub fn fixture(&self, replicas: u32) -> Fixture {
         Fixture {
             old: image("1.0.0"),
-            new: image("1.1.0"),
+            new: image("1.0.0-unhealthy"),
             missing: image("0.0.0-missing"),
             replicas,
             exec_at: ExecTarget::Named("toolbox".into()),
