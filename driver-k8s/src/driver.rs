@@ -82,12 +82,12 @@ impl KubernetesDriver {
     /// The workload's API.
     pub(crate) fn workloads(&self) -> Api<DynamicObject> {
         let resource = match self.kind {
-            WorkloadKind::Deployment => kube::api::ApiResource::erase::<
-                k8s_openapi::api::apps::v1::Deployment,
-            >(&()),
-            WorkloadKind::StatefulSet => kube::api::ApiResource::erase::<
-                k8s_openapi::api::apps::v1::StatefulSet,
-            >(&()),
+            WorkloadKind::Deployment => {
+                kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&())
+            }
+            WorkloadKind::StatefulSet => {
+                kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&())
+            }
         };
         Api::namespaced_with(self.client.clone(), &self.namespace, &resource)
     }
@@ -104,7 +104,10 @@ impl KubernetesDriver {
                     ErrorKind::NotFound,
                     op,
                     &self.subject(),
-                    format!("{} does not exist; check driver.kubernetes (namespace, context)", self.subject()),
+                    format!(
+                        "{} does not exist; check driver.kubernetes (namespace, context)",
+                        self.subject()
+                    ),
                 )
             } else {
                 error::kube(op, &self.subject(), e)
@@ -156,9 +159,8 @@ impl KubernetesDriver {
                 .as_str()
                 .map(|r| ("controller-revision-hash", r.to_string()))),
             WorkloadKind::Deployment => {
-                let resource = kube::api::ApiResource::erase::<
-                    k8s_openapi::api::apps::v1::ReplicaSet,
-                >(&());
+                let resource =
+                    kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::ReplicaSet>(&());
                 let sets: Api<DynamicObject> =
                     Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
                 let params = ListParams::default().labels(&workload::selector(workload));
@@ -175,7 +177,12 @@ impl KubernetesDriver {
                         .as_ref()
                         .is_some_and(|o| o.iter().any(|o| o.uid == uid));
                     let same = workload::without_hash(&rs.data["spec"]["template"]) == template;
-                    let hash = rs.metadata.labels.as_ref()?.get("pod-template-hash")?.clone();
+                    let hash = rs
+                        .metadata
+                        .labels
+                        .as_ref()?
+                        .get("pod-template-hash")?
+                        .clone();
                     (owned && same).then_some(("pod-template-hash", hash))
                 }))
             }
@@ -198,12 +205,9 @@ impl KubernetesDriver {
                     let pods = self.list_pods(&workload, op).await?;
                     let current = self.current_revision(&workload, op).await?;
                     let of_current = |p: &Pod| match &current {
-                        Some((label, value)) => p
-                            .metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(*label))
-                            == Some(value),
+                        Some((label, value)) => {
+                            p.metadata.labels.as_ref().and_then(|l| l.get(*label)) == Some(value)
+                        }
                         None => false,
                     };
                     if let Some(reason) = pods.iter().find_map(workload::stuck) {
@@ -214,10 +218,17 @@ impl KubernetesDriver {
                             format!("a pod cannot start: {reason}"),
                         ));
                     }
-                    let others = pods.iter().filter(|p| !of_current(p) || workload::terminating(p)).count();
+                    let others = pods
+                        .iter()
+                        .filter(|p| !of_current(p) || workload::terminating(p))
+                        .count();
                     let started = pods
                         .iter()
-                        .filter(|p| of_current(p) && !workload::terminating(p) && workload::phase(p) != "Pending")
+                        .filter(|p| {
+                            of_current(p)
+                                && !workload::terminating(p)
+                                && workload::phase(p) != "Pending"
+                        })
                         .count();
                     if others == 0 && started == want && pods.len() == want {
                         return Ok(());
@@ -365,7 +376,10 @@ impl Driver for KubernetesDriver {
         let (_, workload) = self.get("snapshot").await?;
         let image = self.image_of(&workload, "snapshot")?;
         if let Some(release) = &self.helm {
-            tracing::warn!(release, "the target is managed by Helm; update the chart's values after the upgrade");
+            tracing::warn!(
+                release,
+                "the target is managed by Helm; update the chart's values after the upgrade"
+            );
         }
         Ok(snapshot::take(self, &workload, image))
     }

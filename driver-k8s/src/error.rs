@@ -27,13 +27,22 @@ pub(crate) fn kube(operation: &str, subject: &str, e: kube::Error) -> Error {
             } else {
                 ""
             };
-            (kind, format!("the API server answered {}: {}{hint}", status.code, status.message))
+            (
+                kind,
+                format!(
+                    "the API server answered {}: {}{hint}",
+                    status.code, status.message
+                ),
+            )
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) => (
             ErrorKind::Unavailable,
             "cannot reach the Kubernetes API server".to_string(),
         ),
-        _ => (ErrorKind::Other, "the Kubernetes API request failed".to_string()),
+        _ => (
+            ErrorKind::Other,
+            "the Kubernetes API request failed".to_string(),
+        ),
     };
     driver(kind, operation, subject, message).with_source(e)
 }

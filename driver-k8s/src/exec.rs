@@ -16,15 +16,25 @@ use crate::{error, workload};
 /// How much of stderr an [`ExitStatus`] keeps.
 const STDERR_TAIL: usize = 4096;
 
-const ENV_PRELUDE: &str = "while IFS= read -r line && [ -n \"$line\" ]; do export \"$line\"; done; exec \"$@\"";
+const ENV_PRELUDE: &str =
+    "while IFS= read -r line && [ -n \"$line\" ]; do export \"$line\"; done; exec \"$@\"";
 
 impl KubernetesDriver {
     /// The pod and container an [`ExecTarget`] names: `Named` is any pod of the namespace
     /// (its first container), `Instance` a pod of the workload, `AnyInstance` the first
     /// ready pod of the workload, else the first running one.
-    pub(crate) async fn resolve(&self, at: &ExecTarget, op: &str) -> Result<(String, Option<String>)> {
+    pub(crate) async fn resolve(
+        &self,
+        at: &ExecTarget,
+        op: &str,
+    ) -> Result<(String, Option<String>)> {
         let not_found = |what: &str| {
-            error::driver(ErrorKind::NotFound, op, what, format!("no pod for {at} in namespace {}", self.namespace))
+            error::driver(
+                ErrorKind::NotFound,
+                op,
+                what,
+                format!("no pod for {at} in namespace {}", self.namespace),
+            )
         };
         match at {
             ExecTarget::Named(name) => Ok((name.clone(), None)),
@@ -55,7 +65,12 @@ impl KubernetesDriver {
     }
 }
 
-pub(crate) async fn exec(d: &KubernetesDriver, at: &ExecTarget, argv: &[String], io: ExecIo) -> Result<ExitStatus> {
+pub(crate) async fn exec(
+    d: &KubernetesDriver,
+    at: &ExecTarget,
+    argv: &[String],
+    io: ExecIo,
+) -> Result<ExitStatus> {
     let (pod, container) = d.resolve(at, "exec").await?;
     run(d, &pod, container, argv, io).await
 }
@@ -79,17 +94,27 @@ async fn run(
                     ErrorKind::InvalidInput,
                     "exec",
                     &subject,
-                    format!("environment variable {k:?} cannot be passed through exec (a newline or '=' in it)"),
+                    format!(
+                        "environment variable {k:?} cannot be passed through exec (a newline or '=' in it)"
+                    ),
                 ));
             }
             prelude.extend_from_slice(format!("{k}={v}\n").as_bytes());
         }
         prelude.push(b'\n');
-        command.extend(["/bin/sh".into(), "-c".into(), ENV_PRELUDE.into(), "sh".into()]);
+        command.extend([
+            "/bin/sh".into(),
+            "-c".into(),
+            ENV_PRELUDE.into(),
+            "sh".into(),
+        ]);
     }
     command.extend(argv.iter().cloned());
     let want_stdin = stdin.is_some() || !prelude.is_empty();
-    let mut params = AttachParams::default().stdin(want_stdin).stdout(true).stderr(true);
+    let mut params = AttachParams::default()
+        .stdin(want_stdin)
+        .stdout(true)
+        .stderr(true);
     if let Some(c) = container {
         params = params.container(c);
     }
@@ -158,7 +183,10 @@ async fn run(
         ));
     };
     if status.status.as_deref() == Some("Success") {
-        return Ok(ExitStatus { code: Some(0), stderr_tail });
+        return Ok(ExitStatus {
+            code: Some(0),
+            stderr_tail,
+        });
     }
     let code = status
         .details
@@ -168,7 +196,10 @@ async fn run(
         .and_then(|c| c.message.as_deref())
         .and_then(|m| m.parse::<i32>().ok());
     match code {
-        Some(code) if status.reason.as_deref() == Some("NonZeroExitCode") => Ok(ExitStatus { code: Some(code), stderr_tail }),
+        Some(code) if status.reason.as_deref() == Some("NonZeroExitCode") => Ok(ExitStatus {
+            code: Some(code),
+            stderr_tail,
+        }),
         _ => Err(error::driver(
             ErrorKind::Other,
             "exec",
@@ -190,10 +221,21 @@ pub(crate) async fn probe_tar(d: &KubernetesDriver) -> bool {
     )
 }
 
-pub(crate) async fn archive(d: &KubernetesDriver, at: &ExecTarget, path: &str) -> Result<ByteStream> {
+pub(crate) async fn archive(
+    d: &KubernetesDriver,
+    at: &ExecTarget,
+    path: &str,
+) -> Result<ByteStream> {
     let (pod, container) = d.resolve(at, "archive").await?;
     let (reader, writer) = tokio::io::duplex(256 * 1024);
-    let argv = vec!["tar".to_string(), "-C".into(), path.to_string(), "-cf".into(), "-".into(), ".".into()];
+    let argv = vec![
+        "tar".to_string(),
+        "-C".into(),
+        path.to_string(),
+        "-cf".into(),
+        "-".into(),
+        ".".into(),
+    ];
     let d = d.clone();
     tokio::spawn(async move {
         let io = ExecIo {
@@ -209,7 +251,12 @@ pub(crate) async fn archive(d: &KubernetesDriver, at: &ExecTarget, path: &str) -
     Ok(Box::pin(reader))
 }
 
-pub(crate) async fn unarchive(d: &KubernetesDriver, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
+pub(crate) async fn unarchive(
+    d: &KubernetesDriver,
+    at: &ExecTarget,
+    path: &str,
+    tar: ByteStream,
+) -> Result<()> {
     let (pod, container) = d.resolve(at, "unarchive").await?;
     let argv = vec![
         "/bin/sh".to_string(),

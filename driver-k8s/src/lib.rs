@@ -43,16 +43,26 @@ pub async fn connect(config: KubernetesConfig) -> Result<KubernetesDriver> {
         ..KubeConfigOptions::default()
     };
     let unreadable = |m: String| {
-        Error::new(ErrorKind::InvalidInput, m).with_driver("kubernetes").with_operation("connect")
+        Error::new(ErrorKind::InvalidInput, m)
+            .with_driver("kubernetes")
+            .with_operation("connect")
     };
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path).map_err(|e| {
-                unreadable(format!("driver.kubernetes.kubeconfig = {}: {e}", path.display()))
+                unreadable(format!(
+                    "driver.kubernetes.kubeconfig = {}: {e}",
+                    path.display()
+                ))
             })?;
             kube::Config::from_custom_kubeconfig(file, &options)
                 .await
-                .map_err(|e| unreadable(format!("driver.kubernetes.kubeconfig = {}: {e}", path.display())))?
+                .map_err(|e| {
+                    unreadable(format!(
+                        "driver.kubernetes.kubeconfig = {}: {e}",
+                        path.display()
+                    ))
+                })?
         }
         None if config.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
@@ -68,8 +78,7 @@ pub async fn connect(config: KubernetesConfig) -> Result<KubernetesDriver> {
         .namespace
         .clone()
         .unwrap_or_else(|| kube_config.default_namespace.clone());
-    let client = kube::Client::try_from(kube_config)
-        .map_err(|e| error::kube("connect", "", e))?;
+    let client = kube::Client::try_from(kube_config).map_err(|e| error::kube("connect", "", e))?;
     let mut driver = KubernetesDriver {
         client,
         namespace,
@@ -84,7 +93,11 @@ pub async fn connect(config: KubernetesConfig) -> Result<KubernetesDriver> {
     let (object, workload) = driver.get("connect").await?;
     let containers: Vec<String> = workload["spec"]["template"]["spec"]["containers"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if driver.container.is_empty() {
         match containers.as_slice() {
@@ -112,10 +125,20 @@ pub async fn connect(config: KubernetesConfig) -> Result<KubernetesDriver> {
         .and_then(|a| a.get(HELM_RELEASE).cloned())
         .or_else(|| {
             let labels = object.metadata.labels.as_ref()?;
-            (labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("Helm"))
-                .then(|| labels.get("app.kubernetes.io/instance").cloned().unwrap_or_else(|| "?".into()))
+            (labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
+                == Some("Helm"))
+            .then(|| {
+                labels
+                    .get("app.kubernetes.io/instance")
+                    .cloned()
+                    .unwrap_or_else(|| "?".into())
+            })
         });
     let has_tar = exec::probe_tar(&driver).await;
-    driver.archive.store(has_tar, std::sync::atomic::Ordering::Relaxed);
+    driver
+        .archive
+        .store(has_tar, std::sync::atomic::Ordering::Relaxed);
     Ok(driver)
 }

@@ -224,6 +224,7 @@ pub(crate) async fn unlock(d: &KubernetesDriver, holder: &Holder) -> Result<()> 
         ErrorKind::Conflict,
         "unlock",
         &subject,
-        "the Lease kept changing while cutover tried to release it; run `cutover unlock` again".into(),
+        "the Lease kept changing while cutover tried to release it; run `cutover unlock` again"
+            .into(),
     ))
 }

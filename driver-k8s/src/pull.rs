@@ -42,7 +42,9 @@ fn client() -> Result<Client<Https, Empty<bytes::Bytes>>> {
 /// Where the image's manifest is: (base URL, repository path, tag or digest).
 fn manifest_url(image: &ImageRef) -> (String, String, String) {
     let (host, path) = match image.registry() {
-        Some(r) if r != "docker.io" && r != "index.docker.io" => (r.to_string(), image.path().to_string()),
+        Some(r) if r != "docker.io" && r != "index.docker.io" => {
+            (r.to_string(), image.path().to_string())
+        }
         _ => {
             let path = if image.path().contains('/') {
                 image.path().to_string()
@@ -52,7 +54,8 @@ fn manifest_url(image: &ImageRef) -> (String, String, String) {
             ("registry-1.docker.io".to_string(), path)
         }
     };
-    let loopback = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+    let loopback =
+        host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
     let scheme = if loopback { "http" } else { "https" };
     let reference = image
         .digest()

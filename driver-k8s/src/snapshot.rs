@@ -38,10 +38,10 @@ fn containers_mut(template: &mut Value) -> impl Iterator<Item = &mut Value> {
     let mut all = Vec::new();
     if let Value::Object(spec) = spec {
         for (key, list) in spec.iter_mut() {
-            if key == "containers" || key == "initContainers" {
-                if let Value::Array(items) = list {
-                    all.extend(items.iter_mut());
-                }
+            if (key == "containers" || key == "initContainers")
+                && let Value::Array(items) = list
+            {
+                all.extend(items.iter_mut());
             }
         }
     }
@@ -86,7 +86,9 @@ pub(crate) fn take(d: &KubernetesDriver, workload: &Value, image: ImageRef) -> S
 fn refill(d: &KubernetesDriver, data: &SnapshotData, live: &Value) -> Result<Value> {
     let mut template = data.template.clone();
     let mut live_template = live["spec"]["template"].clone();
-    let live_containers: Vec<Value> = containers_mut(&mut live_template).map(|c| c.clone()).collect();
+    let live_containers: Vec<Value> = containers_mut(&mut live_template)
+        .map(|c| c.clone())
+        .collect();
     for container in containers_mut(&mut template) {
         let cname = container["name"].as_str().unwrap_or("").to_string();
         let Some(env) = container["env"].as_array_mut() else {
@@ -132,8 +134,11 @@ pub(crate) async fn restore(d: &KubernetesDriver, snap: &Snapshot) -> Result<()>
             snap.driver
         )));
     }
-    let data: SnapshotData = serde_json::from_value(snap.data.clone())
-        .map_err(|e| invalid(format!("the snapshot's data is not a kubernetes snapshot: {e}")))?;
+    let data: SnapshotData = serde_json::from_value(snap.data.clone()).map_err(|e| {
+        invalid(format!(
+            "the snapshot's data is not a kubernetes snapshot: {e}"
+        ))
+    })?;
     if data.kind != d.kind || data.name != d.name || data.namespace != d.namespace {
         return Err(invalid(format!(
             "the snapshot is of {} {}/{}, not of {}",

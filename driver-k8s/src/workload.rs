@@ -57,7 +57,12 @@ pub(crate) enum Rollout {
 /// `updatedReplicas = replicas`, `status.replicas = updatedReplicas` (no surplus old
 /// pods) and, if `available`, `availableReplicas = updatedReplicas`; a Progressing
 /// condition with reason `ProgressDeadlineExceeded` is a failure.
-pub(crate) fn rollout(kind: WorkloadKind, workload: &Value, generation: i64, available: bool) -> Rollout {
+pub(crate) fn rollout(
+    kind: WorkloadKind,
+    workload: &Value,
+    generation: i64,
+    available: bool,
+) -> Rollout {
     let status = &workload["status"];
     let n = |k: &str| status[k].as_u64().unwrap_or(0);
     let want = u64::from(replicas(workload));
@@ -73,7 +78,11 @@ pub(crate) fn rollout(kind: WorkloadKind, workload: &Value, generation: i64, ava
             c["message"].as_str().unwrap_or("ProgressDeadlineExceeded")
         ));
     }
-    if kind == WorkloadKind::StatefulSet && want > 0 && status["updateRevision"] != status["currentRevision"] && n("updatedReplicas") < want {
+    if kind == WorkloadKind::StatefulSet
+        && want > 0
+        && status["updateRevision"] != status["currentRevision"]
+        && n("updatedReplicas") < want
+    {
         return Rollout::Waiting(format!("{} of {want} pods updated", n("updatedReplicas")));
     }
     if n("updatedReplicas") < want {
@@ -85,9 +94,16 @@ pub(crate) fn rollout(kind: WorkloadKind, workload: &Value, generation: i64, ava
             n("replicas") - n("updatedReplicas")
         ));
     }
-    let avail = if kind == WorkloadKind::StatefulSet { n("availableReplicas").max(n("readyReplicas")) } else { n("availableReplicas") };
+    let avail = if kind == WorkloadKind::StatefulSet {
+        n("availableReplicas").max(n("readyReplicas"))
+    } else {
+        n("availableReplicas")
+    };
     if available && avail < n("updatedReplicas") {
-        return Rollout::Waiting(format!("{avail} of {} updated pods available", n("updatedReplicas")));
+        return Rollout::Waiting(format!(
+            "{avail} of {} updated pods available",
+            n("updatedReplicas")
+        ));
     }
     Rollout::Done
 }
@@ -122,7 +138,11 @@ pub(crate) fn stuck(pod: &Pod) -> Option<String> {
         let reason = waiting.reason.as_deref()?;
         matches!(
             reason,
-            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError"
+            "ErrImagePull"
+                | "ImagePullBackOff"
+                | "InvalidImageName"
+                | "CreateContainerConfigError"
+                | "CreateContainerError"
         )
         .then(|| format!("{reason}: {}", waiting.message.as_deref().unwrap_or("")))
     })

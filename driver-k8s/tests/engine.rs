@@ -122,7 +122,11 @@ async fn seed(c: &Cluster, n: usize) {
     }
 }
 
-fn position(history: &[HistoryEvent], from: usize, f: impl Fn(&HistoryEvent) -> bool) -> Option<usize> {
+fn position(
+    history: &[HistoryEvent],
+    from: usize,
+    f: impl Fn(&HistoryEvent) -> bool,
+) -> Option<usize> {
     history.iter().skip(from).position(f).map(|p| p + from)
 }
 
@@ -144,9 +148,14 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     let prefix = format!("{}-", c.name);
     let existing: Vec<Vec<(String, String)>> = existing_pods(&history)
         .into_iter()
-        .map(|pods| pods.into_iter().filter(|(p, _)| p.starts_with(&prefix)).collect())
+        .map(|pods| {
+            pods.into_iter()
+                .filter(|(p, _)| p.starts_with(&prefix))
+                .collect()
+        })
         .collect();
-    let is_new_pod = |e: &HistoryEvent| matches!(e, HistoryEvent::PodCreated { image, .. } if *image == new);
+    let is_new_pod =
+        |e: &HistoryEvent| matches!(e, HistoryEvent::PodCreated { image, .. } if *image == new);
 
     // Went to 0: the workload was scaled to 0 and every old pod was gone before the first
     // new pod was created.
@@ -155,7 +164,10 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
         matches!(e, HistoryEvent::Scaled { replicas: 0, .. })
     })
     .expect("the Deployment was scaled to 0");
-    assert!(scaled_to_zero < first_new, "scaled to 0 only after a new pod: {history:#?}");
+    assert!(
+        scaled_to_zero < first_new,
+        "scaled to 0 only after a new pod: {history:#?}"
+    );
     assert!(
         existing[first_new - 1].is_empty(),
         "pods still existed when the first new pod was created: {:?}\n{history:#?}",
@@ -165,9 +177,11 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     let HistoryEvent::PodCreated { pod: leader, .. } = &history[first_new] else {
         unreachable!()
     };
-    let leader_ready = position(&history, first_new, |e| {
-        matches!(e, HistoryEvent::PodReady { pod, .. } if pod == leader)
-    })
+    let leader_ready = position(
+        &history,
+        first_new,
+        |e| matches!(e, HistoryEvent::PodReady { pod, .. } if pod == leader),
+    )
     .expect("the leader became Ready");
     let second_new = position(&history, first_new + 1, is_new_pod).expect("a second new pod");
     assert!(
@@ -176,7 +190,9 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     );
     // Then 3, and never an old pod next to a new one.
     assert!(
-        history.iter().any(|e| matches!(e, HistoryEvent::Scaled { replicas: 3, .. })),
+        history
+            .iter()
+            .any(|e| matches!(e, HistoryEvent::Scaled { replicas: 3, .. })),
         "never scaled back to 3: {history:#?}"
     );
     for (i, pods) in existing.iter().enumerate().skip(first_new) {
@@ -192,14 +208,17 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     );
 
     // One migration run of 1.1.0, by the leader alone.
-    let runs: Vec<_> = c
-        .db
-        .migration_runs()
-        .await
-        .into_iter()
-        .filter(|m| m.version == "1.1.0")
-        .collect();
-    assert_eq!(runs.len(), 1, "exactly one migration run of 1.1.0: {runs:?}");
+    let runs: Vec<_> =
+        c.db.migration_runs()
+            .await
+            .into_iter()
+            .filter(|m| m.version == "1.1.0")
+            .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "exactly one migration run of 1.1.0: {runs:?}"
+    );
     assert_eq!(runs[0].outcome, "ok");
     assert_eq!(runs[0].instance, *leader, "the leader ran the migration");
     assert_eq!(c.db.count("items").await, items, "items intact");
@@ -226,7 +245,11 @@ async fn an_unhealthy_release_rolls_back_the_template_the_replicas_and_the_data(
             HistoryEvent::PodReady { .. } | HistoryEvent::PodCreated { .. } if format!("{e:?}").contains("1.1.0-unhealthy"))),
         "no pod of the new release ever ran"
     );
-    assert_eq!(r.fingerprint().await, fingerprint, "database restored exactly");
+    assert_eq!(
+        r.fingerprint().await,
+        fingerprint,
+        "database restored exactly"
+    );
     let after = c
         .emulator
         .object("deployments", NAMESPACE, &c.name)
@@ -235,8 +258,14 @@ async fn an_unhealthy_release_rolls_back_the_template_the_replicas_and_the_data(
         after["spec"]["template"], before["spec"]["template"],
         "the pod template is exactly the previous one"
     );
-    assert_eq!(after["spec"]["replicas"], 2, "the replica count is the previous one");
-    assert_ne!(after["spec"]["paused"], true, "the rollout is not left paused");
+    assert_eq!(
+        after["spec"]["replicas"], 2,
+        "the replica count is the previous one"
+    );
+    assert_ne!(
+        after["spec"]["paused"], true,
+        "the rollout is not left paused"
+    );
     c.wait_ready("1.0.0", 2).await;
     let o = c.driver.observe().await.unwrap();
     assert_eq!(o.image, image("1.0.0"));
@@ -266,20 +295,27 @@ async fn two_runs_on_one_deployment_the_lease_lets_exactly_one_proceed() {
         x.message,
         y.message
     );
-    let loser = if x.report.outcome == Outcome::Aborted { &x } else { &y };
+    let loser = if x.report.outcome == Outcome::Aborted {
+        &x
+    } else {
+        &y
+    };
     assert!(
         loser.message.contains("holds the lock"),
         "the refused run names the Lease holder: {}",
         loser.message
     );
-    let runs: Vec<_> = c
-        .db
-        .migration_runs()
-        .await
-        .into_iter()
-        .filter(|m| m.version == "1.1.0")
-        .collect();
-    assert_eq!(runs.len(), 1, "exactly one migration run of 1.1.0: {runs:?}");
+    let runs: Vec<_> =
+        c.db.migration_runs()
+            .await
+            .into_iter()
+            .filter(|m| m.version == "1.1.0")
+            .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "exactly one migration run of 1.1.0: {runs:?}"
+    );
     // The winner released the Lease at commit.
     let lease = c
         .emulator

@@ -39,14 +39,21 @@ pub fn emulator_config() -> EmulatorConfig {
     EmulatorConfig {
         specimen_repository: Some(env.specimen_image().to_string()),
         specimen_bin: Some(env.specimen_bin().to_path_buf()),
-        specimen_tags: env.specimen_versions().iter().map(|v| v.to_string()).collect(),
+        specimen_tags: env
+            .specimen_versions()
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
         ..EmulatorConfig::default()
     }
 }
 
 /// The Deployment manifest of the specimen, Apidog-style.
 pub fn manifest(name: &str, version: &str, replicas: u32, env: &[(String, String)]) -> Deployment {
-    let env: Vec<_> = env.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let env: Vec<_> = env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
     serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
@@ -65,7 +72,9 @@ pub fn manifest(name: &str, version: &str, replicas: u32, env: &[(String, String
 impl Cluster {
     /// `replicas` pods of `version`, with `extra` environment, all Ready.
     pub async fn start(version: &str, replicas: u32, extra: &[(&str, &str)]) -> Self {
-        let emulator = Emulator::start(emulator_config()).await.expect("starting the emulator");
+        let emulator = Emulator::start(emulator_config())
+            .await
+            .expect("starting the emulator");
         let db = ScratchDatabase::create(Engine::Postgres).await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -76,7 +85,10 @@ impl Cluster {
 
         let client = client(&kubeconfig).await;
         Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
-            .create(&PostParams::default(), &manifest(&name, version, replicas, &env))
+            .create(
+                &PostParams::default(),
+                &manifest(&name, version, replicas, &env),
+            )
             .await
             .expect("creating the deployment");
         let toolbox: Pod = serde_json::from_value(json!({

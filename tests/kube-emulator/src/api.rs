@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Request, State};
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -161,7 +161,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             Ok(u) => u,
             Err(rejection) => return rejection.into_response(),
         };
-        return exec::serve(shared, &target.namespace, target.name.as_deref().unwrap_or(""), &query, upgrade);
+        return exec::serve(
+            shared,
+            &target.namespace,
+            target.name.as_deref().unwrap_or(""),
+            &query,
+            upgrade,
+        );
     }
     let content_type = parts
         .headers
@@ -197,9 +203,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         (&Method::PATCH, Some(name), None) => {
             patch_object(&shared, &target, name, &content_type, &body).map(|o| (200, o))
         }
-        (&Method::DELETE, Some(name), None) => {
-            delete(&shared, &target, name).map(|o| (200, o))
-        }
+        (&Method::DELETE, Some(name), None) => delete(&shared, &target, name).map(|o| (200, o)),
         (method, Some(name), Some("scale")) if target.resource == "deployments" => {
             scale(&shared, &target, name, method, &content_type, &body).map(|o| (200, o))
         }
@@ -281,12 +285,15 @@ fn apply_patch(object: &mut Value, patch_doc: &Value, content_type: &str) -> Res
             patch::merge(object, patch_doc);
             Ok(())
         }
-        "application/strategic-merge-patch+json" => patch::strategic(object, patch_doc)
-            .map_err(|m| ApiError::new(422, "Invalid", m)),
+        "application/strategic-merge-patch+json" => {
+            patch::strategic(object, patch_doc).map_err(|m| ApiError::new(422, "Invalid", m))
+        }
         other => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the emulator does not implement {other:?} patches (only merge and strategic merge)"),
+            format!(
+                "the emulator does not implement {other:?} patches (only merge and strategic merge)"
+            ),
         )),
     }
 }
@@ -336,7 +343,11 @@ fn scale(
                 apply_patch(&mut wanted, &parse_body(body)?, content_type)?;
             }
             _ => {
-                return Err(ApiError::new(405, "MethodNotAllowed", "scale: GET, PUT or PATCH"));
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "scale: GET, PUT or PATCH",
+                ));
             }
         }
         let replicas = wanted["spec"]["replicas"]
@@ -450,7 +461,10 @@ fn watch(shared: Arc<Shared>, target: Target, query: &[(String, String)]) -> Res
         state,
         move |(shared, mut rx, mut last, first, target, selector)| async move {
             if let Some(first) = first.filter(|f| !f.is_empty()) {
-                return Some((Ok::<_, std::io::Error>(Bytes::from(first)), (shared, rx, last, None, target, selector)));
+                return Some((
+                    Ok::<_, std::io::Error>(Bytes::from(first)),
+                    (shared, rx, last, None, target, selector),
+                ));
             }
             loop {
                 let mut out = Vec::new();
@@ -463,13 +477,20 @@ fn watch(shared: Arc<Shared>, target: Target, query: &[(String, String)]) -> Res
                             && c.namespace == target.namespace
                             && matches_selector(&c.object["metadata"]["labels"], &selector)
                         {
-                            out.extend(json!({"type": c.kind, "object": c.object}).to_string().bytes());
+                            out.extend(
+                                json!({"type": c.kind, "object": c.object})
+                                    .to_string()
+                                    .bytes(),
+                            );
                             out.push(b'\n');
                         }
                     }
                 }
                 if !out.is_empty() {
-                    return Some((Ok(Bytes::from(out)), (shared, rx, last, None, target, selector)));
+                    return Some((
+                        Ok(Bytes::from(out)),
+                        (shared, rx, last, None, target, selector),
+                    ));
                 }
                 match tokio::time::timeout_at(deadline, rx.changed()).await {
                     Ok(Ok(())) => continue,

@@ -54,9 +54,10 @@ fn terminating(pod: &Value) -> bool {
 }
 
 pub(crate) fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// A stable hash of a pod template: FNV-1a over its JSON with keys sorted.
@@ -143,8 +144,12 @@ fn reconcile_deployment(shared: &Arc<Shared>, ns: &str, d: &Value, progress: &mu
         .into_iter()
         .filter(|rs| owned_by(rs, &uid))
         .collect();
-    let revision_of =
-        |rs: &Value| -> u64 { rs["metadata"]["annotations"][REVISION].as_str().and_then(|r| r.parse().ok()).unwrap_or(0) };
+    let revision_of = |rs: &Value| -> u64 {
+        rs["metadata"]["annotations"][REVISION]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0)
+    };
     let max_revision = sets.iter().map(revision_of).max().unwrap_or(0);
     let hash = template_hash(template);
     let mut new_rs = sets
@@ -181,8 +186,11 @@ fn reconcile_deployment(shared: &Arc<Shared>, ns: &str, d: &Value, progress: &mu
             }
             Some(rs) if revision_of(rs) < max_revision => {
                 let mut updated = rs.clone();
-                updated["metadata"]["annotations"][REVISION] = (max_revision + 1).to_string().into();
-                if let Ok(u) = shared.write(|s| s.replace("replicasets", ns, &name(rs), updated, false)) {
+                updated["metadata"]["annotations"][REVISION] =
+                    (max_revision + 1).to_string().into();
+                if let Ok(u) =
+                    shared.write(|s| s.replace("replicasets", ns, &name(rs), updated, false))
+                {
                     new_rs = Some(u);
                 }
             }
@@ -266,7 +274,11 @@ fn max_unavailable(d: &Value, replicas: u32) -> u32 {
     let rolling = &d["spec"]["strategy"]["rollingUpdate"];
     let surge = int_or_percent(&rolling["maxSurge"], "25%", replicas, true);
     let unavailable = int_or_percent(&rolling["maxUnavailable"], "25%", replicas, false);
-    if surge == 0 && unavailable == 0 { 1 } else { unavailable }
+    if surge == 0 && unavailable == 0 {
+        1
+    } else {
+        unavailable
+    }
 }
 
 /// Moves replicas from the old ReplicaSets to the new one by the Deployment's strategy.
@@ -355,7 +367,12 @@ fn reconcile_replicaset(shared: &Arc<Shared>, ns: &str, rs: &Value) {
         live.sort_by_key(|p| {
             (
                 is_ready(p),
-                std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string()),
+                std::cmp::Reverse(
+                    p["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
                 std::cmp::Reverse(name(p)),
             )
         });

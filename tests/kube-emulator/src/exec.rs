@@ -71,18 +71,24 @@ async fn run(
 ) {
     let (mut sink, mut source) = socket.split();
     let first = argv.first().cloned().unwrap_or_default();
-    let spawned = program.ok_or_else(|| "not found".to_string()).and_then(|p| {
-        tokio::process::Command::new(p)
-            .args(argv.iter().skip(1))
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(if want_stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| e.to_string())
-    });
+    let spawned = program
+        .ok_or_else(|| "not found".to_string())
+        .and_then(|p| {
+            tokio::process::Command::new(p)
+                .args(argv.iter().skip(1))
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(if want_stdin {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| e.to_string())
+        });
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -128,7 +134,10 @@ async fn run(
             },
         };
         if let Some(frame) = frame
-            && sink.send(Message::Binary(Bytes::from(frame))).await.is_err()
+            && sink
+                .send(Message::Binary(Bytes::from(frame)))
+                .await
+                .is_err()
         {
             let _ = child.kill().await;
             feeder.abort();

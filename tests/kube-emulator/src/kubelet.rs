@@ -46,7 +46,12 @@ pub(crate) fn start(shared: Arc<Shared>, namespace: &str, pod: &Value) {
         .as_array()
         .map(|list| {
             list.iter()
-                .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+                .filter_map(|e| {
+                    Some((
+                        e["name"].as_str()?.to_string(),
+                        e["value"].as_str()?.to_string(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -63,7 +68,10 @@ pub(crate) fn start(shared: Arc<Shared>, namespace: &str, pod: &Value) {
         env.push(("PORT".into(), port.to_string()));
         env.push(("BIND_ADDRESS".into(), "127.0.0.1".into()));
         env.push(("SPECIMEN_VERSION".into(), tag.to_string()));
-        env.push(("STORAGE_DIR".into(), dir.join("storage").display().to_string()));
+        env.push((
+            "STORAGE_DIR".into(),
+            dir.join("storage").display().to_string(),
+        ));
         env.push(("SPECIMEN_INSTANCE".into(), name.clone()));
     }
     let pullable = !specimen || shared.config.specimen_tags.iter().any(|t| t == tag);
@@ -88,7 +96,10 @@ pub(crate) fn start(shared: Arc<Shared>, namespace: &str, pod: &Value) {
     };
     tokio::spawn(async move {
         if !pullable {
-            pod.set_waiting("ErrImagePull", "manifest unknown: the emulated registry has no such tag");
+            pod.set_waiting(
+                "ErrImagePull",
+                "manifest unknown: the emulated registry has no such tag",
+            );
             pod.wait_stop().await;
         } else if specimen {
             pod.run_specimen().await;
@@ -191,7 +202,10 @@ impl Pod {
 
     async fn run_specimen(&self) {
         let Some(bin) = self.shared.config.specimen_bin.clone() else {
-            self.set_waiting("CreateContainerError", "the emulator has no specimen binary");
+            self.set_waiting(
+                "CreateContainerError",
+                "the emulator has no specimen binary",
+            );
             return self.wait_stop().await;
         };
         let port: u16 = self

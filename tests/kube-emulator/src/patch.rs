@@ -63,9 +63,10 @@ pub(crate) fn strategic(target: &mut Value, patch: &Value) -> Result<(), String>
                 }
                 let list = slot.as_array_mut().expect("made an array above");
                 for item in items {
-                    let id = item.get(k).cloned().ok_or_else(|| {
-                        format!("an element of {key} lacks its merge key {k}")
-                    })?;
+                    let id = item
+                        .get(k)
+                        .cloned()
+                        .ok_or_else(|| format!("an element of {key} lacks its merge key {k}"))?;
                     match list.iter_mut().find(|e| e.get(k) == Some(&id)) {
                         Some(existing) => strategic(existing, item)?,
                         None => list.push(item.clone()),

@@ -43,11 +43,7 @@ impl ApiError {
     }
 
     pub fn not_found(resource: &str, name: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("{resource} \"{name}\" not found"),
-        )
+        Self::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
     }
 
     /// The `Status` object the API server sends.
@@ -146,8 +142,11 @@ impl Store {
     }
 
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<&Value> {
-        self.objects
-            .get(&(resource.to_string(), namespace.to_string(), name.to_string()))
+        self.objects.get(&(
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ))
     }
 
     /// Objects of `resource` in `namespace`.
@@ -202,7 +201,10 @@ impl Store {
         self.publish(resource, namespace, "ADDED", &object);
         match resource {
             "deployments" => {
-                let workload = format!("{namespace}/{}", object["metadata"]["name"].as_str().unwrap_or(""));
+                let workload = format!(
+                    "{namespace}/{}",
+                    object["metadata"]["name"].as_str().unwrap_or("")
+                );
                 self.record(HistoryEvent::TemplateChanged {
                     workload: workload.clone(),
                     image: first_image(&object["spec"]["template"]),
@@ -213,7 +215,10 @@ impl Store {
                 });
             }
             "pods" => self.record(HistoryEvent::PodCreated {
-                pod: object["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                pod: object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 image: first_image(&object),
             }),
             _ => {}
@@ -232,14 +237,21 @@ impl Store {
         mut object: Value,
         status_too: bool,
     ) -> Result<Value, ApiError> {
-        let key = (resource.to_string(), namespace.to_string(), name.to_string());
+        let key = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
         let current = self
             .objects
             .get(&key)
             .ok_or_else(|| ApiError::not_found(resource, name))?
             .clone();
         if let Some(rv) = object["metadata"]["resourceVersion"].as_str()
-            && rv != current["metadata"]["resourceVersion"].as_str().unwrap_or("")
+            && rv
+                != current["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
         {
             return Err(ApiError::new(
                 409,
@@ -250,7 +262,13 @@ impl Store {
             ));
         }
         // What the server owns stays the server's.
-        for field in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "name",
+            "namespace",
+            "deletionTimestamp",
+        ] {
             object["metadata"][field] = current["metadata"][field].clone();
         }
         object["kind"] = current["kind"].clone();
@@ -305,7 +323,11 @@ impl Store {
         namespace: &str,
         name: &str,
     ) -> Result<Value, ApiError> {
-        let key = (resource.to_string(), namespace.to_string(), name.to_string());
+        let key = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
         let mut object = self
             .objects
             .get(&key)
@@ -324,7 +346,11 @@ impl Store {
 
     /// Writes `status` of an object (the controller's and kubelet's writes); no-op when equal.
     pub fn set_status(&mut self, resource: &str, namespace: &str, name: &str, status: Value) {
-        let key = (resource.to_string(), namespace.to_string(), name.to_string());
+        let key = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
         let Some(object) = self.objects.get(&key) else {
             return;
         };
@@ -341,7 +367,11 @@ impl Store {
 
     /// Removes the object at once (pods go through [`crate::kubelet`] first).
     pub fn remove(&mut self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        let key = (resource.to_string(), namespace.to_string(), name.to_string());
+        let key = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
         let mut object = self.objects.remove(&key)?;
         let rv = self.next_rv();
         object["metadata"]["resourceVersion"] = rv.to_string().into();
