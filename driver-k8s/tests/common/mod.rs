@@ -62,7 +62,12 @@ pub fn manifest(name: &str, version: &str, replicas: u32, env: &[(String, String
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
             "template": {
                 "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": image(version).to_string(), "env": env}]},
+                "spec": {"containers": [{
+                    "name": "app", "image": image(version).to_string(), "env": env,
+                    // What a real kubelet probes; the emulator probes /health on the
+                    // pod's own port by itself.
+                    "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 1},
+                }]},
             },
         },
     }))
