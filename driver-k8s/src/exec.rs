@@ -8,6 +8,8 @@
 use cutover_core::{ByteStream, ErrorKind, ExecIo, ExecTarget, ExitStatus, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::AttachParams;
+use std::future::Future;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::driver::KubernetesDriver;
@@ -237,18 +239,63 @@ pub(crate) async fn archive(
         ".".into(),
     ];
     let d = d.clone();
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let subject = format!("pod {}/{pod}", d.namespace);
     tokio::spawn(async move {
         let io = ExecIo {
             stdout: Some(Box::pin(writer)),
             ..ExecIo::default()
         };
-        if let Ok(status) = run(&d, &pod, container, &argv, io).await
-            && !status.success()
-        {
-            tracing::warn!(status = %status.describe(), "tar in the pod failed");
-        }
+        let result = match run(&d, &pod, container, &argv, io).await {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("tar in {subject} failed: {}", status.describe())),
+            Err(e) => Err(e.report()),
+        };
+        let _ = done.send(result);
     });
-    Ok(Box::pin(reader))
+    Ok(Box::pin(Checked {
+        inner: reader,
+        outcome: Some(outcome),
+    }))
+}
+
+/// The archive's bytes, ending in an error instead of a clean end when `tar` failed, so
+/// that a truncated archive is never taken for a whole one.
+struct Checked {
+    inner: tokio::io::DuplexStream,
+    outcome: Option<tokio::sync::oneshot::Receiver<std::result::Result<(), String>>>,
+}
+
+impl tokio::io::AsyncRead for Checked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                let Some(outcome) = self.outcome.as_mut() else {
+                    return Poll::Ready(Ok(()));
+                };
+                match std::pin::Pin::new(outcome).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(result) => {
+                        self.outcome = None;
+                        match result {
+                            Ok(Ok(())) => Poll::Ready(Ok(())),
+                            Ok(Err(m)) => Poll::Ready(Err(std::io::Error::other(m))),
+                            Err(_) => Poll::Ready(Err(std::io::Error::other(
+                                "the archive's exec ended without a result",
+                            ))),
+                        }
+                    }
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 pub(crate) async fn unarchive(

@@ -39,6 +39,12 @@ pub(crate) fn serve(
         let e = ApiError::not_found("pods", pod);
         return json_response(404, &e.status());
     };
+    shared.write(|s| {
+        s.record(crate::HistoryEvent::Exec {
+            pod: pod.to_string(),
+            command: argv.clone(),
+        })
+    });
     let specimen_bin = shared.config.specimen_bin.clone();
     upgrade
         .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])

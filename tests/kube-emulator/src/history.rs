@@ -42,6 +42,13 @@ pub enum HistoryEvent {
         /// The exit code; `None` for a signal.
         code: Option<i32>,
     },
+    /// A command was run in a pod through `pods/exec`.
+    Exec {
+        /// The pod's name.
+        pod: String,
+        /// The command as the API request carried it.
+        command: Vec<String>,
+    },
     /// A pod object was removed after its process stopped.
     PodDeleted {
         /// The pod's name.
