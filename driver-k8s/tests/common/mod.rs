@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use cutover_core::testkit::Fixture;
 use cutover_core::{Driver, ExecTarget, ImageRef};
-use cutover_driver_k8s::{KubernetesConfig, KubernetesDriver, connect};
+use cutover_driver_k8s::{KubernetesConfig, KubernetesDriver, WorkloadKind, connect};
 use cutover_kube_emulator::{Emulator, EmulatorConfig};
 use cutover_tests::{Engine, ScratchDatabase, TestEnv, unique_name};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -75,8 +75,18 @@ pub fn manifest(name: &str, version: &str, replicas: u32, env: &[(String, String
 }
 
 impl Cluster {
-    /// `replicas` pods of `version`, with `extra` environment, all Ready.
+    /// A Deployment of `replicas` pods of `version`, with `extra` environment, all Ready.
     pub async fn start(version: &str, replicas: u32, extra: &[(&str, &str)]) -> Self {
+        Self::start_kind(WorkloadKind::Deployment, version, replicas, extra).await
+    }
+
+    /// The same as a StatefulSet (`Parallel` pod management, `RollingUpdate`).
+    pub async fn start_kind(
+        kind: WorkloadKind,
+        version: &str,
+        replicas: u32,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let emulator = Emulator::start(emulator_config())
             .await
             .expect("starting the emulator");
@@ -89,13 +99,29 @@ impl Cluster {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
 
         let client = client(&kubeconfig).await;
-        Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
-            .create(
-                &PostParams::default(),
-                &manifest(&name, version, replicas, &env),
-            )
-            .await
-            .expect("creating the deployment");
+        let deployment = manifest(&name, version, replicas, &env);
+        match kind {
+            WorkloadKind::Deployment => {
+                Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+                    .create(&PostParams::default(), &deployment)
+                    .await
+                    .expect("creating the deployment");
+            }
+            WorkloadKind::StatefulSet => {
+                let mut value = serde_json::to_value(&deployment).unwrap();
+                value["kind"] = json!("StatefulSet");
+                let spec = value["spec"].as_object_mut().unwrap();
+                spec.remove("strategy");
+                spec.insert("serviceName".into(), json!(name));
+                spec.insert("podManagementPolicy".into(), json!("Parallel"));
+                spec.insert("updateStrategy".into(), json!({"type": "RollingUpdate"}));
+                let set: StatefulSet = serde_json::from_value(value).unwrap();
+                Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE)
+                    .create(&PostParams::default(), &set)
+                    .await
+                    .expect("creating the statefulset");
+            }
+        }
         let toolbox: Pod = serde_json::from_value(json!({
             "metadata": {"name": "toolbox"},
             "spec": {"containers": [{"name": "toolbox", "image": "toolbox:1"}]},
@@ -107,6 +133,10 @@ impl Cluster {
             .expect("creating the toolbox pod");
 
         let mut config = KubernetesConfig::deployment(&name);
+        if kind == WorkloadKind::StatefulSet {
+            config.deployment = None;
+            config.statefulset = Some(name.clone());
+        }
         config.kubeconfig = Some(kubeconfig);
         config.container = Some("app".into());
         config.rollout_timeout_secs = Some(120);

@@ -204,7 +204,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             patch_object(&shared, &target, name, &content_type, &body).map(|o| (200, o))
         }
         (&Method::DELETE, Some(name), None) => delete(&shared, &target, name).map(|o| (200, o)),
-        (method, Some(name), Some("scale")) if target.resource == "deployments" => {
+        (method, Some(name), Some("scale"))
+            if matches!(target.resource.as_str(), "deployments" | "statefulsets") =>
+        {
             scale(&shared, &target, name, method, &content_type, &body).map(|o| (200, o))
         }
         (method, _, sub) => Err(ApiError::new(
@@ -366,6 +368,23 @@ fn scale(
 fn delete(shared: &Shared, target: &Target, name: &str) -> Result<Value, ApiError> {
     match target.resource.as_str() {
         "pods" => delete_pod(shared, &target.namespace, name),
+        "statefulsets" => {
+            let removed = shared
+                .write(|s| s.remove("statefulsets", &target.namespace, name))
+                .ok_or_else(|| ApiError::not_found("statefulsets", name))?;
+            let uid = removed["metadata"]["uid"].clone();
+            let pods: Vec<String> = shared
+                .read()
+                .list("pods", &target.namespace)
+                .into_iter()
+                .filter(|p| crate::controller::owned_by(p, &uid))
+                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+                .collect();
+            for pod in pods {
+                let _ = delete_pod(shared, &target.namespace, &pod);
+            }
+            Ok(removed)
+        }
         "deployments" => {
             let removed = shared
                 .write(|s| s.remove("deployments", &target.namespace, name))

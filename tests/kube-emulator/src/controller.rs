@@ -20,8 +20,12 @@ type Progress = HashMap<String, (Instant, String, Value)>;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut progress = Progress::new();
+    let mut revisions = crate::statefulset::Revisions::new();
     loop {
         reconcile(&shared, &mut progress);
+        for (ns, set) in all(&shared, "statefulsets") {
+            crate::statefulset::reconcile(&shared, &ns, &set, &mut revisions);
+        }
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -39,17 +43,17 @@ fn all(shared: &Shared, resource: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn name(o: &Value) -> String {
+pub(crate) fn name(o: &Value) -> String {
     o["metadata"]["name"].as_str().unwrap_or("").to_string()
 }
 
-fn owned_by(o: &Value, uid: &Value) -> bool {
+pub(crate) fn owned_by(o: &Value, uid: &Value) -> bool {
     o["metadata"]["ownerReferences"]
         .as_array()
         .is_some_and(|refs| refs.iter().any(|r| &r["uid"] == uid))
 }
 
-fn terminating(pod: &Value) -> bool {
+pub(crate) fn terminating(pod: &Value) -> bool {
     !pod["metadata"]["deletionTimestamp"].is_null()
 }
 
@@ -61,7 +65,7 @@ pub(crate) fn is_ready(pod: &Value) -> bool {
 }
 
 /// A stable hash of a pod template: FNV-1a over its JSON with keys sorted.
-fn template_hash(template: &Value) -> String {
+pub(crate) fn template_hash(template: &Value) -> String {
     fn canonical(v: &Value, out: &mut String) {
         match v {
             Value::Object(m) => {

@@ -7,16 +7,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum HistoryEvent {
-    /// A Deployment's `spec.replicas` was written with a new value (through any endpoint).
+    /// A Deployment's or StatefulSet's `spec.replicas` was written with a new value (through any endpoint).
     Scaled {
-        /// `namespace/name` of the Deployment.
+        /// `namespace/name` of the workload.
         workload: String,
         /// The new desired count.
         replicas: u32,
     },
-    /// A Deployment's pod template changed (any field); `image` is its first container's.
+    /// A workload's pod template changed (any field); `image` is its first container's.
     TemplateChanged {
-        /// `namespace/name` of the Deployment.
+        /// `namespace/name` of the workload.
         workload: String,
         /// The first container's image after the change.
         image: String,

@@ -14,7 +14,7 @@
 //!   too old; `allowWatchBookmarks` is accepted and no bookmark is sent);
 //! - get, create, replace, delete; patch as JSON merge patch or strategic merge patch
 //!   (lists of containers, env, volumes, … merge by name);
-//! - the `scale` subresource of Deployments (get, replace, patch);
+//! - the `scale` subresource of Deployments and StatefulSets (get, replace, patch);
 //! - `coordination.k8s.io/v1` Leases (optimistic concurrency as above);
 //! - a Deployment controller that creates one ReplicaSet per pod template (labelled
 //!   `pod-template-hash`, annotated `deployment.kubernetes.io/revision`), honours
@@ -22,6 +22,9 @@
 //!   numbers or percentages), and reports `replicas`, `updatedReplicas`, `readyReplicas`,
 //!   `availableReplicas` and the `Progressing` condition (`ProgressDeadlineExceeded` after
 //!   `progressDeadlineSeconds` without progress);
+//! - a StatefulSet controller (`OrderedReady` or `Parallel`; `RollingUpdate` with
+//!   `partition`; pods `<name>-<ordinal>` labelled `controller-revision-hash`; status with
+//!   `currentRevision` / `updateRevision`), see `statefulset.rs`;
 //! - pods that really run ([`kubelet`]): a pod of a specimen image is the specimen binary
 //!   started as a local process with the template's env, the version from the tag and its
 //!   own free port, Ready when its real `/health` answers 200; a tag the registry lacks is
@@ -33,10 +36,11 @@
 //!
 //! It does **not** do: authentication, authorization, admission or defaulting (objects are
 //! stored as sent, so `spec.replicas` defaults to 1 only where read); server-side apply;
-//! JSON patch; `$patch` directives; field selectors; StatefulSets, Services, Secrets,
+//! JSON patch; `$patch` directives; field selectors; Services, Secrets,
 //! ConfigMaps or any other resource; `valueFrom` in env (only literal `value`s reach a
 //! process); `minReadySeconds`; pod deletion grace periods beyond a 10 s SIGTERM wait;
-//! ReplicaSet status; garbage collection of old ReplicaSets (`revisionHistoryLimit`);
+//! ReplicaSet status; ControllerRevision objects, `OnDelete` and volume claim templates of
+//! StatefulSets; garbage collection of old ReplicaSets (`revisionHistoryLimit`);
 //! namespaces as objects (any name is accepted); bookmarks; TLS.
 
 mod api;
@@ -45,6 +49,7 @@ mod exec;
 pub mod history;
 mod kubelet;
 mod patch;
+mod statefulset;
 mod store;
 
 use std::collections::HashMap;

@@ -60,6 +60,7 @@ pub(crate) fn kind_of(resource: &str) -> Option<(&'static str, &'static str)> {
     Some(match resource {
         "deployments" => ("Deployment", "apps/v1"),
         "replicasets" => ("ReplicaSet", "apps/v1"),
+        "statefulsets" => ("StatefulSet", "apps/v1"),
         "pods" => ("Pod", "v1"),
         "leases" => ("Lease", "coordination.k8s.io/v1"),
         _ => return None,
@@ -68,7 +69,7 @@ pub(crate) fn kind_of(resource: &str) -> Option<(&'static str, &'static str)> {
 
 /// Whether writes to `resource` track `metadata.generation` (spec changes bump it).
 fn has_generation(resource: &str) -> bool {
-    matches!(resource, "deployments" | "replicasets")
+    matches!(resource, "deployments" | "replicasets" | "statefulsets")
 }
 
 /// The objects and their history.
@@ -200,7 +201,7 @@ impl Store {
         self.objects.insert(key, object.clone());
         self.publish(resource, namespace, "ADDED", &object);
         match resource {
-            "deployments" => {
+            "deployments" | "statefulsets" => {
                 let workload = format!(
                     "{namespace}/{}",
                     object["metadata"]["name"].as_str().unwrap_or("")
@@ -298,7 +299,7 @@ impl Store {
         object["metadata"]["resourceVersion"] = rv.to_string().into();
         self.objects.insert(key, object.clone());
         self.publish(resource, namespace, "MODIFIED", &object);
-        if resource == "deployments" {
+        if resource == "deployments" || resource == "statefulsets" {
             let workload = format!("{namespace}/{name}");
             if object["spec"]["template"] != current["spec"]["template"] {
                 self.record(HistoryEvent::TemplateChanged {
