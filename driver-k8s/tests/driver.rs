@@ -212,3 +212,45 @@ async fn a_failing_tar_makes_the_archive_stream_fail() {
     let read = tokio::io::AsyncReadExt::read_to_end(&mut tar, &mut out).await;
     assert!(read.is_err(), "a failed tar read as a whole archive");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_held_and_released_by_unlock() {
+    let s = setup(false).await;
+    let d = driver(&s, |c| c.lease_seconds = Some(3)).await.unwrap();
+    let holder = cutover_core::Holder {
+        run: "run-1".into(),
+        host: "here".into(),
+        pid: 42,
+    };
+    d.lock(&holder).await.unwrap();
+    let lease = || {
+        s.emulator
+            .object("leases", "ns", &d.lease_name())
+            .expect("the Lease")
+    };
+    let first = lease();
+    assert_eq!(first["spec"]["holderIdentity"], "run-1");
+    assert_eq!(first["spec"]["leaseDurationSeconds"], 3);
+    assert_eq!(first["metadata"]["annotations"]["cutover.io/pid"], "42");
+    // Renewed in the background (every second here), without another lock call.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lease()["spec"]["renewTime"] == first["spec"]["renewTime"] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Lease was never renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.unlock(&holder).await.unwrap();
+    assert!(
+        lease()["spec"]["holderIdentity"].is_null(),
+        "unlock released it"
+    );
+    let other = cutover_core::Holder {
+        run: "run-2".into(),
+        ..holder
+    };
+    d.lock(&other)
+        .await
+        .expect("another run takes a released Lease");
+}
