@@ -185,6 +185,16 @@ impl Emulator {
         )
     }
 
+    /// Creates an object as a POST would (pods start running), for tests without a client.
+    pub fn create(
+        &self,
+        resource: &str,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        api::create(&self.shared, resource, namespace, object).map_err(|e| e.message)
+    }
+
     /// Everything that happened so far, in order.
     pub fn history(&self) -> Vec<HistoryEvent> {
         self.shared.read().history.clone()
