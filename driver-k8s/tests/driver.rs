@@ -254,3 +254,54 @@ async fn the_lease_is_renewed_while_held_and_released_by_unlock() {
         .await
         .expect("another run takes a released Lease");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_past_its_progress_deadline_fails_scale() {
+    // Old pods of an image the emulator runs nothing for (Ready at once); the new image is
+    // the specimen without any database configuration, so its pods crash-loop and never
+    // become Ready: the rolling update cannot take an old pod away.
+    let env = cutover_tests::TestEnv::get();
+    let emulator = Emulator::start(EmulatorConfig {
+        specimen_repository: Some(env.specimen_image().to_string()),
+        specimen_bin: Some(env.specimen_bin().to_path_buf()),
+        specimen_tags: env
+            .specimen_versions()
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+        ready_delay: Duration::from_millis(50),
+    })
+    .await
+    .unwrap();
+    emulator
+        .create(
+            "deployments",
+            "ns",
+            json!({
+                "metadata": {"name": "w"},
+                "spec": {"replicas": 2, "progressDeadlineSeconds": 2,
+                    "selector": {"matchLabels": {"app": "w"}},
+                    "template": {"metadata": {"labels": {"app": "w"}},
+                        "spec": {"containers": [{"name": "c", "image": "tools:1"}]}}},
+            }),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubeconfig"), emulator.kubeconfig("ns")).unwrap();
+    let mut config = KubernetesConfig::deployment("w");
+    config.kubeconfig = Some(dir.path().join("kubeconfig"));
+    let d = connect(config).await.unwrap();
+    d.scale(2).await.unwrap();
+
+    let new: cutover_core::ImageRef = env.specimen_tag("1.0.0").parse().unwrap();
+    d.set_image(&new).await.unwrap();
+    let e = d
+        .scale(2)
+        .await
+        .expect_err("a rollout that cannot progress");
+    assert!(
+        e.report().contains("progress deadline"),
+        "not the ProgressDeadlineExceeded failure: {}",
+        e.report()
+    );
+}
