@@ -28,7 +28,6 @@ use cutover_core::{
 use cutover_driver_k8s::{KubernetesConfig, connect};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
 
 fn var(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| {
@@ -66,16 +65,12 @@ async fn upgrade_with_three_replicas_on_a_real_cluster() {
 
     let client = common::client(&kubeconfig).await;
     let deployments: Api<Deployment> = Api::namespaced(client, &namespace);
-    let mut manifest = common::manifest(
+    let manifest = common::manifest(
         &name,
-        "1.0.0",
+        &image("1.0.0").to_string(),
         3,
         &[("DATABASE_URL".to_string(), database_url.clone())],
     );
-    // The real image, not the loopback registry's.
-    let mut value = serde_json::to_value(&manifest).unwrap();
-    value["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image("1.0.0").to_string());
-    manifest = serde_json::from_value(value).unwrap();
     deployments
         .create(&PostParams::default(), &manifest)
         .await

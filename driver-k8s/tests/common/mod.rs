@@ -49,7 +49,7 @@ pub fn emulator_config() -> EmulatorConfig {
 }
 
 /// The Deployment manifest of the specimen, Apidog-style.
-pub fn manifest(name: &str, version: &str, replicas: u32, env: &[(String, String)]) -> Deployment {
+pub fn manifest(name: &str, image: &str, replicas: u32, env: &[(String, String)]) -> Deployment {
     let env: Vec<_> = env
         .iter()
         .map(|(k, v)| json!({"name": k, "value": v}))
@@ -63,7 +63,7 @@ pub fn manifest(name: &str, version: &str, replicas: u32, env: &[(String, String
             "template": {
                 "metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{
-                    "name": "app", "image": image(version).to_string(), "env": env,
+                    "name": "app", "image": image, "env": env,
                     // What a real kubelet probes; the emulator probes /health on the
                     // pod's own port by itself.
                     "readinessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 1},
@@ -99,7 +99,7 @@ impl Cluster {
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
 
         let client = client(&kubeconfig).await;
-        let deployment = manifest(&name, version, replicas, &env);
+        let deployment = manifest(&name, &image(version).to_string(), replicas, &env);
         match kind {
             WorkloadKind::Deployment => {
                 Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
