@@ -114,6 +114,17 @@ impl Registry {
                 })
             },
         );
+        r.register(
+            "kubernetes",
+            "a Deployment or StatefulSet container, through the Kubernetes API",
+            |ctx| {
+                Box::pin(async move {
+                    let settings: cutover_driver_k8s::KubernetesConfig = ctx.settings()?;
+                    let driver = cutover_driver_k8s::connect(settings).await?;
+                    Ok(Target::new(Arc::new(driver)))
+                })
+            },
+        );
         r
     }
 
