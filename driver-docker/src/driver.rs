@@ -3,7 +3,9 @@
 //! Docker specifics of the contract:
 //! - **Instances** are containers, identified by name; `location` is empty (one engine).
 //!   Readiness is Docker's health status (`healthy`) when the container has a healthcheck,
-//!   else running.
+//!   else running. A container crash-looping under its restart policy is reported as not
+//!   running (see [`crate::target::is_crash_looping`]), so the core detects a release that
+//!   exits at start-up without waiting for the health deadline.
 //! - **Desired replicas** are the number of instance containers, running or not (a crashed
 //!   instance still counts); kept and definition containers do not count.
 //! - **The definition** lives in a definition container (see [`crate::definition`]).
@@ -28,6 +30,7 @@ use cutover_core::{
     ExitStatus, Holder, ImageRef, Instance, Observed, Pulled, Result, Snapshot,
 };
 
+use crate::compose::ComposeFile;
 use crate::config::DockerConfig;
 use crate::definition::{self, Definition};
 use crate::error::{self, KIND};
@@ -42,6 +45,8 @@ pub struct DockerDriver {
     pub(crate) selector: Selector,
     pub(crate) config: DockerConfig,
     pub(crate) host: String,
+    /// The compose file whose `image:` line `set_image` edits, when configured.
+    pub(crate) compose_file: Option<ComposeFile>,
 }
 
 impl DockerDriver {
@@ -229,8 +234,8 @@ impl Driver for DockerDriver {
                         .image
                         .as_ref()
                         .and_then(|id| digests.get(id).cloned().flatten()),
-                    running: target::is_running(c),
-                    ready: target::is_ready(c),
+                    running: target::is_running(c) && !target::is_crash_looping(c),
+                    ready: target::is_ready(c) && !target::is_crash_looping(c),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -258,8 +263,13 @@ impl Driver for DockerDriver {
                 spec: Recorded::new(target::image_of(c), &Spec::of(c), &salt),
             })
             .collect::<Vec<_>>();
+        let compose = match &self.compose_file {
+            Some(f) => Some(f.record("snapshot")?),
+            None => None,
+        };
         let data = SnapshotData {
             format: snapshot::FORMAT,
+            compose,
             target: self.selector.key(),
             definition: Recorded::new(&def.image, &def.spec, &salt),
             salt,
@@ -284,10 +294,13 @@ impl Driver for DockerDriver {
         let seen = self.seen("set_image").await?;
         let def = self.definition(&seen, "set_image").await?;
         let wanted = image.to_string();
+        // The file first: one that cannot be edited fails before the definition changes.
+        if let Some(file) = &self.compose_file {
+            file.set_image(&wanted, "set_image")?;
+        }
         if def.image == wanted && def.persisted {
             return Ok(());
         }
-        // TODO(issue 5): with `compose.file` set, edit the service's `image:` line too.
         definition::write(
             &self.docker,
             &self.selector,
@@ -358,6 +371,13 @@ impl Driver for DockerDriver {
                 self.selector.key()
             )));
         }
+        let compose = match (&self.compose_file, &data.compose) {
+            (Some(file), Some(record)) => {
+                file.check_restore(record, "restore")?;
+                Some((file, record))
+            }
+            _ => None,
+        };
         let seen = self.seen("restore").await?;
         let salt = data.salt.as_str();
         let current: HashMap<&str, &ContainerInspectResponse> = seen
@@ -398,6 +418,9 @@ impl Driver for DockerDriver {
             {
                 definition::remove(&self.docker, name, "restore", false).await?;
             }
+        }
+        if let Some((file, record)) = compose {
+            file.restore(record, "restore")?;
         }
         if let Some(spec) = def_spec {
             let image = &data.definition.image;

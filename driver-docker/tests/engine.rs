@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{Deployment, image};
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::{
-    BackupMode, Engine, ExecTarget, Finished, HealthCheck, Outcome, Plan, Settings, SqliteJournal,
+    BackupMode, Engine, ErrorKind, ExecTarget, Finished, HealthCheck, Outcome, Plan, Settings,
+    SqliteJournal,
 };
 use cutover_tests::docker;
 
@@ -205,7 +206,7 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
     r.assert_no_secret(&d.password);
 }
 
-async fn rolls_back(version: &str, timeout: Duration) {
+async fn rolls_back(version: &str, timeout: Duration) -> Finished {
     let d = Deployment::start("1.0.0", 2, &[]).await;
     d.wait_healthy("1.0.0", 2, HEALTHY).await;
     seed(&d, 20).await;
@@ -224,16 +225,24 @@ async fn rolls_back(version: &str, timeout: Duration) {
     assert_eq!(inspect_all(&d), before, "containers configured as before");
     d.wait_healthy("1.0.0", 2, HEALTHY).await;
     r.assert_no_secret(&d.password);
+    done
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_release_rolls_back_data_and_containers() {
-    rolls_back("1.1.0-broken", HEALTHY).await;
+    let done = rolls_back("1.1.0-broken", HEALTHY).await;
+    // The containers run under `--restart unless-stopped`: the crash loop must be seen as
+    // a crash, not waited out until the health deadline.
+    let cause = done.report.cause.expect("a rollback has a cause");
+    assert_ne!(cause.kind, ErrorKind::Timeout, "{}", cause.message);
+    assert!(cause.message.contains("stopped"), "{}", cause.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_release_rolls_back_after_the_deadline() {
-    rolls_back("1.1.0-unhealthy", Duration::from_secs(15)).await;
+    let done = rolls_back("1.1.0-unhealthy", Duration::from_secs(15)).await;
+    let cause = done.report.cause.expect("a rollback has a cause");
+    assert_eq!(cause.kind, ErrorKind::Timeout, "{}", cause.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
