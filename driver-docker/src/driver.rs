@@ -385,7 +385,24 @@ impl Driver for DockerDriver {
             .iter()
             .map(|c| (target::name_of(c), c))
             .collect();
-        let kept: HashSet<&str> = seen.kept.iter().map(target::name_of).collect();
+        // A kept container is the snapshotted instance only if it matches the record: after
+        // a committed upgrade, rollback_stop keeps the new version's containers aside.
+        let kept_by_name: HashMap<&str, &ContainerInspectResponse> =
+            seen.kept.iter().map(|c| (target::name_of(c), c)).collect();
+        let mut kept: HashSet<String> = HashSet::new();
+        let mut stale_kept: Vec<String> = Vec::new();
+        for r in &data.instances {
+            let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
+            if let Some(c) = kept_by_name.get(kept_name.as_str()) {
+                if r.spec
+                    .matches(target::image_of(c), &Spec::of(c), salt, false)
+                {
+                    kept.insert(kept_name);
+                } else {
+                    stale_kept.push(kept_name);
+                }
+            }
+        }
         let unchanged = |r: &RecordedInstance| {
             current.get(r.name.as_str()).is_some_and(|c| {
                 r.spec
@@ -418,6 +435,9 @@ impl Driver for DockerDriver {
             {
                 definition::remove(&self.docker, name, "restore", false).await?;
             }
+        }
+        for name in &stale_kept {
+            definition::remove(&self.docker, name, "restore", false).await?;
         }
         if let Some((file, record)) = compose {
             file.restore(record, "restore")?;
