@@ -74,10 +74,6 @@ impl Line<'_> {
     }
 }
 
-fn is_content(l: &Line) -> bool {
-    l.is_content()
-}
-
 fn lines(text: &str) -> Vec<Line<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -133,7 +129,7 @@ pub(crate) fn find_image(text: &str, service: &str) -> std::result::Result<Image
     let services_at = all
         .iter()
         .position(|l| {
-            is_content(&l)
+            l.is_content()
                 && l.indent() == 0
                 && key_of(l.text).is_some_and(|(k, _)| k == "services")
         })
@@ -148,13 +144,13 @@ pub(crate) fn find_image(text: &str, service: &str) -> std::result::Result<Image
     let services_block = block(&all, services_at, 0);
     let service_indent = services_block
         .iter()
-        .find(|l| is_content(l))
+        .find(|l| l.is_content())
         .map(|l| l.indent())
         .ok_or("its `services:` key is empty")?;
     let service_pos = services_block
         .iter()
         .position(|l| {
-            is_content(l)
+            l.is_content()
                 && l.indent() == service_indent
                 && key_of(l.text).is_some_and(|(k, _)| k == service)
         })
@@ -172,14 +168,14 @@ pub(crate) fn find_image(text: &str, service: &str) -> std::result::Result<Image
         .position(|l| l.start == service_line.start)
         .expect("a line of the file");
     let body = block(&all, first, service_indent);
-    let prop_indent = body.iter().find(|l| is_content(l)).map(|l| l.indent());
+    let prop_indent = body.iter().find(|l| l.is_content()).map(|l| l.indent());
     let images: Vec<&Line> = body
         .iter()
-        .filter(|l| is_content(l) && Some(l.indent()) == prop_indent)
+        .filter(|l| l.is_content() && Some(l.indent()) == prop_indent)
         .filter(|l| key_of(l.text).is_some_and(|(k, _)| k == "image"))
         .collect();
     let merges = body.iter().any(|l| {
-        is_content(&l)
+        l.is_content()
             && Some(l.indent()) == prop_indent
             && key_of(l.text).is_some_and(|(k, _)| k == "<<")
     });
