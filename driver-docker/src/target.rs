@@ -315,8 +315,9 @@ pub(crate) fn is_running(c: &ContainerInspectResponse) -> bool {
 const RESTART_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether the container is in a crash loop under its restart policy: restarting now, or
-/// restarted by the policy after a non-zero exit less than [`RESTART_SETTLE`] ago and not
-/// `healthy`.
+/// restarted by the policy (`RestartCount` > 0) less than [`RESTART_SETTLE`] ago and not
+/// `healthy`. (The exit code cannot tell: Docker resets it to 0 when the container runs
+/// again.)
 ///
 /// Such a container is reported as not running, as it would be without a restart policy,
 /// so that the core's early crash detection sees a release that exits at start-up instead
@@ -329,7 +330,7 @@ pub(crate) fn is_crash_looping(c: &ContainerInspectResponse) -> bool {
     if state.restarting == Some(true) {
         return true;
     }
-    let restarted = c.restart_count.unwrap_or(0) > 0 && state.exit_code.unwrap_or(0) != 0;
+    let restarted = c.restart_count.unwrap_or(0) > 0;
     let healthy = state.health.as_ref().and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY);
     if !restarted || healthy || state.running != Some(true) {
         return false;
@@ -365,17 +366,13 @@ mod tests {
 
     use super::*;
 
-    fn container(
-        restarts: i64,
-        exit: i64,
-        started: std::time::SystemTime,
-    ) -> ContainerInspectResponse {
+    fn container(restarts: i64, started: std::time::SystemTime) -> ContainerInspectResponse {
         ContainerInspectResponse {
             restart_count: Some(restarts),
             state: Some(ContainerState {
                 running: Some(true),
                 restarting: Some(false),
-                exit_code: Some(exit),
+                exit_code: Some(0),
                 started_at: Some(humantime::format_rfc3339_nanos(started).to_string()),
                 ..Default::default()
             }),
@@ -387,14 +384,13 @@ mod tests {
     fn a_container_restarted_after_a_crash_counts_as_crashed_until_it_settles() {
         let now = std::time::SystemTime::now();
         let long_ago = now - std::time::Duration::from_secs(60);
-        assert!(is_crash_looping(&container(3, 3, now)));
-        assert!(!is_crash_looping(&container(3, 3, long_ago)), "settled");
-        assert!(!is_crash_looping(&container(0, 0, now)), "first start");
-        assert!(!is_crash_looping(&container(2, 0, now)), "clean exits");
-        let mut restarting = container(1, 3, long_ago);
+        assert!(is_crash_looping(&container(3, now)));
+        assert!(!is_crash_looping(&container(3, long_ago)), "settled");
+        assert!(!is_crash_looping(&container(0, now)), "first start");
+        let mut restarting = container(1, long_ago);
         restarting.state.as_mut().unwrap().restarting = Some(true);
         assert!(is_crash_looping(&restarting));
-        let mut healthy = container(3, 3, now);
+        let mut healthy = container(3, now);
         healthy.state.as_mut().unwrap().health = Some(Health {
             status: Some(HealthStatusEnum::HEALTHY),
             ..Default::default()
