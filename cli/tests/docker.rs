@@ -1,6 +1,7 @@
 //! The `cutover` binary with `kind = "docker"` and `[database]` on PostgreSQL, against the
 //! specimen started by a `docker run` script: `upgrade` and then a manual `rollback` that
-//! brings back the previous image, the previous data and the stored files.
+//! brings back the previous image, the previous data and the stored files; then a broken
+//! release, rolled back automatically with exit code 5.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -182,8 +183,20 @@ paths = ["/data/storage"]
         "the stored file as before the upgrade"
     );
 
+    // A broken release: rolled back automatically, exit code 5, data as it was.
+    let broken = cutover(&config, &password, &["upgrade", "--to", "1.1.0-broken"]);
+    assert_eq!(broken.status.code(), Some(5), "{}", text(&broken));
+    app.wait_healthy().await;
+    assert_eq!(client.version().await["version"], "1.0.0");
+    assert_eq!(app.image(), env.specimen_tag("1.0.0"));
+    assert_eq!(client.items().await.checksum, before.checksum);
+    assert!(
+        !db.has_column("items", "name_folded").await,
+        "half migration undone"
+    );
+
     let history = cutover(&config, &password, &["history"]);
     assert!(text(&history).contains("rolled_back"), "{}", text(&history));
-    let all = text(&up) + &text(&back) + &text(&history);
+    let all = text(&up) + &text(&back) + &text(&broken) + &text(&history);
     assert!(!all.contains(&password), "the password in cutover's output");
 }

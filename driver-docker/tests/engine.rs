@@ -195,6 +195,7 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
     }
     d.wait_healthy("1.1.0", 3, HEALTHY).await;
     assert_eq!(d.healthy_of("1.1.0").len(), 3);
+    assert_leader_was_alone(&d);
     assert!(d.healthy_of("1.0.0").is_empty());
     assert_eq!(d.db.count("items").await, items, "items intact");
     let left: Vec<_> = d
@@ -204,6 +205,48 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
         .collect();
     assert!(left.is_empty(), "release left kept containers: {left:?}");
     r.assert_no_secret(&d.password);
+}
+
+/// No other 1.1.0 container was created before the leader (the one that migrated)
+/// served: its `serving` log line precedes every other 1.1.0 container's creation.
+fn assert_leader_was_alone(d: &Deployment) {
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t.trim()).unwrap();
+    let new: Vec<String> = d
+        .healthy_of("1.1.0")
+        .into_iter()
+        .filter(|n| !n.contains("cutover"))
+        .collect();
+    let logs = |n: &str| {
+        let out = cutover_tests::docker_command()
+            .args(["logs", n])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let leaders: Vec<&String> = new
+        .iter()
+        .filter(|n| logs(n).contains("event=migration_start"))
+        .collect();
+    assert_eq!(
+        leaders.len(),
+        1,
+        "exactly one 1.1.0 container migrated: {leaders:?}"
+    );
+    let leader_logs = logs(leaders[0]);
+    let serving = leader_logs
+        .lines()
+        .find(|l| l.contains("event=serving"))
+        .and_then(|l| l.split(' ').next())
+        .map(parse)
+        .expect("the leader logged event=serving");
+    for other in new.iter().filter(|n| *n != leaders[0]) {
+        let created = parse(&docker(&["inspect", "--format", "{{.Created}}", other]));
+        assert!(
+            created > serving,
+            "{other} was created before the leader {} served",
+            leaders[0]
+        );
+    }
 }
 
 async fn rolls_back(version: &str, timeout: Duration) -> Finished {
