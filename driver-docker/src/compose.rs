@@ -461,8 +461,13 @@ impl ComposeFile {
             .unwrap_or_default();
         let temp = dir.join(format!(".{name}.cutover-{}", std::process::id()));
         let result = (|| {
-            let mut f =
-                std::fs::File::create(&temp).map_err(|e| io("create a temporary file", e))?;
+            // A leftover of a crashed run of this pid is ours; never write through a link.
+            let _ = std::fs::remove_file(&temp);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)
+                .map_err(|e| io("create a temporary file", e))?;
             f.write_all(bytes).map_err(|e| io("write", e))?;
             f.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o7777))
                 .map_err(|e| io("set the mode", e))?;
