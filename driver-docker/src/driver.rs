@@ -16,7 +16,9 @@
 //!   `name-N`, and get Compose's container-number label for their slot.
 //! - **`restore`** removes instances the snapshot does not have, renames kept containers
 //!   back and starts them, and recreates from the snapshot what is gone (see
-//!   [`crate::snapshot`] for how secrets are handled).
+//!   [`crate::snapshot`] for how secrets are handled). With a compose file, it puts the
+//!   recorded image value back (see [`crate::compose`]); a file that is gone or can no
+//!   longer be edited is left alone with a warning, so the containers still come back.
 //! - **`release`** removes kept containers, never their volumes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -372,10 +374,20 @@ impl Driver for DockerDriver {
             )));
         }
         let compose = match (&self.compose_file, &data.compose) {
-            (Some(file), Some(record)) => {
-                file.check_restore(record, "restore")?;
-                Some((file, record))
-            }
+            // The containers matter more than the file (it is read at the next
+            // `docker compose up`): one that is gone or no longer editable is left as it
+            // is, with a warning, rather than failing a rollback with the app stopped.
+            (Some(file), Some(record)) => match file.check_restore(record, "restore") {
+                Ok(()) => Some((file, record)),
+                Err(e) => {
+                    tracing::warn!(
+                        "the compose file is left as it is; put image {} back by hand: {}",
+                        record.image_token,
+                        e.report()
+                    );
+                    None
+                }
+            },
             _ => None,
         };
         let seen = self.seen("restore").await?;

@@ -295,6 +295,19 @@ async fn a_compose_v1_service_upgrades_and_rolls_back_with_its_image_line() {
     assert_eq!(fingerprint(&database).await, data);
     assert_eq!(p.ps(), before_ps);
 
+    // A file someone made uneditable meanwhile does not stop a rollback: the containers
+    // come back, the file is left as it is.
+    let done = engine.start(upgrade("1.1.0")).await.unwrap();
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+    let theirs = "services:\n  app:\n    build: .\n";
+    std::fs::write(p.file(), theirs).unwrap();
+    let plan = engine.rollback_plan(None).await.unwrap();
+    let done = engine.start(plan).await.unwrap();
+    assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
+    p.wait_healthy("1.0.0", 2).await;
+    assert_eq!(std::fs::read_to_string(p.file()).unwrap(), theirs);
+    std::fs::write(p.file(), &original).unwrap();
+
     // The compose file holds the password; nothing cutover wrote does.
     for file in walk(state.path()) {
         let bytes = std::fs::read(&file).unwrap();
