@@ -272,6 +272,10 @@ async fn a_compose_v1_service_upgrades_and_rolls_back_with_its_image_line() {
         before_ps,
         "docker-compose ps shows the service as before"
     );
+    // docker-compose still manages the service, from the edited file.
+    p.compose(&["up", "-d", "--scale", "app=2", "app"]);
+    p.wait_healthy("1.1.0", 2).await;
+    assert_eq!(p.ps(), before_ps);
 
     // A manual rollback after the successful upgrade: data and image, file byte-identical.
     let plan = engine.rollback_plan(None).await.unwrap();
