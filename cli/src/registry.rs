@@ -109,6 +109,7 @@ impl Registry {
             |ctx| {
                 Box::pin(async move {
                     let settings: cutover_driver_docker::DockerConfig = ctx.settings()?;
+                    let settings = settings.resolve_paths(&ctx.base_dir);
                     let driver = cutover_driver_docker::connect(settings).await?;
                     Ok(Target::new(Arc::new(driver)))
                 })

@@ -41,7 +41,8 @@ pub struct ComposeTarget {
     pub project: String,
     /// `com.docker.compose.service`.
     pub service: String,
-    /// The compose file, whose `image:` line `set_image` will edit (not yet implemented).
+    /// The compose file, whose service `image:` line `set_image` edits in place (see
+    /// [`crate::compose`]); relative paths are resolved by [`DockerConfig::resolve_paths`].
     #[serde(default)]
     pub file: Option<PathBuf>,
     /// Container names: `v1` (`project_service_1`) or `v2` (`project-service-1`). Default:
@@ -97,6 +98,17 @@ impl DockerConfig {
             }),
             ..Self::default()
         }
+    }
+
+    /// Resolves a relative `compose.file` against `base` (the config file's directory).
+    pub fn resolve_paths(mut self, base: &std::path::Path) -> Self {
+        if let Some(c) = &mut self.compose
+            && let Some(f) = &mut c.file
+            && f.is_relative()
+        {
+            *f = base.join(&*f);
+        }
+        self
     }
 
     /// The stop timeout.

@@ -3,7 +3,9 @@
 //! Docker specifics of the contract:
 //! - **Instances** are containers, identified by name; `location` is empty (one engine).
 //!   Readiness is Docker's health status (`healthy`) when the container has a healthcheck,
-//!   else running.
+//!   else running. A container crash-looping under its restart policy is reported as not
+//!   running (see [`crate::target::is_crash_looping`]), so the core detects a release that
+//!   exits at start-up without waiting for the health deadline.
 //! - **Desired replicas** are the number of instance containers, running or not (a crashed
 //!   instance still counts); kept and definition containers do not count.
 //! - **The definition** lives in a definition container (see [`crate::definition`]).
@@ -14,7 +16,9 @@
 //!   `name-N`, and get Compose's container-number label for their slot.
 //! - **`restore`** removes instances the snapshot does not have, renames kept containers
 //!   back and starts them, and recreates from the snapshot what is gone (see
-//!   [`crate::snapshot`] for how secrets are handled).
+//!   [`crate::snapshot`] for how secrets are handled). With a compose file, it puts the
+//!   recorded image value back (see [`crate::compose`]); a file that is gone or can no
+//!   longer be edited is left alone with a warning, so the containers still come back.
 //! - **`release`** removes kept containers, never their volumes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +32,7 @@ use cutover_core::{
     ExitStatus, Holder, ImageRef, Instance, Observed, Pulled, Result, Snapshot,
 };
 
+use crate::compose::ComposeFile;
 use crate::config::DockerConfig;
 use crate::definition::{self, Definition};
 use crate::error::{self, KIND};
@@ -42,6 +47,8 @@ pub struct DockerDriver {
     pub(crate) selector: Selector,
     pub(crate) config: DockerConfig,
     pub(crate) host: String,
+    /// The compose file whose `image:` line `set_image` edits, when configured.
+    pub(crate) compose_file: Option<ComposeFile>,
 }
 
 impl DockerDriver {
@@ -229,8 +236,8 @@ impl Driver for DockerDriver {
                         .image
                         .as_ref()
                         .and_then(|id| digests.get(id).cloned().flatten()),
-                    running: target::is_running(c),
-                    ready: target::is_ready(c),
+                    running: target::is_running(c) && !target::is_crash_looping(c),
+                    ready: target::is_ready(c) && !target::is_crash_looping(c),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -258,8 +265,13 @@ impl Driver for DockerDriver {
                 spec: Recorded::new(target::image_of(c), &Spec::of(c), &salt),
             })
             .collect::<Vec<_>>();
+        let compose = match &self.compose_file {
+            Some(f) => Some(f.record("snapshot")?),
+            None => None,
+        };
         let data = SnapshotData {
             format: snapshot::FORMAT,
+            compose,
             target: self.selector.key(),
             definition: Recorded::new(&def.image, &def.spec, &salt),
             salt,
@@ -284,10 +296,13 @@ impl Driver for DockerDriver {
         let seen = self.seen("set_image").await?;
         let def = self.definition(&seen, "set_image").await?;
         let wanted = image.to_string();
+        // The file first: one that cannot be edited fails before the definition changes.
+        if let Some(file) = &self.compose_file {
+            file.set_image(&wanted, "set_image")?;
+        }
         if def.image == wanted && def.persisted {
             return Ok(());
         }
-        // TODO(issue 5): with `compose.file` set, edit the service's `image:` line too.
         definition::write(
             &self.docker,
             &self.selector,
@@ -358,6 +373,23 @@ impl Driver for DockerDriver {
                 self.selector.key()
             )));
         }
+        let compose = match (&self.compose_file, &data.compose) {
+            // The containers matter more than the file (it is read at the next
+            // `docker compose up`): one that is gone or no longer editable is left as it
+            // is, with a warning, rather than failing a rollback with the app stopped.
+            (Some(file), Some(record)) => match file.check_restore(record, "restore") {
+                Ok(()) => Some((file, record)),
+                Err(e) => {
+                    tracing::warn!(
+                        "the compose file is left as it is; put image {} back by hand: {}",
+                        record.image_token,
+                        e.report()
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
         let seen = self.seen("restore").await?;
         let salt = data.salt.as_str();
         let current: HashMap<&str, &ContainerInspectResponse> = seen
@@ -365,7 +397,24 @@ impl Driver for DockerDriver {
             .iter()
             .map(|c| (target::name_of(c), c))
             .collect();
-        let kept: HashSet<&str> = seen.kept.iter().map(target::name_of).collect();
+        // A kept container is the snapshotted instance only if it matches the record: after
+        // a committed upgrade, rollback_stop keeps the new version's containers aside.
+        let kept_by_name: HashMap<&str, &ContainerInspectResponse> =
+            seen.kept.iter().map(|c| (target::name_of(c), c)).collect();
+        let mut kept: HashSet<String> = HashSet::new();
+        let mut stale_kept: Vec<String> = Vec::new();
+        for r in &data.instances {
+            let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
+            if let Some(c) = kept_by_name.get(kept_name.as_str()) {
+                if r.spec
+                    .matches(target::image_of(c), &Spec::of(c), salt, false)
+                {
+                    kept.insert(kept_name);
+                } else {
+                    stale_kept.push(kept_name);
+                }
+            }
+        }
         let unchanged = |r: &RecordedInstance| {
             current.get(r.name.as_str()).is_some_and(|c| {
                 r.spec
@@ -398,6 +447,12 @@ impl Driver for DockerDriver {
             {
                 definition::remove(&self.docker, name, "restore", false).await?;
             }
+        }
+        for name in &stale_kept {
+            definition::remove(&self.docker, name, "restore", false).await?;
+        }
+        if let Some((file, record)) = compose {
+            file.restore(record, "restore")?;
         }
         if let Some(spec) = def_spec {
             let image = &data.definition.image;

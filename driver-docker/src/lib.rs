@@ -14,6 +14,7 @@
 //! ([`definition`]), how snapshots keep secrets out ([`snapshot`]), and how containers are
 //! found and named ([`target`]).
 
+pub mod compose;
 mod config;
 pub mod definition;
 mod driver;
@@ -33,7 +34,8 @@ pub use driver::DockerDriver;
 
 /// Connects to the engine (`config.host`, else `$DOCKER_HOST`, else the local socket),
 /// negotiates the API version (engines from 20.10, API 1.41, on), and checks that it
-/// answers.
+/// answers. With `compose.file` set, also checks that the service's `image:` line in it can
+/// be edited safely (see [`compose`]), so that an upgrade is refused before it starts.
 pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
     config.validate()?;
     let host = config
@@ -47,7 +49,17 @@ pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
         .negotiate_version()
         .await
         .map_err(|e| error::docker("connect", &host, e))?;
+    let compose_file = config.compose.as_ref().and_then(|c| {
+        c.file.as_ref().map(|path| compose::ComposeFile {
+            path: path.clone(),
+            service: c.service.clone(),
+        })
+    });
+    if let Some(file) = &compose_file {
+        file.check("connect")?;
+    }
     Ok(DockerDriver {
+        compose_file,
         docker,
         selector: target::Selector::from_config(&config),
         config,

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::compose::ComposeRecord;
 use crate::error;
 use crate::spec::Spec;
 
@@ -36,6 +37,10 @@ pub(crate) struct SnapshotData {
     pub definition: Recorded,
     /// Every instance as it was.
     pub instances: Vec<RecordedInstance>,
+    /// The compose file's image value and hash, when one is configured (never its bytes:
+    /// it may hold secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<ComposeRecord>,
 }
 
 /// One instance in a snapshot.

@@ -310,6 +310,43 @@ pub(crate) fn is_running(c: &ContainerInspectResponse) -> bool {
         .is_some_and(|s| s.running == Some(true) || s.restarting == Some(true))
 }
 
+/// How long after a restart by its restart policy a container counts as crash-looping:
+/// Docker's own rule (its restart back-off resets once a container has run this long).
+const RESTART_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the container is in a crash loop under its restart policy: restarting now, or
+/// restarted by the policy (`RestartCount` > 0) less than [`RESTART_SETTLE`] ago and not
+/// `healthy`. (The exit code cannot tell: Docker resets it to 0 when the container runs
+/// again.)
+///
+/// Such a container is reported as not running, as it would be without a restart policy,
+/// so that the core's early crash detection sees a release that exits at start-up instead
+/// of waiting for the health deadline. A container that stays up [`RESTART_SETTLE`] after
+/// its last restart, or reports `healthy`, runs again. The time is compared with this
+/// machine's clock (the engine's `StartedAt`).
+pub(crate) fn is_crash_looping(c: &ContainerInspectResponse) -> bool {
+    use bollard::models::HealthStatusEnum;
+    let Some(state) = &c.state else { return false };
+    if state.restarting == Some(true) {
+        return true;
+    }
+    let restarted = c.restart_count.unwrap_or(0) > 0;
+    let healthy = state.health.as_ref().and_then(|h| h.status) == Some(HealthStatusEnum::HEALTHY);
+    if !restarted || healthy || state.running != Some(true) {
+        return false;
+    }
+    let started = state
+        .started_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    match started {
+        Some(at) => std::time::SystemTime::now()
+            .duration_since(at)
+            .map_or(true, |up| up < RESTART_SETTLE),
+        None => false,
+    }
+}
+
 /// Ready by Docker's own signal: `healthy` with a healthcheck, else running.
 pub(crate) fn is_ready(c: &ContainerInspectResponse) -> bool {
     use bollard::models::HealthStatusEnum;
@@ -320,5 +357,44 @@ pub(crate) fn is_ready(c: &ContainerInspectResponse) -> bool {
     match state.health.as_ref().and_then(|h| h.status) {
         None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY) => true,
         Some(status) => status == HealthStatusEnum::HEALTHY,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{ContainerState, Health, HealthStatusEnum};
+
+    use super::*;
+
+    fn container(restarts: i64, started: std::time::SystemTime) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            restart_count: Some(restarts),
+            state: Some(ContainerState {
+                running: Some(true),
+                restarting: Some(false),
+                exit_code: Some(0),
+                started_at: Some(humantime::format_rfc3339_nanos(started).to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_container_restarted_after_a_crash_counts_as_crashed_until_it_settles() {
+        let now = std::time::SystemTime::now();
+        let long_ago = now - std::time::Duration::from_secs(60);
+        assert!(is_crash_looping(&container(3, now)));
+        assert!(!is_crash_looping(&container(3, long_ago)), "settled");
+        assert!(!is_crash_looping(&container(0, now)), "first start");
+        let mut restarting = container(1, long_ago);
+        restarting.state.as_mut().unwrap().restarting = Some(true);
+        assert!(is_crash_looping(&restarting));
+        let mut healthy = container(3, now);
+        healthy.state.as_mut().unwrap().health = Some(Health {
+            status: Some(HealthStatusEnum::HEALTHY),
+            ..Default::default()
+        });
+        assert!(!is_crash_looping(&healthy), "healthy again");
     }
 }

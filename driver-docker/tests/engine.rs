@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{Deployment, image};
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::{
-    BackupMode, Engine, ExecTarget, Finished, HealthCheck, Outcome, Plan, Settings, SqliteJournal,
+    BackupMode, Engine, ErrorKind, ExecTarget, Finished, HealthCheck, Outcome, Plan, Settings,
+    SqliteJournal,
 };
 use cutover_tests::docker;
 
@@ -194,6 +195,7 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
     }
     d.wait_healthy("1.1.0", 3, HEALTHY).await;
     assert_eq!(d.healthy_of("1.1.0").len(), 3);
+    assert_leader_was_alone(&d);
     assert!(d.healthy_of("1.0.0").is_empty());
     assert_eq!(d.db.count("items").await, items, "items intact");
     let left: Vec<_> = d
@@ -205,7 +207,49 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
     r.assert_no_secret(&d.password);
 }
 
-async fn rolls_back(version: &str, timeout: Duration) {
+/// No other 1.1.0 container was created before the leader (the one that migrated)
+/// served: its `serving` log line precedes every other 1.1.0 container's creation.
+fn assert_leader_was_alone(d: &Deployment) {
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t.trim()).unwrap();
+    let new: Vec<String> = d
+        .healthy_of("1.1.0")
+        .into_iter()
+        .filter(|n| !n.contains("cutover"))
+        .collect();
+    let logs = |n: &str| {
+        let out = cutover_tests::docker_command()
+            .args(["logs", n])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let leaders: Vec<&String> = new
+        .iter()
+        .filter(|n| logs(n).contains("event=migration_start"))
+        .collect();
+    assert_eq!(
+        leaders.len(),
+        1,
+        "exactly one 1.1.0 container migrated: {leaders:?}"
+    );
+    let leader_logs = logs(leaders[0]);
+    let serving = leader_logs
+        .lines()
+        .find(|l| l.contains("event=serving"))
+        .and_then(|l| l.split(' ').next())
+        .map(parse)
+        .expect("the leader logged event=serving");
+    for other in new.iter().filter(|n| *n != leaders[0]) {
+        let created = parse(&docker(&["inspect", "--format", "{{.Created}}", other]));
+        assert!(
+            created > serving,
+            "{other} was created before the leader {} served",
+            leaders[0]
+        );
+    }
+}
+
+async fn rolls_back(version: &str, timeout: Duration) -> Finished {
     let d = Deployment::start("1.0.0", 2, &[]).await;
     d.wait_healthy("1.0.0", 2, HEALTHY).await;
     seed(&d, 20).await;
@@ -224,16 +268,24 @@ async fn rolls_back(version: &str, timeout: Duration) {
     assert_eq!(inspect_all(&d), before, "containers configured as before");
     d.wait_healthy("1.0.0", 2, HEALTHY).await;
     r.assert_no_secret(&d.password);
+    done
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_release_rolls_back_data_and_containers() {
-    rolls_back("1.1.0-broken", HEALTHY).await;
+    let done = rolls_back("1.1.0-broken", HEALTHY).await;
+    // The containers run under `--restart unless-stopped`: the crash loop must be seen as
+    // a crash, not waited out until the health deadline.
+    let cause = done.report.cause.expect("a rollback has a cause");
+    assert_ne!(cause.kind, ErrorKind::Timeout, "{}", cause.message);
+    assert!(cause.message.contains("stopped"), "{}", cause.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_release_rolls_back_after_the_deadline() {
-    rolls_back("1.1.0-unhealthy", Duration::from_secs(15)).await;
+    let done = rolls_back("1.1.0-unhealthy", Duration::from_secs(15)).await;
+    let cause = done.report.cause.expect("a rollback has a cause");
+    assert_eq!(cause.kind, ErrorKind::Timeout, "{}", cause.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,19 +31,50 @@ pub fn image(version: &str) -> ImageRef {
 impl Deployment {
     /// `replicas` containers of `version`, with `extra` environment.
     pub async fn start(version: &str, replicas: u32, extra: &[(&str, &str)]) -> Self {
+        Self::start_on(version, replicas, extra, true).await
+    }
+
+    /// `replicas` containers of `version` that never reach their database: they run,
+    /// waiting for it, and never migrate or become healthy. For driver primitives that
+    /// switch versions without restoring data (the conformance suite): with a database, an
+    /// old release brought back onto a newer schema exits 4 and crash-loops, which the
+    /// driver rightly reports as not running.
+    pub async fn start_without_database(version: &str, replicas: u32) -> Self {
+        Self::start_on(
+            version,
+            replicas,
+            &[("SPECIMEN_DATABASE_WAIT_SECONDS", "86400")],
+            false,
+        )
+        .await
+    }
+
+    async fn start_on(
+        version: &str,
+        replicas: u32,
+        extra: &[(&str, &str)],
+        database: bool,
+    ) -> Self {
         let env = TestEnv::get();
         let db = ScratchDatabase::create(Engine::MariaDb).await;
         let server = env.mysql_url().trim_start_matches("mysql://");
         let (user_info, _) = server.rsplit_once('@').unwrap();
         let (user, password) = user_info.split_once(':').unwrap();
+        let socket = if database {
+            "/run/mysqld/mysqld.sock"
+        } else {
+            "/run/mysqld/no-such-server.sock"
+        };
         let url = format!(
-            "mysql://{user}:{password}@localhost/{}?socket=/run/mysqld/mysqld.sock",
+            "mysql://{user}:{password}@localhost/{}?socket={socket}",
             db.name()
         );
         let base = unique_name("ctdd").replace('_', "-");
         let mut deployment = Deployment {
             driver: connect(DockerConfig {
                 host: Some(env.docker_host().to_string()),
+                // Waiting for its database, the specimen does not handle SIGTERM yet.
+                stop_timeout_secs: (!database).then_some(1),
                 ..DockerConfig::containers(&base)
             })
             .await
