@@ -284,6 +284,7 @@ impl Drop for Fleet {
 
 /// An sshd this test starts and owns, in front of the Docker engine of `host`, with its own
 /// host key and known_hosts file. Stopped (with every connection it serves) on drop.
+#[derive(Debug)]
 pub struct OwnSshd {
     pub host: SshHost,
     dir: tempfile::TempDir,
