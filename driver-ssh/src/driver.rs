@@ -202,7 +202,13 @@ impl SshDriver {
             .iter()
             .map(|(_, e)| e.message().to_string())
             .collect();
-        let states = self.states().await;
+        // Hosts that just failed to connect are not tried again for the state report.
+        let unreachable: Vec<usize> = failed
+            .iter()
+            .filter(|(_, e)| e.kind() == ErrorKind::Unavailable)
+            .map(|(i, _)| *i)
+            .collect();
+        let states = self.states(&unreachable).await;
         let message = format!(
             "{op} failed on {} of {} hosts ({}): {}. Host states: {}",
             failed.len(),
@@ -224,10 +230,13 @@ impl SshDriver {
 
     /// What every host runs right now, for error messages: `name: unreachable` or the
     /// definition image and the instances.
-    async fn states(&self) -> String {
+    async fn states(&self, unreachable: &[usize]) -> String {
         let order = self.order();
         let looks = futures_util::future::join_all(order.iter().map(|&i| async move {
             let conn = &self.hosts[i];
+            if unreachable.contains(&i) {
+                return format!("{}: unreachable", conn.host.name);
+            }
             let text = match conn.docker("observe").await {
                 Err(e) if e.kind() == ErrorKind::Unavailable => "unreachable".to_string(),
                 Err(e) => format!("unknown ({})", e.message()),

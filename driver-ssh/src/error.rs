@@ -45,7 +45,7 @@ pub(crate) fn on_host(host: &Host, operation: &str, e: Error) -> Error {
 /// operator must check the key out of band. Everything else (connection refused, timeouts,
 /// a dropped connection) is `Unavailable` and retryable.
 pub(crate) fn ssh(host: &Host, operation: &str, e: openssh::Error) -> Error {
-    let text = chain(&e);
+    let text = chain(&e).trim().replace('\n', "; ");
     let key_refused = [
         "Host key verification failed",
         "REMOTE HOST IDENTIFICATION HAS CHANGED",
