@@ -272,10 +272,18 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        for (i, host) in self.hosts.iter().enumerate() {
-            for name in self.containers_on(i) {
+        // Never panics: a host's engine may be gone (a failed test, a stopped test host).
+        for host in &self.hosts {
+            let Ok(out) = host_docker_command(host)
+                .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+                .arg(format!("name={}", self.base))
+                .output()
+            else {
+                continue;
+            };
+            for name in String::from_utf8_lossy(&out.stdout).lines() {
                 let _ = host_docker_command(host)
-                    .args(["rm", "-f", "-v", &name])
+                    .args(["rm", "-f", "-v", name])
                     .output();
             }
         }
