@@ -21,7 +21,8 @@ use cutover_tests::TestEnv;
 
 const SIZES: [usize; 3] = [1, 3, 6];
 
-async fn upgrade_seconds(hosts: usize) -> f64 {
+/// The upgrade's wall time in seconds and its steps as `name=millis`.
+async fn upgrade_seconds(hosts: usize) -> (f64, String) {
     let all = TestEnv::get().ssh_hosts();
     assert!(
         all.len() >= hosts,
@@ -59,12 +60,19 @@ async fn upgrade_seconds(hosts: usize) -> f64 {
         timeout: Duration::from_secs(120),
         ..HealthCheck::default()
     };
+    let steps = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = steps.clone();
     let engine = Engine::new(
         Arc::new(f.driver.clone()),
         Arc::new(backups),
         Arc::new(journal),
         settings,
-    );
+    )
+    .with_events(cutover_core::EventSink::new(move |e| {
+        if let cutover_core::EventKind::StepFinished { step, millis, .. } = &e.kind {
+            record.lock().unwrap().push(format!("{step}={millis}"));
+        }
+    }));
     let started = Instant::now();
     let done = engine
         .start(Plan::Upgrade {
@@ -76,9 +84,17 @@ async fn upgrade_seconds(hosts: usize) -> f64 {
         .await
         .expect("the journal works");
     let seconds = started.elapsed().as_secs_f64();
+    if std::env::var_os("BENCH_STEPS").is_some() {
+        eprintln!(
+            "  {} hosts: {}",
+            f.hosts.len(),
+            steps.lock().unwrap().join(" ")
+        );
+    }
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
     f.driver.close().await;
-    seconds
+    let steps = steps.lock().unwrap().join(" ");
+    (seconds, steps)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -90,16 +106,20 @@ async fn main() {
         .max(1);
     let mut best = Vec::new();
     for hosts in SIZES {
-        let mut times = Vec::new();
+        let mut runs = Vec::new();
         for _ in 0..reps {
-            times.push(upgrade_seconds(hosts).await);
+            runs.push(upgrade_seconds(hosts).await);
         }
-        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-        let all: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+        let all: Vec<String> = runs.iter().map(|(t, _)| format!("{t:.2}")).collect();
+        let (min, steps) = runs
+            .into_iter()
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .expect("at least one run");
         println!(
             "hosts={hosts} upgrade_seconds={min:.2} (best of {reps}: {})",
             all.join(" ")
         );
+        println!("  steps (ms): {steps}");
         best.push(min);
     }
     println!("ratio={:.2}", best[SIZES.len() - 1] / best[0]);

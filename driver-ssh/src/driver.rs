@@ -158,6 +158,7 @@ impl SshDriver {
                     Ok(d) => f(i, d).await.map_err(|e| tag(conn, op, e)),
                     Err(e) => Err(e),
                 };
+                let result = watched(conn, result).await;
                 (i, result)
             })
             .buffer_unordered(self.parallel)
@@ -573,54 +574,77 @@ impl Driver for SshDriver {
     async fn exec(&self, at: &ExecTarget, argv: &[String], io: ExecIo) -> Result<ExitStatus> {
         let (i, on_engine) = self.route(at, "exec").await?;
         let conn = &self.hosts[i];
-        match on_engine {
+        let result = match on_engine {
             None => conn.run("exec", argv, io).await,
-            Some(t) => {
-                let d = conn.docker("exec").await?;
-                d.exec(&t, argv, io).await.map_err(|e| tag(conn, "exec", e))
-            }
-        }
+            Some(t) => match conn.docker("exec").await {
+                Ok(d) => d.exec(&t, argv, io).await.map_err(|e| tag(conn, "exec", e)),
+                Err(e) => Err(e),
+            },
+        };
+        watched(conn, result).await
     }
 
     async fn archive(&self, at: &ExecTarget, path: &str) -> Result<ByteStream> {
         let (i, on_engine) = self.route(at, "archive").await?;
         let conn = &self.hosts[i];
-        match on_engine {
+        let result = match on_engine {
             None => conn.tar_out("archive", path).await,
-            Some(t) => {
-                let d = conn.docker("archive").await?;
-                d.archive(&t, path)
+            Some(t) => match conn.docker("archive").await {
+                Ok(d) => d
+                    .archive(&t, path)
                     .await
-                    .map_err(|e| tag(conn, "archive", e))
-            }
-        }
+                    .map_err(|e| tag(conn, "archive", e)),
+                Err(e) => Err(e),
+            },
+        };
+        watched(conn, result).await
     }
 
     async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
         let (i, on_engine) = self.route(at, "unarchive").await?;
         let conn = &self.hosts[i];
-        match on_engine {
+        let result = match on_engine {
             None => conn.tar_in("unarchive", path, tar).await,
-            Some(t) => {
-                let d = conn.docker("unarchive").await?;
-                d.unarchive(&t, path, tar)
+            Some(t) => match conn.docker("unarchive").await {
+                Ok(d) => d
+                    .unarchive(&t, path, tar)
                     .await
-                    .map_err(|e| tag(conn, "unarchive", e))
-            }
-        }
+                    .map_err(|e| tag(conn, "unarchive", e)),
+                Err(e) => Err(e),
+            },
+        };
+        watched(conn, result).await
     }
 
     async fn lock(&self, holder: &Holder) -> Result<()> {
         let conn = &self.hosts[self.leader];
-        let d = conn.docker("lock").await?;
-        d.lock(holder).await.map_err(|e| tag(conn, "lock", e))
+        let result = match conn.docker("lock").await {
+            Ok(d) => d.lock(holder).await.map_err(|e| tag(conn, "lock", e)),
+            Err(e) => Err(e),
+        };
+        watched(conn, result).await
     }
 
     async fn unlock(&self, holder: &Holder) -> Result<()> {
         let conn = &self.hosts[self.leader];
-        let d = conn.docker("unlock").await?;
-        d.unlock(holder).await.map_err(|e| tag(conn, "unlock", e))
+        let result = match conn.docker("unlock").await {
+            Ok(d) => d.unlock(holder).await.map_err(|e| tag(conn, "unlock", e)),
+            Err(e) => Err(e),
+        };
+        watched(conn, result).await
     }
+}
+
+/// Has the link checked again before its next use when `result` says the host could not
+/// be reached.
+async fn watched<T>(conn: &Connection, result: Result<T>) -> Result<T> {
+    if result
+        .as_ref()
+        .is_err_and(|e| e.kind() == ErrorKind::Unavailable)
+    {
+        conn.suspect().await;
+    }
+    result
 }
 
 #[cfg(test)]

@@ -33,11 +33,18 @@ const STDERR_TAIL: usize = 4096;
 const ENV_PRELUDE: &str =
     r#"while IFS= read -r kv && [ -n "$kv" ]; do export "$kv" || exit 126; done; exec "$@""#;
 
+/// How long a successful `ssh -O check` is trusted. The engine observes every host
+/// twice a second while it waits for health; checking the master each time would spawn
+/// an `ssh` process per host per look. A failed operation clears the mark (see
+/// [`Connection::suspect`]), so a lost host is re-checked on the next use regardless.
+const CHECK_VALID: Duration = Duration::from_secs(2);
+
 /// A live connection to one host.
 struct Link {
     session: Arc<Session>,
     docker: DockerDriver,
     socket: PathBuf,
+    checked: Option<std::time::Instant>,
 }
 
 /// One host of the fleet and its (re)connectable link.
@@ -89,8 +96,12 @@ impl Connection {
     /// The live session and Docker driver.
     async fn live(&self, op: &str) -> Result<(Arc<Session>, DockerDriver)> {
         let mut slot = self.link.lock().await;
-        if let Some(link) = slot.as_ref() {
-            if link.session.check().await.is_ok() {
+        if let Some(link) = slot.as_mut() {
+            let fresh = link.checked.is_some_and(|t| t.elapsed() < CHECK_VALID);
+            if fresh || link.session.check().await.is_ok() {
+                if !fresh {
+                    link.checked = Some(std::time::Instant::now());
+                }
                 return Ok((link.session.clone(), link.docker.clone()));
             }
             tracing::info!(host = %self.host.name, "SSH connection lost; connecting again");
@@ -166,12 +177,20 @@ impl Connection {
                 session: Arc::new(session),
                 docker,
                 socket,
+                checked: Some(std::time::Instant::now()),
             }),
             Err(e) => {
                 let _ = session.close().await;
                 let _ = std::fs::remove_file(&socket);
                 Err(error::on_host(host, op, e))
             }
+        }
+    }
+
+    /// Marks the link for a check before its next use (an operation on it failed).
+    pub(crate) async fn suspect(&self) {
+        if let Some(link) = self.link.lock().await.as_mut() {
+            link.checked = None;
         }
     }
 
@@ -414,6 +433,7 @@ async fn close(link: Link) {
         session,
         docker,
         socket,
+        ..
     } = link;
     drop(docker);
     // While a stream still reads from the session (an archive being consumed) the last
