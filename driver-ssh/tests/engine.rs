@@ -154,23 +154,17 @@ async fn a_three_host_upgrade_migrates_once_on_the_leader() {
             );
         }
     }
-    // The one migrating instance was the leader's: every other host's 1.1.0 container was
-    // created after it had finished (Docker's own creation times).
-    let created = |i: usize| {
-        common::host_docker(
-            &f.hosts[i],
-            &["inspect", "--format", "{{.Created}}", &f.base],
-        )
-    };
-    let leader = created(0);
-    for i in 1..3 {
-        assert!(
-            created(i) > leader,
-            "host h{} started 1.1.0 before the leader ({} <= {leader})",
-            i + 1,
-            created(i)
-        );
-    }
+    // The one migrating instance was the leader's: the specimen records its hostname
+    // (the container's), which is h1's container.
+    let leader = common::host_docker(
+        &f.hosts[0],
+        &["inspect", "--format", "{{.Config.Hostname}}", &f.base],
+    );
+    assert!(
+        runs[0].instance.starts_with(&format!("{leader}-")),
+        "1.1.0 migrated in {}, not in the leader's container {leader}",
+        runs[0].instance
+    );
     f.wait_healthy("1.1.0", HEALTHY).await;
     for i in 0..3 {
         assert_eq!(f.healthy_on(i, "1.1.0").len(), 1, "h{} on 1.1.0", i + 1);
@@ -202,7 +196,8 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
     seed(&f, 20).await;
     // The broken leader exits and is restarted by its policy, so it is the deadline that
     // ends the wait: short, but ample for 1.0.0 to come back.
-    let r = run(&f, Duration::from_secs(30)).await;
+    let watched = Arc::new(Watched::new(f.driver.clone()));
+    let r = run_with(&f, watched.clone(), Duration::from_secs(30)).await;
     let fingerprint = r.fingerprint().await;
     let before = f.inspect_all();
     assert_eq!(before.len(), 3);
@@ -221,29 +216,43 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
         "every host's containers configured as before"
     );
     f.wait_healthy("1.0.0", HEALTHY).await;
-    // Only the leader ever ran the broken release.
-    for i in 1..3 {
-        let logs = common::host_docker(&f.hosts[i], &["ps", "-a", "--format", "{{.Image}}"]);
-        assert!(
-            !logs.contains("1.1.0-broken"),
-            "h{} ran a container of the broken release: {logs}",
-            i + 1
-        );
-    }
+    // The broken release only ever existed on the leader, as far as the engine saw.
+    let seen = watched.seen.lock().unwrap().clone();
+    let broken: Vec<_> = seen
+        .iter()
+        .filter(|i| i.image.tag() == Some("1.1.0-broken"))
+        .collect();
+    assert!(!broken.is_empty(), "the engine never saw the broken leader");
+    assert!(
+        broken.iter().all(|i| i.location == "h1"),
+        "the broken release ran beside the leader: {broken:?}"
+    );
     r.assert_no_secret(&f.password);
     f.driver.close().await;
 }
 
-/// The SSH driver, with the sshd of one host stopped just before the fleet scales out,
-/// i.e. after the leader migrated and became healthy.
+/// The SSH driver as the engine uses it, recording every instance it observes and, when
+/// `sshd` is set, stopping that sshd just before the fleet scales out (after the leader
+/// migrated and became healthy).
 #[derive(Debug)]
-struct SshdGoesAway {
+struct Watched {
     inner: cutover_driver_ssh::SshDriver,
-    sshd: Arc<std::sync::Mutex<OwnSshd>>,
+    sshd: Option<Arc<std::sync::Mutex<OwnSshd>>>,
+    seen: Arc<std::sync::Mutex<Vec<cutover_core::Instance>>>,
+}
+
+impl Watched {
+    fn new(inner: cutover_driver_ssh::SshDriver) -> Self {
+        Watched {
+            inner,
+            sshd: None,
+            seen: Arc::default(),
+        }
+    }
 }
 
 #[async_trait]
-impl Driver for SshdGoesAway {
+impl Driver for Watched {
     fn info(&self) -> DriverInfo {
         self.inner.info()
     }
@@ -251,7 +260,12 @@ impl Driver for SshdGoesAway {
         self.inner.capabilities()
     }
     async fn observe(&self) -> cutover_core::Result<Observed> {
-        self.inner.observe().await
+        let o = self.inner.observe().await?;
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(o.instances.iter().cloned());
+        Ok(o)
     }
     async fn pull(&self, image: &ImageRef, events: &EventSink) -> cutover_core::Result<Pulled> {
         self.inner.pull(image, events).await
@@ -263,8 +277,10 @@ impl Driver for SshdGoesAway {
         self.inner.set_image(image).await
     }
     async fn scale(&self, replicas: u32) -> cutover_core::Result<()> {
-        if replicas > 1 {
-            self.sshd.lock().unwrap().stop();
+        if let Some(sshd) = &self.sshd
+            && replicas > 1
+        {
+            sshd.lock().unwrap().stop();
         }
         self.inner.scale(replicas).await
     }
@@ -312,9 +328,9 @@ async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back(
     f.wait_healthy("1.0.0", HEALTHY).await;
     seed(&f, 20).await;
     let sshd = Arc::new(std::sync::Mutex::new(own));
-    let driver = Arc::new(SshdGoesAway {
-        inner: f.driver.clone(),
-        sshd: sshd.clone(),
+    let driver = Arc::new(Watched {
+        sshd: Some(sshd.clone()),
+        ..Watched::new(f.driver.clone())
     });
     let r = run_with(&f, driver, HEALTHY).await;
     let fingerprint = r.fingerprint().await;
