@@ -381,3 +381,120 @@ async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back(
     f.wait_healthy("1.0.0", HEALTHY).await;
     f.driver.close().await;
 }
+
+/// An sshd in front of test host 1 that logs every command line its shell receives.
+fn logging_sshd(dir: &std::path::Path) -> (OwnSshd, std::path::PathBuf) {
+    let log = dir.join("commands.log");
+    let wrapper = dir.join("log-and-run");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> {}\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let status = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sshd = OwnSshd::start(
+        &test_hosts()[0],
+        &format!("ForceCommand {}", wrapper.display()),
+    );
+    (sshd, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (sshd, log) = logging_sshd(scratch.path());
+    let f = Fleet::start_on(vec![sshd.host.clone()], "1.0.0", 1, &[]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 30).await;
+    let storage = scratch.path().join("storage");
+    std::fs::create_dir_all(storage.join("avatars")).unwrap();
+    std::fs::write(storage.join("avatars/1.png"), "picture").unwrap();
+
+    let (url, password) = f.db.credentials();
+    let host = ExecTarget::Host("h1".into());
+    let database = Database::new(
+        DatabaseEngine::Mariadb,
+        &url,
+        Some(password.clone()),
+        ToolSite::Exec(host.clone()),
+    )
+    .unwrap();
+    let backups = DumpBackups::new(
+        database.clone(),
+        Arc::new(LocalStore::new(scratch.path().join("backups"))),
+        vec![storage.to_str().unwrap().to_string()],
+        host,
+    );
+    use cutover_core::Backups;
+    let driver: &dyn Driver = &f.driver;
+    backups
+        .preflight(driver)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    let fingerprint = database
+        .connect()
+        .await
+        .unwrap()
+        .fingerprint()
+        .await
+        .unwrap();
+    let taken = backups
+        .backup(
+            cutover_core::backup::BackupScope {
+                app: &f.base,
+                image: &image("1.0.0"),
+                snapshot: None,
+                driver,
+            },
+            &EventSink::discard(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    f.db.execute("DELETE FROM items").await;
+    std::fs::write(storage.join("avatars/1.png"), "overwritten").unwrap();
+    std::fs::write(storage.join("stray.txt"), "not in the backup").unwrap();
+    backups
+        .restore(&taken.id, &f.base, driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    assert_eq!(
+        database
+            .connect()
+            .await
+            .unwrap()
+            .fingerprint()
+            .await
+            .unwrap(),
+        fingerprint,
+        "database restored exactly"
+    );
+    assert_eq!(
+        std::fs::read_to_string(storage.join("avatars/1.png")).unwrap(),
+        "picture"
+    );
+    assert!(
+        !storage.join("stray.txt").exists(),
+        "storage not restored exactly"
+    );
+    let commands = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        commands.contains("mariadb-dump") || commands.contains("mysqldump"),
+        "the dump did not run over SSH: {commands}"
+    );
+    assert!(
+        !commands.contains(&password),
+        "the password reached a remote command line: {commands}"
+    );
+    f.driver.close().await;
+    drop(sshd);
+}
