@@ -365,12 +365,22 @@ impl Driver for DockerDriver {
             .iter()
             .map(|c| (target::name_of(c), c))
             .collect();
-        let kept: HashSet<&str> = seen.kept.iter().map(target::name_of).collect();
+        let kept: HashMap<&str, &ContainerInspectResponse> =
+            seen.kept.iter().map(|c| (target::name_of(c), c)).collect();
         let unchanged = |r: &RecordedInstance| {
             current.get(r.name.as_str()).is_some_and(|c| {
                 r.spec
                     .matches(target::image_of(c), &Spec::of(c), salt, false)
             })
+        };
+        // A kept container is the snapshot's instance only if it matches the record: after
+        // `release`, a later `scale(0)` keeps the newer instance under the same name.
+        let kept_match = |r: &RecordedInstance| {
+            kept.get(format!("{}{KEPT_SUFFIX}", r.name).as_str())
+                .is_some_and(|c| {
+                    r.spec
+                        .matches(target::image_of(c), &Spec::of(c), salt, false)
+                })
         };
 
         // Everything that must be recreated is resolved before anything changes.
@@ -383,8 +393,7 @@ impl Driver for DockerDriver {
         };
         let mut recreate = HashMap::new();
         for r in &data.instances {
-            let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
-            if !unchanged(r) && !kept.contains(kept_name.as_str()) {
+            if !unchanged(r) && !kept_match(r) {
                 recreate.insert(r.name.clone(), r.spec.resolve(salt, &sources, &r.name)?);
             }
         }
@@ -397,6 +406,12 @@ impl Driver for DockerDriver {
                 .any(|r| r.name == name && unchanged(r))
             {
                 definition::remove(&self.docker, name, "restore", false).await?;
+            }
+        }
+        for r in &data.instances {
+            let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
+            if kept.contains_key(kept_name.as_str()) && !kept_match(r) {
+                definition::remove(&self.docker, &kept_name, "restore", false).await?;
             }
         }
         if let Some(spec) = def_spec {

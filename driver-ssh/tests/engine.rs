@@ -498,3 +498,35 @@ async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
     f.driver.close().await;
     drop(sshd);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_upgrade_is_rolled_back_by_hand_on_every_host() {
+    let f = Fleet::start("1.0.0", 1, &[]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 20).await;
+    let r = run(&f, HEALTHY).await;
+    let fingerprint = r.fingerprint().await;
+    let done = r.upgrade("1.1.0").await;
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+    f.wait_healthy("1.1.0", HEALTHY).await;
+
+    // After commit nothing is kept aside: the 1.0.0 containers come back from the
+    // snapshot alone, never by reviving the 1.1.0 ones on the restored data.
+    let plan = r.engine.rollback_plan(None).await.unwrap();
+    let back = r.engine.start(plan).await.expect("the journal works");
+    assert_eq!(back.report.outcome, Outcome::RolledBack, "{}", back.message);
+    assert_eq!(
+        r.fingerprint().await,
+        fingerprint,
+        "data as before the upgrade"
+    );
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    for i in 0..3 {
+        assert!(
+            f.healthy_on(i, "1.1.0").is_empty(),
+            "h{} still runs 1.1.0",
+            i + 1
+        );
+    }
+    f.driver.close().await;
+}
