@@ -126,6 +126,18 @@ impl Registry {
                 })
             },
         );
+        r.register(
+            "ssh",
+            "a fleet of Docker hosts reached over SSH (containers started by `docker run` scripts)",
+            |ctx| {
+                Box::pin(async move {
+                    let mut settings: cutover_driver_ssh::SshConfig = ctx.settings()?;
+                    settings.resolve_paths(&ctx.base_dir);
+                    let driver = cutover_driver_ssh::connect(settings).await?;
+                    Ok(Target::new(Arc::new(driver)))
+                })
+            },
+        );
         r
     }
 

@@ -1,0 +1,705 @@
+//! [`SshDriver`]: the `Driver` contract on a fleet of Docker hosts.
+//!
+//! SSH specifics of the contract:
+//! - **Instances** are the containers of every host, with id `<host>/<container>` and
+//!   `location` the host's name. Desired replicas are the sum over hosts.
+//! - **The definition** is kept on every host by that host's Docker driver; the fleet's
+//!   image is the leader's.
+//! - **`scale(n)`** gives each host its share: `scale(1)` is the leader's single instance,
+//!   `scale(N)` for the fleet's full size is every host's configured count, other counts
+//!   are dealt out one at a time in host order starting at the leader. Hosts that go to
+//!   zero are stopped first, then the others are scaled in parallel.
+//! - **`pull`, `set_image`, `restore`, `release`** run on every host in parallel (at most
+//!   `parallel` at once). A failure on some hosts names each of them and the state of
+//!   every host; the core's rollback then restores every host from the fleet snapshot.
+//! - **`lock`** is the leader's Docker lock container, which every operator of the fleet
+//!   sees.
+//! - **`exec` / `archive` / `unarchive`**: `Host(name)` runs on the host itself over SSH
+//!   (`tar` for archives); `Instance("<host>/<container>")` and `Named("<host>/<name>")`
+//!   go to that host's engine; `Named(name)` and `AnyInstance` go to the leader's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cutover_core::{
+    ByteStream, Capabilities, Driver, DriverInfo, Error, ErrorKind, EventSink, ExecIo, ExecTarget,
+    ExitStatus, Holder, ImageRef, Instance, Observed, Pulled, Result, Snapshot,
+};
+use cutover_driver_docker::DockerDriver;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::config::SshConfig;
+use crate::error::{self, KIND};
+use crate::link::Connection;
+
+/// The format of the fleet snapshot's `data`.
+const FORMAT: u32 = 1;
+
+/// The fleet snapshot: one Docker snapshot per host.
+#[derive(Debug, Serialize, Deserialize)]
+struct FleetSnapshot {
+    format: u32,
+    leader: String,
+    hosts: BTreeMap<String, Snapshot>,
+}
+
+/// The SSH driver; build it with [`crate::connect`].
+#[derive(Debug, Clone)]
+pub struct SshDriver {
+    pub(crate) hosts: Arc<Vec<Connection>>,
+    pub(crate) leader: usize,
+    pub(crate) parallel: usize,
+    pub(crate) _dir: Arc<tempfile::TempDir>,
+}
+
+/// What one host did in a fleet-wide operation.
+type Outcomes<T> = Vec<(usize, Result<T>)>;
+
+impl SshDriver {
+    pub(crate) fn new(config: &SshConfig) -> Result<Self> {
+        let hosts = config.validate()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cutover-ssh-")
+            .tempdir()
+            .map_err(|e| {
+                error::driver(
+                    ErrorKind::Other,
+                    "connect",
+                    "",
+                    format!("cannot create a directory for SSH control sockets: {e}"),
+                )
+            })?;
+        let timeout = Duration::from_secs(config.connect_timeout_secs.unwrap_or(10));
+        let connections = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                Connection::new(
+                    h,
+                    i,
+                    config.docker.clone(),
+                    config.host_key_checking,
+                    timeout,
+                    dir.path(),
+                )
+            })
+            .collect();
+        Ok(Self {
+            hosts: Arc::new(connections),
+            leader: config.leader_index(),
+            parallel: config.parallel(),
+            _dir: Arc::new(dir),
+        })
+    }
+
+    /// The host names, leader first.
+    pub fn host_names(&self) -> Vec<String> {
+        self.order()
+            .into_iter()
+            .map(|i| self.hosts[i].host.name.clone())
+            .collect()
+    }
+
+    /// The leader's name.
+    pub fn leader(&self) -> &str {
+        &self.hosts[self.leader].host.name
+    }
+
+    /// Connects every host (in parallel), naming each that fails.
+    pub(crate) async fn check_all(&self) -> Result<()> {
+        let all: Vec<usize> = self.order();
+        let done = self.each(&all, "connect", |_, _| async { Ok(()) }).await;
+        self.all("connect", done).await.map(|_| ())
+    }
+
+    /// Closes every SSH connection explicitly. The driver connects again when used.
+    pub async fn close(&self) {
+        futures_util::future::join_all(self.hosts.iter().map(Connection::disconnect)).await;
+    }
+
+    /// Host indices, leader first, then in configured order.
+    fn order(&self) -> Vec<usize> {
+        std::iter::once(self.leader)
+            .chain((0..self.hosts.len()).filter(|&i| i != self.leader))
+            .collect()
+    }
+
+    fn index_of(&self, name: &str, op: &str) -> Result<usize> {
+        self.hosts
+            .iter()
+            .position(|c| c.host.name == name)
+            .ok_or_else(|| {
+                error::driver(
+                    ErrorKind::NotFound,
+                    op,
+                    name,
+                    format!(
+                        "no host named {name:?} in the fleet (hosts: {})",
+                        self.host_names().join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// Runs `f` on the hosts `which` with at most `parallel` at once.
+    async fn each<T, F, Fut>(&self, which: &[usize], op: &'static str, f: F) -> Outcomes<T>
+    where
+        F: Fn(usize, DockerDriver) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let f = &f;
+        futures_util::stream::iter(which.iter().copied())
+            .map(|i| async move {
+                let conn = &self.hosts[i];
+                let result = match conn.docker(op).await {
+                    Ok(d) => f(i, d).await.map_err(|e| tag(conn, op, e)),
+                    Err(e) => Err(e),
+                };
+                let result = watched(conn, result).await;
+                (i, result)
+            })
+            .buffer_unordered(self.parallel)
+            .collect()
+            .await
+    }
+
+    /// `Ok` with every host's value when all succeeded, else one error naming each failed
+    /// host and the state of every host.
+    async fn all<T>(&self, op: &str, outcomes: Outcomes<T>) -> Result<Vec<(usize, T)>> {
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for (i, r) in outcomes {
+            match r {
+                Ok(v) => done.push((i, v)),
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        if failed.is_empty() {
+            done.sort_by_key(|(i, _)| *i);
+            return Ok(done);
+        }
+        failed.sort_by_key(|(i, _)| *i);
+        let names: Vec<String> = failed
+            .iter()
+            .map(|(i, _)| self.hosts[*i].host.name.clone())
+            .collect();
+        let kind = if failed
+            .iter()
+            .all(|(_, e)| e.kind() == ErrorKind::Unavailable)
+        {
+            ErrorKind::Unavailable
+        } else {
+            failed
+                .iter()
+                .map(|(_, e)| e.kind())
+                .find(|k| *k != ErrorKind::Unavailable)
+                .unwrap_or(ErrorKind::Other)
+        };
+        let retryable = failed.iter().all(|(_, e)| e.is_retryable());
+        let causes: Vec<String> = failed
+            .iter()
+            .map(|(_, e)| e.message().to_string())
+            .collect();
+        // Hosts that just failed to connect are not tried again for the state report.
+        let unreachable: Vec<usize> = failed
+            .iter()
+            .filter(|(_, e)| e.kind() == ErrorKind::Unavailable)
+            .map(|(i, _)| *i)
+            .collect();
+        let states = self.states(&unreachable).await;
+        let message = format!(
+            "{op} failed on {} of {} hosts ({}): {}. Host states: {}",
+            failed.len(),
+            self.hosts.len(),
+            names.join(", "),
+            causes.join("; "),
+            states
+        );
+        let mut err = Error::new(kind, message)
+            .with_driver(KIND)
+            .with_operation(op.to_string())
+            .with_subject(names.join(","))
+            .retryable(retryable);
+        if let Some((_, first)) = failed.into_iter().next() {
+            err = err.with_source(first);
+        }
+        Err(err)
+    }
+
+    /// What every host runs right now, for error messages: `name: unreachable` or the
+    /// definition image and the instances.
+    async fn states(&self, unreachable: &[usize]) -> String {
+        let order = self.order();
+        let looks = futures_util::future::join_all(order.iter().map(|&i| async move {
+            let conn = &self.hosts[i];
+            if unreachable.contains(&i) {
+                return format!("{}: unreachable", conn.host.name);
+            }
+            let text = match conn.docker("observe").await {
+                Err(e) if e.kind() == ErrorKind::Unavailable => "unreachable".to_string(),
+                Err(e) => format!("unknown ({})", e.message()),
+                Ok(d) => match d.observe().await {
+                    Ok(o) => {
+                        let running: Vec<String> = o
+                            .instances
+                            .iter()
+                            .map(|i| {
+                                let tag = i.image.tag().unwrap_or("?");
+                                let state = match (i.running, i.ready) {
+                                    (true, true) => "ready",
+                                    (true, false) => "starting",
+                                    _ => "stopped",
+                                };
+                                format!("{} {tag} {state}", i.id)
+                            })
+                            .collect();
+                        let def = o.image.tag().unwrap_or("?").to_string();
+                        if running.is_empty() {
+                            format!("definition {def}, no instance")
+                        } else {
+                            format!("definition {def}, {}", running.join(", "))
+                        }
+                    }
+                    Err(e) => format!("unknown ({})", e.message()),
+                },
+            };
+            format!("{}: {text}", conn.host.name)
+        }))
+        .await;
+        looks.join("; ")
+    }
+
+    /// The share of `n` instances of each host (by host index).
+    fn shares(&self, n: u32) -> Vec<u32> {
+        let mut shares = vec![0u32; self.hosts.len()];
+        let order = self.order();
+        let mut left = n;
+        // First up to each host's configured count, then round-robin beyond.
+        let mut capped = true;
+        while left > 0 {
+            let mut gave = false;
+            for &i in &order {
+                if left == 0 {
+                    break;
+                }
+                if capped && shares[i] >= self.hosts[i].host.replicas {
+                    continue;
+                }
+                shares[i] += 1;
+                left -= 1;
+                gave = true;
+            }
+            if !gave {
+                capped = false;
+            }
+        }
+        shares
+    }
+
+    /// Splits an instance or container reference `<host>/<name>`; a bare name is on the
+    /// leader.
+    fn split<'a>(&self, reference: &'a str, op: &str) -> Result<(usize, &'a str)> {
+        match reference.split_once('/') {
+            Some((host, name)) => Ok((self.index_of(host, op)?, name)),
+            None => Ok((self.leader, reference)),
+        }
+    }
+
+    /// The host and the target on that host's engine.
+    async fn route(&self, at: &ExecTarget, op: &str) -> Result<(usize, Option<ExecTarget>)> {
+        match at {
+            ExecTarget::Host(name) => Ok((self.index_of(name, op)?, None)),
+            ExecTarget::Instance(id) => {
+                let (i, name) = self.split(id, op)?;
+                Ok((i, Some(ExecTarget::Instance(name.to_string()))))
+            }
+            ExecTarget::Named(reference) => {
+                let (i, name) = self.split(reference, op)?;
+                Ok((i, Some(ExecTarget::Named(name.to_string()))))
+            }
+            ExecTarget::AnyInstance => {
+                // The first ready instance in host order (leader first), else the leader's.
+                let o = self.observe().await?;
+                let chosen = o
+                    .instances
+                    .iter()
+                    .find(|i| i.ready)
+                    .or_else(|| o.instances.first());
+                match chosen {
+                    Some(inst) => {
+                        let (i, name) = self.split(&inst.id, op)?;
+                        Ok((i, Some(ExecTarget::Instance(name.to_string()))))
+                    }
+                    None => Ok((self.leader, Some(ExecTarget::AnyInstance))),
+                }
+            }
+            other => Err(error::driver(
+                ErrorKind::InvalidInput,
+                op,
+                "",
+                format!("the ssh driver cannot run at {other}"),
+            )),
+        }
+    }
+}
+
+/// Adds the host to an error of its Docker driver (or passes an SSH error through).
+fn tag(conn: &Connection, op: &str, e: Error) -> Error {
+    if e.driver() == Some(KIND) {
+        e
+    } else {
+        error::on_host(&conn.host, op, e)
+    }
+}
+
+/// Refuses an image reference with anything but the characters of Docker's grammar,
+/// before any host is contacted.
+fn check_image(image: &ImageRef, op: &str) -> Result<()> {
+    let text = image.to_string();
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-:/@".contains(*c)))
+    {
+        return Err(error::driver(
+            ErrorKind::InvalidInput,
+            op,
+            "",
+            format!("image reference {text:?} contains {c:?}; nothing was changed"),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Driver for SshDriver {
+    fn info(&self) -> DriverInfo {
+        let hosts: Vec<String> = self
+            .order()
+            .iter()
+            .map(|&i| self.hosts[i].host.describe())
+            .collect();
+        DriverInfo {
+            kind: KIND.to_string(),
+            target: format!("{} hosts (leader first): {}", hosts.len(), hosts.join(", ")),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with_exec().with_archive().with_lock()
+    }
+
+    async fn observe(&self) -> Result<Observed> {
+        let order = self.order();
+        let seen = self
+            .each(&order, "observe", |_, d| async move { d.observe().await })
+            .await;
+        let seen = self.all("observe", seen).await?;
+        let mut image = None;
+        let mut instances = Vec::new();
+        let mut replicas = 0;
+        // Leader first, then the configured order.
+        let mut by_index: BTreeMap<usize, Observed> = seen.into_iter().collect();
+        for i in order {
+            let Some(o) = by_index.remove(&i) else {
+                continue;
+            };
+            let name = &self.hosts[i].host.name;
+            if i == self.leader {
+                image = Some(o.image.clone());
+            }
+            replicas += o.replicas;
+            instances.extend(o.instances.into_iter().map(|inst| Instance {
+                id: format!("{name}/{}", inst.id),
+                location: name.clone(),
+                ..inst
+            }));
+        }
+        Ok(Observed {
+            image: image.expect("the leader was observed"),
+            replicas,
+            instances,
+        })
+    }
+
+    async fn pull(&self, image: &ImageRef, events: &EventSink) -> Result<Pulled> {
+        check_image(image, "pull")?;
+        let order = self.order();
+        let pulled = self
+            .each(
+                &order,
+                "pull",
+                |_, d| async move { d.pull(image, events).await },
+            )
+            .await;
+        let pulled = self.all("pull", pulled).await?;
+        let leader = pulled
+            .into_iter()
+            .find(|(i, _)| *i == self.leader)
+            .map(|(_, p)| p)
+            .expect("the leader pulled");
+        Ok(leader)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let order = self.order();
+        let snaps = self
+            .each(&order, "snapshot", |_, d| async move { d.snapshot().await })
+            .await;
+        let snaps = self.all("snapshot", snaps).await?;
+        let mut image = None;
+        let mut replicas = 0;
+        let mut hosts = BTreeMap::new();
+        for (i, s) in snaps {
+            if i == self.leader {
+                image = Some(s.image.clone());
+            }
+            replicas += s.replicas;
+            hosts.insert(self.hosts[i].host.name.clone(), s);
+        }
+        let data = FleetSnapshot {
+            format: FORMAT,
+            leader: self.leader().to_string(),
+            hosts,
+        };
+        Ok(Snapshot {
+            driver: KIND.to_string(),
+            image: image.expect("the leader was snapshotted"),
+            replicas,
+            data: serde_json::to_value(&data).map_err(|e| {
+                error::driver(
+                    ErrorKind::Other,
+                    "snapshot",
+                    "",
+                    format!("cannot serialise: {e}"),
+                )
+            })?,
+        })
+    }
+
+    async fn set_image(&self, image: &ImageRef) -> Result<()> {
+        check_image(image, "set_image")?;
+        let order = self.order();
+        let done = self
+            .each(&order, "set_image", |_, d| async move {
+                d.set_image(image).await
+            })
+            .await;
+        self.all("set_image", done).await.map(|_| ())
+    }
+
+    async fn scale(&self, replicas: u32) -> Result<()> {
+        let shares = self.shares(replicas);
+        let order = self.order();
+        // Hosts that go to zero first, so that a new version never starts beside an old
+        // instance on another host.
+        let (down, up): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| shares[i] == 0);
+        let shares = &shares;
+        let stopped = self
+            .each(
+                &down,
+                "scale",
+                |i, d| async move { d.scale(shares[i]).await },
+            )
+            .await;
+        self.all("scale", stopped).await?;
+        let started = self
+            .each(&up, "scale", |i, d| async move { d.scale(shares[i]).await })
+            .await;
+        self.all("scale", started).await.map(|_| ())
+    }
+
+    async fn restore(&self, snap: &Snapshot) -> Result<()> {
+        let invalid =
+            |message: String| error::driver(ErrorKind::InvalidInput, "restore", "", message);
+        if snap.driver != KIND {
+            return Err(invalid(format!(
+                "the snapshot was taken by the {} driver, not ssh",
+                snap.driver
+            )));
+        }
+        let data: FleetSnapshot = serde_json::from_value(snap.data.clone())
+            .map_err(|e| invalid(format!("unreadable ssh snapshot: {e}")))?;
+        if data.format != FORMAT {
+            return Err(invalid(format!(
+                "ssh snapshot format {} is unknown",
+                data.format
+            )));
+        }
+        // Every host of the fleet must be in the snapshot, or restore would leave one as it is.
+        let missing: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|c| c.host.name.clone())
+            .filter(|n| !data.hosts.contains_key(n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(format!(
+                "the snapshot has no record of host(s) {} (the fleet changed since it was \
+                 taken); nothing was changed",
+                missing.join(", ")
+            )));
+        }
+        let order = self.order();
+        let data = &data;
+        let done = self
+            .each(&order, "restore", |i, d| async move {
+                d.restore(&data.hosts[&self.hosts[i].host.name]).await
+            })
+            .await;
+        self.all("restore", done).await.map(|_| ())
+    }
+
+    async fn release(&self, snap: &Snapshot) -> Result<()> {
+        let data: Option<FleetSnapshot> = serde_json::from_value(snap.data.clone()).ok();
+        let data = &data;
+        let order = self.order();
+        let done = self
+            .each(&order, "release", |i, d| async move {
+                match data
+                    .as_ref()
+                    .and_then(|f| f.hosts.get(&self.hosts[i].host.name))
+                {
+                    Some(s) => d.release(s).await,
+                    // The Docker driver's release only needs the snapshot's kind.
+                    None => d.release(snap).await,
+                }
+            })
+            .await;
+        self.all("release", done).await.map(|_| ())
+    }
+
+    async fn exec(&self, at: &ExecTarget, argv: &[String], io: ExecIo) -> Result<ExitStatus> {
+        let (i, on_engine) = self.route(at, "exec").await?;
+        let conn = &self.hosts[i];
+        let result = match on_engine {
+            None => conn.run("exec", argv, io).await,
+            Some(t) => match conn.docker("exec").await {
+                Ok(d) => d.exec(&t, argv, io).await.map_err(|e| tag(conn, "exec", e)),
+                Err(e) => Err(e),
+            },
+        };
+        watched(conn, result).await
+    }
+
+    async fn archive(&self, at: &ExecTarget, path: &str) -> Result<ByteStream> {
+        let (i, on_engine) = self.route(at, "archive").await?;
+        let conn = &self.hosts[i];
+        let result = match on_engine {
+            None => conn.tar_out("archive", path).await,
+            Some(t) => match conn.docker("archive").await {
+                Ok(d) => d
+                    .archive(&t, path)
+                    .await
+                    .map_err(|e| tag(conn, "archive", e)),
+                Err(e) => Err(e),
+            },
+        };
+        watched(conn, result).await
+    }
+
+    async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
+        let (i, on_engine) = self.route(at, "unarchive").await?;
+        let conn = &self.hosts[i];
+        let result = match on_engine {
+            None => conn.tar_in("unarchive", path, tar).await,
+            Some(t) => match conn.docker("unarchive").await {
+                Ok(d) => d
+                    .unarchive(&t, path, tar)
+                    .await
+                    .map_err(|e| tag(conn, "unarchive", e)),
+                Err(e) => Err(e),
+            },
+        };
+        watched(conn, result).await
+    }
+
+    async fn lock(&self, holder: &Holder) -> Result<()> {
+        let conn = &self.hosts[self.leader];
+        let result = match conn.docker("lock").await {
+            Ok(d) => d.lock(holder).await.map_err(|e| tag(conn, "lock", e)),
+            Err(e) => Err(e),
+        };
+        watched(conn, result).await
+    }
+
+    async fn unlock(&self, holder: &Holder) -> Result<()> {
+        let conn = &self.hosts[self.leader];
+        let result = match conn.docker("unlock").await {
+            Ok(d) => d.unlock(holder).await.map_err(|e| tag(conn, "unlock", e)),
+            Err(e) => Err(e),
+        };
+        watched(conn, result).await
+    }
+}
+
+/// Has the link checked again before its next use when `result` says the host could not
+/// be reached.
+async fn watched<T>(conn: &Connection, result: Result<T>) -> Result<T> {
+    if result
+        .as_ref()
+        .is_err_and(|e| e.kind() == ErrorKind::Unavailable)
+    {
+        conn.suspect().await;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostConfig;
+    use cutover_driver_docker::DockerConfig;
+
+    fn driver(counts: &[Option<u32>], leader: Option<&str>) -> SshDriver {
+        let hosts = counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| HostConfig {
+                name: format!("h{}", i + 1),
+                address: "127.0.0.1".into(),
+                port: None,
+                user: None,
+                key: None,
+                known_hosts: None,
+                jump: None,
+                docker_socket: None,
+                replicas: *c,
+            })
+            .collect();
+        let mut config = SshConfig::new(hosts, DockerConfig::containers("app"));
+        config.leader = leader.map(str::to_string);
+        SshDriver::new(&config).unwrap()
+    }
+
+    #[test]
+    fn one_instance_is_the_leaders_and_the_full_count_is_every_hosts() {
+        let d = driver(&[None, None, None], None);
+        assert_eq!(d.shares(0), vec![0, 0, 0]);
+        assert_eq!(d.shares(1), vec![1, 0, 0]);
+        assert_eq!(d.shares(3), vec![1, 1, 1]);
+        assert_eq!(d.shares(4), vec![2, 1, 1]);
+        let d = driver(&[Some(2), Some(1), Some(3)], Some("h3"));
+        assert_eq!(d.shares(1), vec![0, 0, 1]);
+        assert_eq!(d.shares(6), vec![2, 1, 3]);
+        assert_eq!(d.shares(3), vec![1, 1, 1]);
+        assert_eq!(d.shares(7), vec![2, 1, 4]);
+    }
+
+    #[test]
+    fn images_with_shell_syntax_are_refused() {
+        let ok: ImageRef = "127.0.0.1:5000/specimen:1.1.0".parse().unwrap();
+        check_image(&ok, "pull").unwrap();
+        for bad in [
+            "127.0.0.1:5000/specimen:1.1.0;id",
+            "specimen:$(id)",
+            "specimen:`id`",
+            "specimen:a b",
+            "specimen:a|b",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad} parses");
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The core's engine with the SSH driver, the dump backup engine and a SQLite journal
+//! against a real fleet of three hosts (each an sshd with its own Docker engine): a clean
+//! upgrade that migrates once on the leader, a broken release that brings every host back,
+//! and a host whose sshd goes away after the leader migrated.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{Fleet, OwnSshd, image, test_hosts};
+use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_core::{
+    BackupMode, ByteStream, Capabilities, Driver, DriverInfo, Engine, EventSink, ExecIo,
+    ExecTarget, ExitStatus, Finished, HealthCheck, Holder, ImageRef, Observed, Outcome, Plan,
+    Pulled, Settings, Snapshot, SqliteJournal,
+};
+
+const HEALTHY: Duration = Duration::from_secs(90);
+
+struct Run {
+    engine: Engine,
+    database: Database,
+    dir: tempfile::TempDir,
+}
+
+fn database(f: &Fleet) -> Database {
+    let (url, password) = f.db.credentials();
+    Database::new(
+        DatabaseEngine::Mariadb,
+        &url,
+        Some(password),
+        ToolSite::Local,
+    )
+    .unwrap()
+}
+
+async fn run_with(f: &Fleet, driver: Arc<dyn Driver>, timeout: Duration) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database(f);
+    let backups = DumpBackups::new(
+        database.clone(),
+        Arc::new(LocalStore::new(dir.path().join("backups"))),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let journal = SqliteJournal::open(dir.path().join("journal.db"))
+        .await
+        .unwrap();
+    let mut settings = Settings::new(f.base.clone());
+    settings.health = HealthCheck {
+        timeout,
+        ..HealthCheck::default()
+    };
+    let engine = Engine::new(driver, Arc::new(backups), Arc::new(journal), settings);
+    Run {
+        engine,
+        database,
+        dir,
+    }
+}
+
+async fn run(f: &Fleet, timeout: Duration) -> Run {
+    run_with(f, Arc::new(f.driver.clone()), timeout).await
+}
+
+impl Run {
+    async fn upgrade(&self, version: &str) -> Finished {
+        self.engine
+            .start(Plan::Upgrade {
+                to: image(version),
+                backup: BackupMode::Offline,
+                replicas: None,
+                allow_downgrade: true,
+            })
+            .await
+            .expect("the journal works")
+    }
+
+    async fn fingerprint(&self) -> cutover_core::backup::Fingerprint {
+        self.database
+            .connect()
+            .await
+            .unwrap()
+            .fingerprint()
+            .await
+            .unwrap()
+    }
+
+    /// No file cutover wrote (journal, manifests) holds the database password.
+    fn assert_no_secret(&self, password: &str) {
+        for entry in walk(self.dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            let found = bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes());
+            assert!(!found, "{} contains the password", entry.display());
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+async fn seed(f: &Fleet, n: usize) {
+    for i in 0..n {
+        f.db.execute(&format!(
+            "INSERT INTO items (name, body, created_us) VALUES ('item {i}', 'body {i}', {i})"
+        ))
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_host_upgrade_migrates_once_on_the_leader() {
+    let f = Fleet::start("1.0.0", 1, &[("SPECIMEN_MIGRATION_SECONDS", "2")]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 50).await;
+    let items = f.db.count("items").await;
+    let r = run(&f, HEALTHY).await;
+
+    let done = r.upgrade("1.1.0").await;
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+
+    let runs: Vec<_> =
+        f.db.migration_runs()
+            .await
+            .into_iter()
+            .filter(|m| m.version == "1.1.0")
+            .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "exactly one migration run of 1.1.0: {runs:?}"
+    );
+    assert_eq!(runs[0].outcome, "ok");
+    for other in f.db.migration_runs().await {
+        if other.run_id != runs[0].run_id {
+            assert!(
+                !runs[0].overlaps(&other),
+                "{:?} overlaps {other:?}",
+                runs[0]
+            );
+        }
+    }
+    // The one migrating instance was the leader's: the specimen records its hostname
+    // (the container's), which is h1's container.
+    let leader = common::host_docker(
+        &f.hosts[0],
+        &["inspect", "--format", "{{.Config.Hostname}}", &f.base],
+    );
+    assert!(
+        runs[0].instance.starts_with(&format!("{leader}-")),
+        "1.1.0 migrated in {}, not in the leader's container {leader}",
+        runs[0].instance
+    );
+    f.wait_healthy("1.1.0", HEALTHY).await;
+    for i in 0..3 {
+        assert_eq!(f.healthy_on(i, "1.1.0").len(), 1, "h{} on 1.1.0", i + 1);
+        assert!(
+            f.healthy_on(i, "1.0.0").is_empty(),
+            "h{} still on 1.0.0",
+            i + 1
+        );
+        let kept: Vec<_> = f
+            .containers_on(i)
+            .into_iter()
+            .filter(|n| n.ends_with("-cutover-kept"))
+            .collect();
+        assert!(
+            kept.is_empty(),
+            "release left kept containers on h{}: {kept:?}",
+            i + 1
+        );
+    }
+    assert_eq!(f.db.count("items").await, items, "items intact");
+    r.assert_no_secret(&f.password);
+    f.driver.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_release_brings_every_host_back_with_its_data() {
+    let f = Fleet::start("1.0.0", 1, &[]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 20).await;
+    // The broken leader exits and is restarted by its policy, so it is the deadline that
+    // ends the wait: short, but ample for 1.0.0 to come back.
+    let watched = Arc::new(Watched::new(f.driver.clone()));
+    let r = run_with(&f, watched.clone(), Duration::from_secs(30)).await;
+    let fingerprint = r.fingerprint().await;
+    let before = f.inspect_all();
+    assert_eq!(before.len(), 3);
+
+    let done = r.upgrade("1.1.0-broken").await;
+    assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
+
+    assert_eq!(
+        r.fingerprint().await,
+        fingerprint,
+        "database restored exactly"
+    );
+    assert_eq!(
+        f.inspect_all(),
+        before,
+        "every host's containers configured as before"
+    );
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    // The broken release only ever existed on the leader, as far as the engine saw.
+    let seen = watched.seen.lock().unwrap().clone();
+    let broken: Vec<_> = seen
+        .iter()
+        .filter(|i| i.image.tag() == Some("1.1.0-broken"))
+        .collect();
+    assert!(!broken.is_empty(), "the engine never saw the broken leader");
+    assert!(
+        broken.iter().all(|i| i.location == "h1"),
+        "the broken release ran beside the leader: {broken:?}"
+    );
+    r.assert_no_secret(&f.password);
+    f.driver.close().await;
+}
+
+/// The SSH driver as the engine uses it, recording every instance it observes and, when
+/// `sshd` is set, stopping that sshd just before the fleet scales out (after the leader
+/// migrated and became healthy).
+#[derive(Debug)]
+struct Watched {
+    inner: cutover_driver_ssh::SshDriver,
+    sshd: Option<Arc<std::sync::Mutex<OwnSshd>>>,
+    seen: Arc<std::sync::Mutex<Vec<cutover_core::Instance>>>,
+}
+
+impl Watched {
+    fn new(inner: cutover_driver_ssh::SshDriver) -> Self {
+        Watched {
+            inner,
+            sshd: None,
+            seen: Arc::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Driver for Watched {
+    fn info(&self) -> DriverInfo {
+        self.inner.info()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn observe(&self) -> cutover_core::Result<Observed> {
+        let o = self.inner.observe().await?;
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(o.instances.iter().cloned());
+        Ok(o)
+    }
+    async fn pull(&self, image: &ImageRef, events: &EventSink) -> cutover_core::Result<Pulled> {
+        self.inner.pull(image, events).await
+    }
+    async fn snapshot(&self) -> cutover_core::Result<Snapshot> {
+        self.inner.snapshot().await
+    }
+    async fn set_image(&self, image: &ImageRef) -> cutover_core::Result<()> {
+        self.inner.set_image(image).await
+    }
+    async fn scale(&self, replicas: u32) -> cutover_core::Result<()> {
+        if let Some(sshd) = &self.sshd
+            && replicas > 1
+        {
+            sshd.lock().unwrap().stop();
+        }
+        self.inner.scale(replicas).await
+    }
+    async fn restore(&self, snapshot: &Snapshot) -> cutover_core::Result<()> {
+        self.inner.restore(snapshot).await
+    }
+    async fn release(&self, snapshot: &Snapshot) -> cutover_core::Result<()> {
+        self.inner.release(snapshot).await
+    }
+    async fn exec(
+        &self,
+        at: &ExecTarget,
+        argv: &[String],
+        io: ExecIo,
+    ) -> cutover_core::Result<ExitStatus> {
+        self.inner.exec(at, argv, io).await
+    }
+    async fn archive(&self, at: &ExecTarget, path: &str) -> cutover_core::Result<ByteStream> {
+        self.inner.archive(at, path).await
+    }
+    async fn unarchive(
+        &self,
+        at: &ExecTarget,
+        path: &str,
+        tar: ByteStream,
+    ) -> cutover_core::Result<()> {
+        self.inner.unarchive(at, path, tar).await
+    }
+    async fn lock(&self, holder: &Holder) -> cutover_core::Result<()> {
+        self.inner.lock(holder).await
+    }
+    async fn unlock(&self, holder: &Holder) -> cutover_core::Result<()> {
+        self.inner.unlock(holder).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back() {
+    let hosts = test_hosts();
+    // h3 is reached through an sshd this test owns, in front of test host 3's engine, so
+    // stopping it disturbs no one else.
+    let own = OwnSshd::start(&hosts[2], "");
+    let fleet_hosts = vec![hosts[0].clone(), hosts[1].clone(), own.host.clone()];
+    let f = Fleet::start_on(fleet_hosts, "1.0.0", 1, &[]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 20).await;
+    let sshd = Arc::new(std::sync::Mutex::new(own));
+    let driver = Arc::new(Watched {
+        sshd: Some(sshd.clone()),
+        ..Watched::new(f.driver.clone())
+    });
+    let r = run_with(&f, driver, HEALTHY).await;
+    let fingerprint = r.fingerprint().await;
+    let before = f.inspect_all();
+
+    let done = r.upgrade("1.1.0").await;
+    eprintln!("outcome: {}", done.message);
+    // While h3 cannot be reached the fleet cannot be made whole: the run stops with the
+    // lock held, naming the host and what state each host is in.
+    assert_eq!(done.report.outcome, Outcome::Failed, "{}", done.message);
+    assert!(
+        done.message.contains("h3") && done.message.contains("unreachable"),
+        "the error names the unreachable host: {}",
+        done.message
+    );
+    assert!(
+        done.message.contains("h1: ") && done.message.contains("h2: "),
+        "the error gives every host's state: {}",
+        done.message
+    );
+    let runs: Vec<_> =
+        f.db.migration_runs()
+            .await
+            .into_iter()
+            .filter(|m| m.version == "1.1.0")
+            .collect();
+    assert_eq!(runs.len(), 1, "the leader migrated once: {runs:?}");
+
+    // The host comes back; resuming converges the whole fleet back, data included.
+    sshd.lock().unwrap().run();
+    let resumed = r.engine.resume(None).await.expect("the journal works");
+    assert_eq!(
+        resumed.report.outcome,
+        Outcome::RolledBack,
+        "{}",
+        resumed.message
+    );
+    assert_eq!(
+        r.fingerprint().await,
+        fingerprint,
+        "database restored exactly"
+    );
+    assert_eq!(
+        f.inspect_all(),
+        before,
+        "every host's containers configured as before"
+    );
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    f.driver.close().await;
+}
+
+/// An sshd in front of test host 1 that logs every command line its shell receives.
+fn logging_sshd(dir: &std::path::Path) -> (OwnSshd, std::path::PathBuf) {
+    let log = dir.join("commands.log");
+    let wrapper = dir.join("log-and-run");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> {}\nexec /bin/sh -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let status = std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sshd = OwnSshd::start(
+        &test_hosts()[0],
+        &format!("ForceCommand {}", wrapper.display()),
+    );
+    (sshd, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (sshd, log) = logging_sshd(scratch.path());
+    let f = Fleet::start_on(vec![sshd.host.clone()], "1.0.0", 1, &[]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 30).await;
+    let storage = scratch.path().join("storage");
+    std::fs::create_dir_all(storage.join("avatars")).unwrap();
+    std::fs::write(storage.join("avatars/1.png"), "picture").unwrap();
+
+    let (url, password) = f.db.credentials();
+    let host = ExecTarget::Host("h1".into());
+    let database = Database::new(
+        DatabaseEngine::Mariadb,
+        &url,
+        Some(password.clone()),
+        ToolSite::Exec(host.clone()),
+    )
+    .unwrap();
+    let backups = DumpBackups::new(
+        database.clone(),
+        Arc::new(LocalStore::new(scratch.path().join("backups"))),
+        vec![storage.to_str().unwrap().to_string()],
+        host,
+    );
+    use cutover_core::Backups;
+    let driver: &dyn Driver = &f.driver;
+    backups
+        .preflight(driver)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    let fingerprint = database
+        .connect()
+        .await
+        .unwrap()
+        .fingerprint()
+        .await
+        .unwrap();
+    let taken = backups
+        .backup(
+            cutover_core::backup::BackupScope {
+                app: &f.base,
+                image: &image("1.0.0"),
+                snapshot: None,
+                driver,
+            },
+            &EventSink::discard(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    f.db.execute("DELETE FROM items").await;
+    std::fs::write(storage.join("avatars/1.png"), "overwritten").unwrap();
+    std::fs::write(storage.join("stray.txt"), "not in the backup").unwrap();
+    backups
+        .restore(&taken.id, &f.base, driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    assert_eq!(
+        database
+            .connect()
+            .await
+            .unwrap()
+            .fingerprint()
+            .await
+            .unwrap(),
+        fingerprint,
+        "database restored exactly"
+    );
+    assert_eq!(
+        std::fs::read_to_string(storage.join("avatars/1.png")).unwrap(),
+        "picture"
+    );
+    assert!(
+        !storage.join("stray.txt").exists(),
+        "storage not restored exactly"
+    );
+    let commands = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        commands.contains("mariadb-dump") || commands.contains("mysqldump"),
+        "the dump did not run over SSH: {commands}"
+    );
+    assert!(
+        !commands.contains(&password),
+        "the password reached a remote command line: {commands}"
+    );
+    f.driver.close().await;
+    drop(sshd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_upgrade_is_rolled_back_by_hand_on_every_host() {
+    let f = Fleet::start("1.0.0", 1, &[]).await;
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    seed(&f, 20).await;
+    let r = run(&f, HEALTHY).await;
+    let fingerprint = r.fingerprint().await;
+    let done = r.upgrade("1.1.0").await;
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+    f.wait_healthy("1.1.0", HEALTHY).await;
+
+    // After commit nothing is kept aside: the 1.0.0 containers come back from the
+    // snapshot alone, never by reviving the 1.1.0 ones on the restored data.
+    let plan = r.engine.rollback_plan(None).await.unwrap();
+    let back = r.engine.start(plan).await.expect("the journal works");
+    assert_eq!(back.report.outcome, Outcome::RolledBack, "{}", back.message);
+    assert_eq!(
+        r.fingerprint().await,
+        fingerprint,
+        "data as before the upgrade"
+    );
+    f.wait_healthy("1.0.0", HEALTHY).await;
+    for i in 0..3 {
+        assert!(
+            f.healthy_on(i, "1.1.0").is_empty(),
+            "h{} still runs 1.1.0",
+            i + 1
+        );
+    }
+    f.driver.close().await;
+}
