@@ -93,6 +93,17 @@ impl Fleet {
         Self::start_on(hosts, version, per_host, extra).await
     }
 
+    /// On the first three test hosts, containers that never reach their database: they
+    /// run, waiting for it, and never migrate or become healthy. For driver primitives that
+    /// switch versions without restoring data (the conformance suite): with a database, an
+    /// old release brought back onto a newer schema exits 4 and crash-loops, which the
+    /// Docker driver rightly reports as not running.
+    pub async fn start_without_database(version: &str, per_host: u32) -> Self {
+        let hosts: Vec<SshHost> = test_hosts().into_iter().take(3).collect();
+        let wait = [("SPECIMEN_DATABASE_WAIT_SECONDS", "86400")];
+        Self::start_with(hosts, version, per_host, &wait, false).await
+    }
+
     /// On `hosts`, named `h1`, `h2`, …; `h1` leads.
     pub async fn start_on(
         hosts: Vec<SshHost>,
@@ -100,13 +111,28 @@ impl Fleet {
         per_host: u32,
         extra: &[(&str, &str)],
     ) -> Self {
+        Self::start_with(hosts, version, per_host, extra, true).await
+    }
+
+    async fn start_with(
+        hosts: Vec<SshHost>,
+        version: &str,
+        per_host: u32,
+        extra: &[(&str, &str)],
+        database: bool,
+    ) -> Self {
         let env = TestEnv::get();
         let db = ScratchDatabase::create(Engine::MariaDb).await;
         let server = env.mysql_url().trim_start_matches("mysql://");
         let (user_info, _) = server.rsplit_once('@').unwrap();
         let (user, password) = user_info.split_once(':').unwrap();
+        let socket = if database {
+            "/run/mysqld/mysqld.sock"
+        } else {
+            "/run/mysqld/no-such-server.sock"
+        };
         let url = format!(
-            "mysql://{user}:{password}@localhost/{}?socket=/run/mysqld/mysqld.sock",
+            "mysql://{user}:{password}@localhost/{}?socket={socket}",
             db.name()
         );
         let base = unique_name("ctss").replace('_', "-");
@@ -142,7 +168,11 @@ impl Fleet {
                 .enumerate()
                 .map(|(i, h)| host_config(&format!("h{}", i + 1), h))
                 .collect(),
-            DockerConfig::containers(&base),
+            DockerConfig {
+                // Waiting for its database, the specimen does not handle SIGTERM yet.
+                stop_timeout_secs: (!database).then_some(1),
+                ..DockerConfig::containers(&base)
+            },
         );
         let driver = connect(config.clone())
             .await
