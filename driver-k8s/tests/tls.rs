@@ -32,6 +32,8 @@ users:
     config.kubeconfig = Some(dir.path().join("kubeconfig"));
     let connecting = tokio::spawn(connect(config));
     let result = connecting.await.expect("connect must not panic");
-    let e = result.err().expect("nothing listens there");
+    let Err(e) = result else {
+        panic!("nothing listens on port {port}, yet connect succeeded");
+    };
     assert!(e.to_string().contains("cannot reach"), "{}", e.report());
 }
