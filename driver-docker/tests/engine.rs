@@ -93,35 +93,7 @@ impl Run {
 
     /// No file cutover wrote (journal, manifests) holds the database password.
     fn assert_no_secret(&self, password: &str) {
-        for entry in walk(self.dir.path()) {
-            let bytes = std::fs::read(&entry).unwrap();
-            let found = bytes
-                .windows(password.len())
-                .any(|w| w == password.as_bytes());
-            assert!(!found, "{} contains the password", entry.display());
-        }
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-async fn seed(d: &Deployment, n: usize) {
-    for i in 0..n {
-        d.db.execute(&format!(
-            "INSERT INTO items (name, body, created_us) VALUES ('item {i}', 'body {i}', {i})"
-        ))
-        .await;
+        cutover_tests::assert_no_file_contains(self.dir.path(), password);
     }
 }
 
@@ -164,7 +136,7 @@ fn container_ids(d: &Deployment) -> String {
 async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
     let d = Deployment::start("1.0.0", 3, &[("SPECIMEN_MIGRATION_SECONDS", "2")]).await;
     d.wait_healthy("1.0.0", 3, HEALTHY).await;
-    seed(&d, 50).await;
+    d.db.seed_items(50).await;
     let items = d.db.count("items").await;
     let r = run(&d, HEALTHY).await;
 
@@ -252,7 +224,7 @@ fn assert_leader_was_alone(d: &Deployment) {
 async fn rolls_back(version: &str, timeout: Duration) -> Finished {
     let d = Deployment::start("1.0.0", 2, &[]).await;
     d.wait_healthy("1.0.0", 2, HEALTHY).await;
-    seed(&d, 20).await;
+    d.db.seed_items(20).await;
     let r = run(&d, timeout).await;
     let fingerprint = r.fingerprint().await;
     let before = inspect_all(&d);

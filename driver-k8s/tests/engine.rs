@@ -90,35 +90,7 @@ impl Run {
 
     /// No file cutover wrote (journal, manifests, snapshots) holds the database password.
     fn assert_no_secret(&self, password: &str) {
-        for entry in walk(self.dir.path()) {
-            let bytes = std::fs::read(&entry).unwrap();
-            let found = bytes
-                .windows(password.len())
-                .any(|w| w == password.as_bytes());
-            assert!(!found, "{} contains the password", entry.display());
-        }
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-async fn seed(c: &Cluster, n: usize) {
-    for i in 0..n {
-        c.db.execute(&format!(
-            "INSERT INTO items (name, body, created_us) VALUES ('item {i}', 'body {i}', {i})"
-        ))
-        .await;
+        cutover_tests::assert_no_file_contains(self.dir.path(), password);
     }
 }
 
@@ -133,7 +105,7 @@ fn position(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_three() {
     let c = Cluster::start("1.0.0", 3, &[("SPECIMEN_MIGRATION_SECONDS", "2")]).await;
-    seed(&c, 50).await;
+    c.db.seed_items(50).await;
     let items = c.db.count("items").await;
     let r = run(&c, HEALTHY).await;
 
@@ -228,7 +200,7 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_release_rolls_back_the_template_the_replicas_and_the_data() {
     let c = Cluster::start("1.0.0", 2, &[]).await;
-    seed(&c, 20).await;
+    c.db.seed_items(20).await;
     let r = run(&c, Duration::from_secs(15)).await;
     let fingerprint = r.fingerprint().await;
     let before = c

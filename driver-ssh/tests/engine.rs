@@ -90,35 +90,7 @@ impl Run {
 
     /// No file cutover wrote (journal, manifests) holds the database password.
     fn assert_no_secret(&self, password: &str) {
-        for entry in walk(self.dir.path()) {
-            let bytes = std::fs::read(&entry).unwrap();
-            let found = bytes
-                .windows(password.len())
-                .any(|w| w == password.as_bytes());
-            assert!(!found, "{} contains the password", entry.display());
-        }
-    }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
-async fn seed(f: &Fleet, n: usize) {
-    for i in 0..n {
-        f.db.execute(&format!(
-            "INSERT INTO items (name, body, created_us) VALUES ('item {i}', 'body {i}', {i})"
-        ))
-        .await;
+        cutover_tests::assert_no_file_contains(self.dir.path(), password);
     }
 }
 
@@ -126,7 +98,7 @@ async fn seed(f: &Fleet, n: usize) {
 async fn a_three_host_upgrade_migrates_once_on_the_leader() {
     let f = Fleet::start("1.0.0", 1, &[("SPECIMEN_MIGRATION_SECONDS", "2")]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
-    seed(&f, 50).await;
+    f.db.seed_items(50).await;
     let items = f.db.count("items").await;
     let r = run(&f, HEALTHY).await;
 
@@ -193,7 +165,7 @@ async fn a_three_host_upgrade_migrates_once_on_the_leader() {
 async fn a_broken_release_brings_every_host_back_with_its_data() {
     let f = Fleet::start("1.0.0", 1, &[]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
-    seed(&f, 20).await;
+    f.db.seed_items(20).await;
     // The broken leader exits and is restarted by its policy, so it is the deadline that
     // ends the wait: short, but ample for 1.0.0 to come back.
     let watched = Arc::new(Watched::new(f.driver.clone()));
@@ -326,7 +298,7 @@ async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back(
     let fleet_hosts = vec![hosts[0].clone(), hosts[1].clone(), own.host.clone()];
     let f = Fleet::start_on(fleet_hosts, "1.0.0", 1, &[]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
-    seed(&f, 20).await;
+    f.db.seed_items(20).await;
     let sshd = Arc::new(std::sync::Mutex::new(own));
     let driver = Arc::new(Watched {
         sshd: Some(sshd.clone()),
@@ -413,7 +385,7 @@ async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
     let (sshd, log) = logging_sshd(scratch.path());
     let f = Fleet::start_on(vec![sshd.host.clone()], "1.0.0", 1, &[]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
-    seed(&f, 30).await;
+    f.db.seed_items(30).await;
     let storage = scratch.path().join("storage");
     std::fs::create_dir_all(storage.join("avatars")).unwrap();
     std::fs::write(storage.join("avatars/1.png"), "picture").unwrap();
@@ -503,7 +475,7 @@ async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
 async fn a_committed_upgrade_is_rolled_back_by_hand_on_every_host() {
     let f = Fleet::start("1.0.0", 1, &[]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
-    seed(&f, 20).await;
+    f.db.seed_items(20).await;
     let r = run(&f, HEALTHY).await;
     let fingerprint = r.fingerprint().await;
     let done = r.upgrade("1.1.0").await;

@@ -227,6 +227,16 @@ impl ScratchDatabase {
         assert_eq!(db.count("audit").await, 100_000, "the trigger fired");
     }
 
+    /// Adds `n` rows to the specimen's `items` table (`item 0`, `item 1`, …).
+    pub async fn seed_items(&self, n: usize) {
+        for i in 0..n {
+            self.execute(&format!(
+                "INSERT INTO items (name, body, created_us) VALUES ('item {i}', 'body {i}', {i})"
+            ))
+            .await;
+        }
+    }
+
     /// A pool connected to it, for assertions.
     pub fn pool(&self) -> &AnyPool {
         &self.pool

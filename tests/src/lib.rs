@@ -13,6 +13,7 @@
 mod database;
 mod docker;
 mod env;
+mod files;
 mod http;
 mod names;
 mod s3;
@@ -21,6 +22,7 @@ mod specimen;
 pub use database::{Engine, MigrationRun, ScratchDatabase};
 pub use docker::{DockerVolume, docker, docker_command};
 pub use env::{EnvError, SshHost, TestEnv, UP_HINT};
+pub use files::{assert_no_file_contains, files_under};
 pub use http::{Items, SpecimenClient, StoredItem};
 pub use names::{free_port, unique_name};
 pub use s3::S3Server;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BackupId;
 use crate::driver::Snapshot;
+use crate::{Error, ErrorKind, Result};
 
 /// The schema identifier of manifests written by this version.
 pub const MANIFEST_SCHEMA: &str = "cutover.backup.v1";
@@ -150,6 +151,28 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Parses the manifest stored for backup `id` at `location` (for messages), refusing
+    /// one that is unreadable or names another backup.
+    pub fn from_stored(bytes: &[u8], id: &BackupId, location: &str) -> Result<Self> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Integrity,
+                format!("the manifest of backup {id} is unreadable"),
+            )
+            .with_source(e)
+        })?;
+        if manifest.id != *id {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "the manifest at {location} names backup {}, not {id}",
+                    manifest.id
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+
     /// Total stored size.
     pub fn bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.bytes).sum()

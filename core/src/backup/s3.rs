@@ -197,23 +197,7 @@ impl Store for S3Store {
             ),
             e => s3_error(format!("cannot read the manifest of backup {id}"), e),
         })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::Integrity,
-                format!("the manifest of backup {id} is unreadable"),
-            )
-            .with_source(e)
-        })?;
-        if manifest.id != *id {
-            return Err(Error::new(
-                ErrorKind::Integrity,
-                format!(
-                    "the manifest at {}/{path} names backup {}, not {id}",
-                    self.url, manifest.id
-                ),
-            ));
-        }
-        Ok(manifest)
+        Manifest::from_stored(&bytes, id, &format!("{}/{path}", self.url))
     }
 
     async fn read(&self, id: &BackupId, name: &str) -> Result<ByteStream> {

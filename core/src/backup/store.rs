@@ -187,24 +187,7 @@ impl Store for LocalStore {
                 io_error(format!("cannot read {}", path.display()), e)
             }
         })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::Integrity,
-                format!("the manifest of backup {id} is unreadable"),
-            )
-            .with_source(e)
-        })?;
-        if manifest.id != *id {
-            return Err(Error::new(
-                ErrorKind::Integrity,
-                format!(
-                    "the manifest in {} names backup {}, not {id}",
-                    path.display(),
-                    manifest.id
-                ),
-            ));
-        }
-        Ok(manifest)
+        Manifest::from_stored(&bytes, id, &path.display().to_string())
     }
 
     async fn read(&self, id: &BackupId, name: &str) -> Result<ByteStream> {

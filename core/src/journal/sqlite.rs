@@ -70,12 +70,29 @@ impl SqliteJournal {
     }
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self> {
-        let pool = SqlitePoolOptions::new()
-            // One connection serialises writers within the process; other processes are
-            // serialised by SQLite's own locking (busy_timeout) and BEGIN IMMEDIATE.
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        // Switching a new database to WAL needs an exclusive lock and SQLite answers
+        // SQLITE_BUSY at once, without the busy handler, when another process is doing the
+        // same: retry the connection like the migration below.
+        let mut attempt = 0;
+        let pool = loop {
+            let connected = SqlitePoolOptions::new()
+                // One connection serialises writers within the process; other processes are
+                // serialised by SQLite's own locking (busy_timeout) and BEGIN IMMEDIATE.
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await;
+            match connected {
+                Ok(pool) => break pool,
+                Err(sqlx::Error::Database(e))
+                    if attempt < 20 && e.code().is_some_and(|c| c == "5" || c == "6") =>
+                {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "journal busy while opening; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(25 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         // Two processes creating a new journal at once both see no migration applied and
         // both apply it; the loser fails. Running the migrator again then finds the
         // schema in place, so retry a few times before giving up.
