@@ -9,11 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Deployment, image};
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
-use cutover_core::{
-    BackupMode, Engine, ErrorKind, ExecTarget, Finished, HealthCheck, Outcome, Plan, Settings,
-    SqliteJournal,
-};
+use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
+use cutover_core::testkit::dump_engine;
+use cutover_core::{BackupMode, Engine, ErrorKind, Finished, Outcome, Plan};
 use cutover_tests::docker;
 
 const HEALTHY: Duration = Duration::from_secs(60);
@@ -41,26 +39,10 @@ fn database(d: &Deployment) -> Database {
 async fn run(d: &Deployment, timeout: Duration) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let database = database(d);
-    let backups = DumpBackups::new(
-        database.clone(),
-        Arc::new(LocalStore::new(dir.path().join("backups"))),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
-    let journal = SqliteJournal::open(dir.path().join("journal.db"))
+    let driver = Arc::new(d.driver.clone());
+    let engine = dump_engine(driver, database.clone(), &d.base, timeout, dir.path())
         .await
         .unwrap();
-    let mut settings = Settings::new(d.base.clone());
-    settings.health = HealthCheck {
-        timeout,
-        ..HealthCheck::default()
-    };
-    let engine = Engine::new(
-        Arc::new(d.driver.clone()),
-        Arc::new(backups),
-        Arc::new(journal),
-        settings,
-    );
     Run {
         engine,
         database,

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Cluster, HEALTHY, NAMESPACE, image};
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
-use cutover_core::{
-    BackupMode, Driver, Engine, ExecTarget, Finished, HealthCheck, Outcome, Plan, Settings,
-    SqliteJournal,
-};
+use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
+use cutover_core::testkit::dump_engine;
+use cutover_core::{BackupMode, Driver, Engine, Finished, Outcome, Plan};
 use cutover_driver_k8s::KubernetesDriver;
 use cutover_kube_emulator::{HistoryEvent, existing_pods};
 
@@ -34,26 +32,15 @@ async fn run_with(c: &Cluster, driver: KubernetesDriver, timeout: Duration) -> R
         ToolSite::Local,
     )
     .unwrap();
-    let backups = DumpBackups::new(
-        database.clone(),
-        Arc::new(LocalStore::new(dir.path().join("backups"))),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
-    let journal = SqliteJournal::open(dir.path().join("journal.db"))
-        .await
-        .unwrap();
-    let mut settings = Settings::new(c.name.clone());
-    settings.health = HealthCheck {
-        timeout,
-        ..HealthCheck::default()
-    };
-    let engine = Engine::new(
+    let engine = dump_engine(
         Arc::new(driver),
-        Arc::new(backups),
-        Arc::new(journal),
-        settings,
-    );
+        database.clone(),
+        &c.name,
+        timeout,
+        dir.path(),
+    )
+    .await
+    .unwrap();
     Run {
         engine,
         database,

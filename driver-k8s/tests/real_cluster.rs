@@ -20,11 +20,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
-use cutover_core::{
-    BackupMode, Driver, Engine, ExecTarget, HealthCheck, ImageRef, Outcome, Plan, Settings,
-    SqliteJournal,
-};
+use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
+use cutover_core::testkit::dump_engine;
+use cutover_core::{BackupMode, Driver, ImageRef, Outcome, Plan};
 use cutover_driver_k8s::{KubernetesConfig, connect};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -102,26 +100,15 @@ async fn upgrade_with_three_replicas_on_a_real_cluster() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let backups = DumpBackups::new(
-        database,
-        Arc::new(LocalStore::new(dir.path().join("backups"))),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
-    let journal = SqliteJournal::open(dir.path().join("journal.db"))
-        .await
-        .unwrap();
-    let mut settings = Settings::new(name.clone());
-    settings.health = HealthCheck {
-        timeout: Duration::from_secs(300),
-        ..HealthCheck::default()
-    };
-    let engine = Engine::new(
+    let engine = dump_engine(
         Arc::new(driver.clone()),
-        Arc::new(backups),
-        Arc::new(journal),
-        settings,
-    );
+        database,
+        &name,
+        Duration::from_secs(300),
+        dir.path(),
+    )
+    .await
+    .unwrap();
     let done = engine
         .start(Plan::Upgrade {
             to: image("1.1.0"),

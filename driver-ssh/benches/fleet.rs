@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Fleet, host_docker, image};
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
-use cutover_core::{
-    BackupMode, Engine, ExecTarget, HealthCheck, Outcome, Plan, Settings, SqliteJournal,
-};
+use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
+use cutover_core::testkit::dump_engine;
+use cutover_core::{BackupMode, Outcome, Plan};
 use cutover_tests::TestEnv;
 
 const SIZES: [usize; 3] = [1, 3, 6];
@@ -46,28 +45,17 @@ async fn upgrade_seconds(hosts: usize) -> (f64, String) {
         ToolSite::Local,
     )
     .unwrap();
-    let backups = DumpBackups::new(
-        database,
-        Arc::new(LocalStore::new(dir.path().join("backups"))),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
-    let journal = SqliteJournal::open(dir.path().join("journal.db"))
-        .await
-        .unwrap();
-    let mut settings = Settings::new(f.base.clone());
-    settings.health = HealthCheck {
-        timeout: Duration::from_secs(120),
-        ..HealthCheck::default()
-    };
     let steps = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = steps.clone();
-    let engine = Engine::new(
+    let engine = dump_engine(
         Arc::new(f.driver.clone()),
-        Arc::new(backups),
-        Arc::new(journal),
-        settings,
+        database,
+        &f.base,
+        Duration::from_secs(120),
+        dir.path(),
     )
+    .await
+    .unwrap()
     .with_events(cutover_core::EventSink::new(move |e| {
         if let cutover_core::EventKind::StepFinished { step, millis, .. } = &e.kind {
             record.lock().unwrap().push(format!("{step}={millis}"));

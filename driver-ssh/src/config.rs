@@ -291,62 +291,56 @@ fn bad_char(value: &str, allowed: impl Fn(char) -> bool) -> Option<char> {
     value.chars().find(|&c| !allowed(c))
 }
 
-/// A host name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 characters.
-pub(crate) fn check_name(key: &str, name: &str) -> Result<()> {
-    let first_ok = name
+/// A token of ASCII letters and digits plus `more`, starting with a letter, a digit or
+/// one of `first`, at most `max` long; else refused with `rule`.
+fn check_token(
+    key: &str,
+    value: &str,
+    (first, more, max): (&str, &str, usize),
+    rule: &str,
+) -> Result<()> {
+    let first_ok = value
         .chars()
         .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
+        .is_some_and(|c| c.is_ascii_alphanumeric() || first.contains(c));
     if !first_ok
-        || name.len() > 64
-        || bad_char(name, |c| c.is_ascii_alphanumeric() || "._-".contains(c)).is_some()
+        || value.len() > max
+        || bad_char(value, |c| c.is_ascii_alphanumeric() || more.contains(c)).is_some()
     {
-        return Err(refuse(
-            key,
-            name,
-            "a host name is letters, digits, '.', '_' and '-', starting with a letter or digit",
-        ));
+        return Err(refuse(key, value, rule));
     }
     Ok(())
+}
+
+/// A host name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 characters.
+pub(crate) fn check_name(key: &str, name: &str) -> Result<()> {
+    check_token(
+        key,
+        name,
+        ("", "._-", 64),
+        "a host name is letters, digits, '.', '_' and '-', starting with a letter or digit",
+    )
 }
 
 /// A DNS name, an IPv4 address or a bare IPv6 address; never starts with `-` (which ssh
 /// would read as an option).
 fn check_address(key: &str, address: &str) -> Result<()> {
-    let first_ok = address
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == ':');
-    if !first_ok
-        || address.len() > 253
-        || bad_char(address, |c| c.is_ascii_alphanumeric() || ".-:".contains(c)).is_some()
-    {
-        return Err(refuse(
-            key,
-            address,
-            "an address is a DNS name or an IP address (letters, digits, '.', '-', ':')",
-        ));
-    }
-    Ok(())
+    check_token(
+        key,
+        address,
+        (":", ".-:", 253),
+        "an address is a DNS name or an IP address (letters, digits, '.', '-', ':')",
+    )
 }
 
-/// A login name: `[A-Za-z0-9_][A-Za-z0-9._-]*`.
+/// A login name: `[A-Za-z0-9_][A-Za-z0-9._-]*`, at most 64 characters.
 fn check_user(key: &str, user: &str) -> Result<()> {
-    let first_ok = user
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !first_ok
-        || user.len() > 64
-        || bad_char(user, |c| c.is_ascii_alphanumeric() || "._-".contains(c)).is_some()
-    {
-        return Err(refuse(
-            key,
-            user,
-            "a user name is letters, digits, '.', '_' and '-'",
-        ));
-    }
-    Ok(())
+    check_token(
+        key,
+        user,
+        ("_", "._-", 64),
+        "a user name is letters, digits, '.', '_' and '-'",
+    )
 }
 
 /// `[user@]host[:port]`.

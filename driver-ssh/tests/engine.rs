@@ -11,10 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{Fleet, OwnSshd, image, test_hosts};
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_core::testkit::dump_engine;
 use cutover_core::{
     BackupMode, ByteStream, Capabilities, Driver, DriverInfo, Engine, EventSink, ExecIo,
-    ExecTarget, ExitStatus, Finished, HealthCheck, Holder, ImageRef, Observed, Outcome, Plan,
-    Pulled, Settings, Snapshot, SqliteJournal,
+    ExecTarget, ExitStatus, Finished, Holder, ImageRef, Observed, Outcome, Plan, Pulled, Snapshot,
 };
 
 const HEALTHY: Duration = Duration::from_secs(90);
@@ -39,21 +39,9 @@ fn database(f: &Fleet) -> Database {
 async fn run_with(f: &Fleet, driver: Arc<dyn Driver>, timeout: Duration) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let database = database(f);
-    let backups = DumpBackups::new(
-        database.clone(),
-        Arc::new(LocalStore::new(dir.path().join("backups"))),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
-    let journal = SqliteJournal::open(dir.path().join("journal.db"))
+    let engine = dump_engine(driver, database.clone(), &f.base, timeout, dir.path())
         .await
         .unwrap();
-    let mut settings = Settings::new(f.base.clone());
-    settings.health = HealthCheck {
-        timeout,
-        ..HealthCheck::default()
-    };
-    let engine = Engine::new(driver, Arc::new(backups), Arc::new(journal), settings);
     Run {
         engine,
         database,
