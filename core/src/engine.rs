@@ -766,10 +766,15 @@ pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>
             let step = report
                 .stuck_at
                 .map_or("a step".to_string(), |s| s.to_string());
-            let state = if run.has_changed_deployment() {
-                "The deployment may be stopped or half restored"
+            let state = if let Some(b) = run.data_restored_from() {
+                format!(
+                    "The data was restored from backup {}; the instances are half restored",
+                    b.id
+                )
+            } else if run.has_changed_deployment() {
+                "The deployment may be stopped or half restored".to_string()
             } else {
-                "The deployment was not changed"
+                "The deployment was not changed".to_string()
             };
             (
                 format!(

@@ -591,6 +591,20 @@ impl Run {
         )
     }
 
+    /// The backup whose data this run has already put back while rolling back, when a
+    /// later step of the rollback failed (`None` otherwise).
+    pub fn data_restored_from(&self) -> Option<&BackupRef> {
+        use Phase as P;
+        let phase = match &self.phase {
+            P::Failed { retry, .. } => retry.as_ref(),
+            other => other,
+        };
+        match phase {
+            P::RestoreDefinition(a, _) | P::AwaitRestored(a, _) => a.protection.backup(),
+            _ => None,
+        }
+    }
+
     /// The steps this run would take from here if every step succeeded, given what
     /// preflight would observe. Used by `cutover plan`.
     pub fn preview(&self, seen: &Baseline) -> Vec<Effect> {

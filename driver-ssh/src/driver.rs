@@ -55,8 +55,25 @@ pub struct SshDriver {
     pub(crate) _dir: Arc<tempfile::TempDir>,
 }
 
-/// What one host did in a fleet-wide operation.
-type Outcomes<T> = Vec<(usize, Result<T>)>;
+/// What each host did in a fleet-wide operation.
+struct Outcomes<T> {
+    results: Vec<(usize, Result<T>)>,
+    /// Hosts whose link could not be established or checked: nothing of the operation
+    /// reached them.
+    unreached: Vec<usize>,
+}
+
+/// What a fleet-wide operation may do to a host's instances. It decides how the link is
+/// checked and keeps the record of hosts known to run nothing (`Connection::is_quiet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Touch {
+    /// Reads, or changes only the definition: starts and stops nothing.
+    None,
+    /// Stops every instance on the host.
+    Stop,
+    /// May start instances.
+    Start,
+}
 
 impl SshDriver {
     pub(crate) fn new(config: &SshConfig) -> Result<Self> {
@@ -111,7 +128,9 @@ impl SshDriver {
     /// Connects every host (in parallel), naming each that fails.
     pub(crate) async fn check_all(&self) -> Result<()> {
         let all: Vec<usize> = self.order();
-        let done = self.each(&all, "connect", |_, _| async { Ok(()) }).await;
+        let done = self
+            .each(&all, "connect", Touch::None, |_, _| async { Ok(()) })
+            .await;
         self.all("connect", done).await.map(|_| ())
     }
 
@@ -145,25 +164,72 @@ impl SshDriver {
     }
 
     /// Runs `f` on the hosts `which` with at most `parallel` at once.
-    async fn each<T, F, Fut>(&self, which: &[usize], op: &'static str, f: F) -> Outcomes<T>
+    ///
+    /// For an operation that starts or stops instances the link is checked right before,
+    /// so a host that cannot be reached then is known to have received nothing of it.
+    async fn each<T, F, Fut>(
+        &self,
+        which: &[usize],
+        op: &'static str,
+        touch: Touch,
+        f: F,
+    ) -> Outcomes<T>
     where
         F: Fn(usize, DockerDriver) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let f = &f;
-        futures_util::stream::iter(which.iter().copied())
+        let done: Vec<(usize, Result<T>, bool)> = futures_util::stream::iter(which.iter().copied())
             .map(|i| async move {
                 let conn = &self.hosts[i];
-                let result = match conn.docker(op).await {
-                    Ok(d) => f(i, d).await.map_err(|e| tag(conn, op, e)),
-                    Err(e) => Err(e),
+                let linked = match touch {
+                    Touch::None => conn.docker(op).await,
+                    Touch::Stop | Touch::Start => conn.docker_checked(op).await,
                 };
-                let result = watched(conn, result).await;
-                (i, result)
+                let d = match linked {
+                    Ok(d) => d,
+                    Err(e) => return (i, watched(conn, Err(e)).await, false),
+                };
+                if touch == Touch::Start {
+                    conn.set_quiet(false);
+                }
+                let result = f(i, d).await.map_err(|e| tag(conn, op, e));
+                if touch == Touch::Stop && result.is_ok() {
+                    conn.set_quiet(true);
+                }
+                (i, watched(conn, result).await, true)
             })
             .buffer_unordered(self.parallel)
             .collect()
-            .await
+            .await;
+        let unreached = done
+            .iter()
+            .filter(|(_, _, r)| !r)
+            .map(|(i, _, _)| *i)
+            .collect();
+        Outcomes {
+            results: done.into_iter().map(|(i, r, _)| (i, r)).collect(),
+            unreached,
+        }
+    }
+
+    /// Counts a host that could not be reached as stopped when this process stopped it
+    /// earlier and sent it nothing since that could start an instance: a fleet whose host
+    /// went away mid-rollout can still be stopped, its data restored and the reachable
+    /// hosts brought back, rather than stopping short of all that. Restore then names the
+    /// host, which still needs its own restore.
+    fn excuse_quiet(&self, stopped: &mut Outcomes<()>) {
+        for (i, result) in &mut stopped.results {
+            let conn = &self.hosts[*i];
+            if result.is_err() && stopped.unreached.contains(i) && conn.is_quiet() {
+                tracing::warn!(
+                    host = %conn.host.name,
+                    "unreachable, but it runs no instance: this run stopped it and has sent it \
+                     nothing since; counted as stopped"
+                );
+                *result = Ok(());
+            }
+        }
     }
 
     /// `Ok` with every host's value when all succeeded, else one error naming each failed
@@ -171,7 +237,7 @@ impl SshDriver {
     async fn all<T>(&self, op: &str, outcomes: Outcomes<T>) -> Result<Vec<(usize, T)>> {
         let mut done = Vec::new();
         let mut failed = Vec::new();
-        for (i, r) in outcomes {
+        for (i, r) in outcomes.results {
             match r {
                 Ok(v) => done.push((i, v)),
                 Err(e) => failed.push((i, e)),
@@ -204,12 +270,7 @@ impl SshDriver {
             .map(|(_, e)| e.message().to_string())
             .collect();
         // Hosts that just failed to connect are not tried again for the state report.
-        let unreachable: Vec<usize> = failed
-            .iter()
-            .filter(|(_, e)| e.kind() == ErrorKind::Unavailable)
-            .map(|(i, _)| *i)
-            .collect();
-        let states = self.states(&unreachable).await;
+        let states = self.states(&outcomes.unreached).await;
         let message = format!(
             "{op} failed on {} of {} hosts ({}): {}. Host states: {}",
             failed.len(),
@@ -231,15 +292,20 @@ impl SshDriver {
 
     /// What every host runs right now, for error messages: `name: unreachable` or the
     /// definition image and the instances.
-    async fn states(&self, unreachable: &[usize]) -> String {
+    async fn states(&self, unreachable_now: &[usize]) -> String {
         let order = self.order();
         let looks = futures_util::future::join_all(order.iter().map(|&i| async move {
             let conn = &self.hosts[i];
-            if unreachable.contains(&i) {
-                return format!("{}: unreachable", conn.host.name);
+            let unreachable = if conn.is_quiet() {
+                "unreachable, running no instance when last reached"
+            } else {
+                "unreachable"
+            };
+            if unreachable_now.contains(&i) {
+                return format!("{}: {unreachable}", conn.host.name);
             }
             let text = match conn.docker("observe").await {
-                Err(e) if e.kind() == ErrorKind::Unavailable => "unreachable".to_string(),
+                Err(e) if e.kind() == ErrorKind::Unavailable => unreachable.to_string(),
                 Err(e) => format!("unknown ({})", e.message()),
                 Ok(d) => match d.observe().await {
                     Ok(o) => {
@@ -394,7 +460,9 @@ impl Driver for SshDriver {
     async fn observe(&self) -> Result<Observed> {
         let order = self.order();
         let seen = self
-            .each(&order, "observe", |_, d| async move { d.observe().await })
+            .each(&order, "observe", Touch::None, |_, d| async move {
+                d.observe().await
+            })
             .await;
         let seen = self.all("observe", seen).await?;
         let mut image = None;
@@ -428,11 +496,9 @@ impl Driver for SshDriver {
         check_image(image, "pull")?;
         let order = self.order();
         let pulled = self
-            .each(
-                &order,
-                "pull",
-                |_, d| async move { d.pull(image, events).await },
-            )
+            .each(&order, "pull", Touch::None, |_, d| async move {
+                d.pull(image, events).await
+            })
             .await;
         let pulled = self.all("pull", pulled).await?;
         let leader = pulled
@@ -446,7 +512,9 @@ impl Driver for SshDriver {
     async fn snapshot(&self) -> Result<Snapshot> {
         let order = self.order();
         let snaps = self
-            .each(&order, "snapshot", |_, d| async move { d.snapshot().await })
+            .each(&order, "snapshot", Touch::None, |_, d| async move {
+                d.snapshot().await
+            })
             .await;
         let snaps = self.all("snapshot", snaps).await?;
         let mut image = None;
@@ -483,7 +551,7 @@ impl Driver for SshDriver {
         check_image(image, "set_image")?;
         let order = self.order();
         let done = self
-            .each(&order, "set_image", |_, d| async move {
+            .each(&order, "set_image", Touch::None, |_, d| async move {
                 d.set_image(image).await
             })
             .await;
@@ -497,16 +565,19 @@ impl Driver for SshDriver {
         // instance on another host.
         let (down, up): (Vec<usize>, Vec<usize>) = order.into_iter().partition(|&i| shares[i] == 0);
         let shares = &shares;
-        let stopped = self
-            .each(
-                &down,
-                "scale",
-                |i, d| async move { d.scale(shares[i]).await },
-            )
+        let mut stopped = self
+            .each(&down, "scale", Touch::Stop, |i, d| async move {
+                d.scale(shares[i]).await
+            })
             .await;
+        if replicas == 0 {
+            self.excuse_quiet(&mut stopped);
+        }
         self.all("scale", stopped).await?;
         let started = self
-            .each(&up, "scale", |i, d| async move { d.scale(shares[i]).await })
+            .each(&up, "scale", Touch::Start, |i, d| async move {
+                d.scale(shares[i]).await
+            })
             .await;
         self.all("scale", started).await.map(|_| ())
     }
@@ -545,7 +616,7 @@ impl Driver for SshDriver {
         let order = self.order();
         let data = &data;
         let done = self
-            .each(&order, "restore", |i, d| async move {
+            .each(&order, "restore", Touch::Start, |i, d| async move {
                 d.restore(&data.hosts[&self.hosts[i].host.name]).await
             })
             .await;
@@ -557,7 +628,7 @@ impl Driver for SshDriver {
         let data = &data;
         let order = self.order();
         let done = self
-            .each(&order, "release", |i, d| async move {
+            .each(&order, "release", Touch::None, |i, d| async move {
                 match data
                     .as_ref()
                     .and_then(|f| f.hosts.get(&self.hosts[i].host.name))
@@ -686,6 +757,23 @@ mod tests {
         assert_eq!(d.shares(6), vec![2, 1, 3]);
         assert_eq!(d.shares(3), vec![1, 1, 1]);
         assert_eq!(d.shares(7), vec![2, 1, 4]);
+    }
+
+    #[test]
+    fn only_a_host_known_to_run_nothing_and_sent_nothing_counts_as_stopped() {
+        let d = driver(&[None, None, None], None);
+        let down = || Error::new(ErrorKind::Unavailable, "connection refused");
+        // h1 was stopped by this run and is unreachable now; h2 was not known to be
+        // stopped; h3 was, but the failing call reached it.
+        d.hosts[0].set_quiet(true);
+        d.hosts[2].set_quiet(true);
+        let mut outcomes = Outcomes {
+            results: vec![(0, Err(down())), (1, Err(down())), (2, Err(down()))],
+            unreached: vec![0, 1],
+        };
+        d.excuse_quiet(&mut outcomes);
+        let ok: Vec<bool> = outcomes.results.iter().map(|(_, r)| r.is_ok()).collect();
+        assert_eq!(ok, vec![true, false, false]);
     }
 
     #[test]

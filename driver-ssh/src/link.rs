@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use cutover_core::{ByteStream, ErrorKind, ExecIo, ExitStatus, Result};
@@ -57,6 +57,10 @@ pub(crate) struct Connection {
     dir: PathBuf,
     generation: AtomicU32,
     link: Mutex<Option<Link>>,
+    /// This process last left the host running no instance of the application (a
+    /// `scale` to zero succeeded there) and has sent it nothing since that could start
+    /// one. Unknown (`false`) in a new process.
+    quiet: AtomicBool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -85,19 +89,36 @@ impl Connection {
             dir: dir.to_path_buf(),
             generation: AtomicU32::new(0),
             link: Mutex::new(None),
+            quiet: AtomicBool::new(false),
         }
     }
 
     /// The host's Docker driver over a live link, connecting (again) when needed.
     pub(crate) async fn docker(&self, op: &str) -> Result<DockerDriver> {
-        self.live(op).await.map(|(_, d)| d)
+        self.live(op, false).await.map(|(_, d)| d)
     }
 
-    /// The live session and Docker driver.
-    async fn live(&self, op: &str) -> Result<(Arc<Session>, DockerDriver)> {
+    /// As [`Self::docker`], but the link is checked now even if it was a moment ago: an
+    /// error then means nothing of the operation reached the host.
+    pub(crate) async fn docker_checked(&self, op: &str) -> Result<DockerDriver> {
+        self.live(op, true).await.map(|(_, d)| d)
+    }
+
+    /// Whether the host is known to run no instance (see the field).
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.quiet.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::SeqCst);
+    }
+
+    /// The live session and Docker driver; `recheck` checks a link even if it was checked
+    /// within [`CHECK_VALID`].
+    async fn live(&self, op: &str, recheck: bool) -> Result<(Arc<Session>, DockerDriver)> {
         let mut slot = self.link.lock().await;
         if let Some(link) = slot.as_mut() {
-            let fresh = link.checked.is_some_and(|t| t.elapsed() < CHECK_VALID);
+            let fresh = !recheck && link.checked.is_some_and(|t| t.elapsed() < CHECK_VALID);
             if fresh || link.session.check().await.is_ok() {
                 if !fresh {
                     link.checked = Some(std::time::Instant::now());
@@ -235,7 +256,7 @@ impl Connection {
             }
             preamble.extend_from_slice(format!("{k}={v}\n").as_bytes());
         }
-        let (session, _) = self.live(op).await?;
+        let (session, _) = self.live(op, false).await?;
         let mut command = if io.env.is_empty() {
             let mut c = session.arc_command(program.as_str());
             c.args(args);
@@ -321,7 +342,7 @@ impl Connection {
     /// error carrying its stderr.
     pub(crate) async fn tar_out(&self, op: &str, path: &str) -> Result<ByteStream> {
         check_remote_path(&self.host, op, path)?;
-        let (session, _) = self.live(op).await?;
+        let (session, _) = self.live(op, false).await?;
         let mut command = session.arc_command("tar");
         command.args(["-c", "-f", "-", "-C", path, "."]);
         command

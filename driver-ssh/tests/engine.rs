@@ -15,6 +15,7 @@ use cutover_core::testkit::dump_engine;
 use cutover_core::{
     BackupMode, ByteStream, Capabilities, Driver, DriverInfo, Engine, EventSink, ExecIo,
     ExecTarget, ExitStatus, Finished, Holder, ImageRef, Observed, Outcome, Plan, Pulled, Snapshot,
+    Step,
 };
 
 const HEALTHY: Duration = Duration::from_secs(90);
@@ -192,12 +193,12 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
 }
 
 /// The SSH driver as the engine uses it, recording every instance it observes and, when
-/// `sshd` is set, stopping that sshd just before the fleet scales out (after the leader
-/// migrated and became healthy).
+/// `scale_out` is set, holding the fleet's scale-out (after the leader migrated and became
+/// healthy) until the test lets it go on.
 #[derive(Debug)]
 struct Watched {
     inner: cutover_driver_ssh::SshDriver,
-    sshd: Option<Arc<std::sync::Mutex<OwnSshd>>>,
+    scale_out: Option<Arc<Gate>>,
     seen: Arc<std::sync::Mutex<Vec<cutover_core::Instance>>>,
 }
 
@@ -205,7 +206,7 @@ impl Watched {
     fn new(inner: cutover_driver_ssh::SshDriver) -> Self {
         Watched {
             inner,
-            sshd: None,
+            scale_out: None,
             seen: Arc::default(),
         }
     }
@@ -237,10 +238,11 @@ impl Driver for Watched {
         self.inner.set_image(image).await
     }
     async fn scale(&self, replicas: u32) -> cutover_core::Result<()> {
-        if let Some(sshd) = &self.sshd
+        if let Some(gate) = &self.scale_out
             && replicas > 1
         {
-            sshd.lock().unwrap().stop();
+            gate.reached.notify_one();
+            gate.proceed.notified().await;
         }
         self.inner.scale(replicas).await
     }
@@ -277,8 +279,15 @@ impl Driver for Watched {
     }
 }
 
+/// Where [`Watched`] holds a scale-out until the test lets it go on.
+#[derive(Debug, Default)]
+struct Gate {
+    reached: tokio::sync::Notify,
+    proceed: tokio::sync::Notify,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back() {
+async fn a_host_whose_sshd_stops_after_the_leader_migrated_converges_the_fleet_back() {
     let hosts = test_hosts();
     // h3 is reached through an sshd this test owns, in front of test host 3's engine, so
     // stopping it disturbs no one else.
@@ -287,20 +296,35 @@ async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back(
     let f = Fleet::start_on(fleet_hosts, "1.0.0", 1, &[]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
     f.db.seed_items(20).await;
-    let sshd = Arc::new(std::sync::Mutex::new(own));
+    let mut sshd = own;
+    let gate = Arc::new(Gate::default());
     let driver = Arc::new(Watched {
-        sshd: Some(sshd.clone()),
+        scale_out: Some(gate.clone()),
         ..Watched::new(f.driver.clone())
     });
     let r = run_with(&f, driver, HEALTHY).await;
     let fingerprint = r.fingerprint().await;
     let before = f.inspect_all();
 
-    let done = r.upgrade("1.1.0").await;
+    // Once the leader has migrated and the fleet is about to scale out, h3's sshd stops.
+    let (done, runs) = tokio::join!(r.upgrade("1.1.0"), async {
+        gate.reached.notified().await;
+        let runs = f.db.migration_runs().await;
+        sshd.stop();
+        gate.proceed.notify_one();
+        runs
+    });
     eprintln!("outcome: {}", done.message);
-    // While h3 cannot be reached the fleet cannot be made whole: the run stops with the
-    // lock held, naming the host and what state each host is in.
+    // h3 was stopped by this run and sent nothing since, so the fleet can still be stopped,
+    // its data restored and h1 and h2 brought back in this run. h3 itself cannot be
+    // restored: the run stops with the lock held, naming it and every host's state.
     assert_eq!(done.report.outcome, Outcome::Failed, "{}", done.message);
+    assert_eq!(
+        done.report.stuck_at,
+        Some(Step::RestoreDefinition),
+        "{}",
+        done.message
+    );
     assert!(
         done.message.contains("h3") && done.message.contains("unreachable"),
         "the error names the unreachable host: {}",
@@ -311,16 +335,43 @@ async fn a_host_whose_sshd_stops_after_the_leader_migrated_rolls_the_fleet_back(
         "the error gives every host's state: {}",
         done.message
     );
-    let runs: Vec<_> =
-        f.db.migration_runs()
-            .await
-            .into_iter()
-            .filter(|m| m.version == "1.1.0")
-            .collect();
+    assert!(
+        done.message.contains("The data was restored from backup"),
+        "the error says the data is back: {}",
+        done.message
+    );
+    let runs: Vec<_> = runs.into_iter().filter(|m| m.version == "1.1.0").collect();
     assert_eq!(runs.len(), 1, "the leader migrated once: {runs:?}");
+    assert_eq!(
+        r.fingerprint().await,
+        fingerprint,
+        "database restored in the run itself"
+    );
+    assert!(
+        f.running_on(2).is_empty(),
+        "h3 runs nothing, of either version: {:?}",
+        f.running_on(2)
+    );
+    for i in 0..2 {
+        let deadline = std::time::Instant::now() + HEALTHY;
+        while f.healthy_on(i, "1.0.0").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "h{} serves 1.0.0 again before h3 is back",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            f.running_on(i).len(),
+            1,
+            "only the old instance runs on h{}",
+            i + 1
+        );
+    }
 
     // The host comes back; resuming converges the whole fleet back, data included.
-    sshd.lock().unwrap().run();
+    sshd.run();
     let resumed = r.engine.resume(None).await.expect("the journal works");
     assert_eq!(
         resumed.report.outcome,

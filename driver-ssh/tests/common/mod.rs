@@ -260,6 +260,20 @@ impl Fleet {
         out
     }
 
+    /// Running instance containers on host `i`, whatever their image.
+    pub fn running_on(&self, i: usize) -> Vec<String> {
+        self.containers_on(i)
+            .into_iter()
+            .filter(|n| !n.contains("cutover"))
+            .filter(|n| {
+                host_docker(
+                    &self.hosts[i],
+                    &["inspect", "--format", "{{.State.Running}}", n],
+                ) == "true"
+            })
+            .collect()
+    }
+
     /// Healthy instance containers of `version` on host `i`.
     pub fn healthy_on(&self, i: usize, version: &str) -> Vec<String> {
         let want = image(version).to_string();
