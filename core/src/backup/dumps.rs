@@ -33,6 +33,11 @@ use crate::event::{EventSink, Unit};
 use crate::{Error, ErrorKind, Result};
 
 const DATABASE_PART: &str = "database.zst";
+/// What the in-memory pipe between a tool and the compressor (or the decompressor and a
+/// tool) holds at most. Its buffer grows to about twice this while the consumer lags, so
+/// it is kept small: a larger one only makes peak memory depend on how long a backup
+/// runs (bench/backup: 1 MiB here cost 2 MiB more on a 1 GB database than on 250 MB).
+const PIPE: usize = 256 * 1024;
 
 /// The backup engine for PostgreSQL, MySQL and MariaDB applications.
 #[derive(Debug, Clone)]
@@ -156,7 +161,7 @@ impl DumpBackups {
         // dump's own data (PostgreSQL: its exported snapshot; MySQL: a snapshot taken under
         // the global read lock, released once the dump has started its own).
         let argv = self.database.dump_argv(snapshot);
-        let (reader, writer) = tokio::io::duplex(1 << 20);
+        let (reader, writer) = tokio::io::duplex(PIPE);
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let reader = Watch::new(reader, DUMP_STARTED_MARKER, started_tx);
         let dump = self
@@ -264,7 +269,7 @@ async fn restore_database(
             )
         })?;
     let source = store.read(&manifest.id, &part.name).await?;
-    let (reader, writer) = tokio::io::duplex(1 << 20);
+    let (reader, writer) = tokio::io::duplex(PIPE);
     let argv = database.restore_argv();
     let total = Some(part.raw_bytes);
     let feed = decompress(source, writer, |n| events.progress(n, total, Unit::Bytes));
@@ -381,7 +386,7 @@ impl Backups for DumpBackups {
                 continue;
             };
             let source = self.store.read(id, &part.name).await?;
-            let (reader, writer) = tokio::io::duplex(1 << 20);
+            let (reader, writer) = tokio::io::duplex(PIPE);
             let feed = decompress(source, writer, |_| {});
             let put = driver.unarchive(&self.storage_at, path, Box::pin(reader));
             let (fed, put) = tokio::join!(feed, put);
