@@ -475,3 +475,196 @@ impl Staged for LocalStaged {
         let _ = std::fs::remove_dir_all(&self.staging);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::{Backups, Database, DatabaseEngine, DumpBackups, ToolSite};
+    use crate::driver::ExecTarget;
+
+    const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// Sets the mtime of `path` (file or directory).
+    fn touch(path: &Path, modified: SystemTime) {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+
+    fn ago(d: Duration) -> SystemTime {
+        SystemTime::now() - d
+    }
+
+    /// A directory under `root` with one file, both last written `age` ago.
+    fn leftover(root: &Path, name: &str, file: &str, age: Duration) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), vec![7u8; 1000]).unwrap();
+        touch(&dir.join(file), ago(age));
+        touch(&dir, ago(age));
+        dir
+    }
+
+    fn names(found: &[Unfinished]) -> Vec<&str> {
+        found.iter().map(|u| u.name.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn only_old_unfinished_backups_are_listed_and_discarded() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let store = LocalStore::new(root);
+        // Killed two days ago mid-upload, mid-deletion, and a directory without manifest.
+        leftover(
+            root,
+            ".staging-b-old-4000001",
+            ".database.zst.partial",
+            2 * DAY,
+        );
+        leftover(
+            root,
+            ".staging-deleted-b-gone-4000002",
+            "database.zst",
+            2 * DAY,
+        );
+        leftover(root, "b-nomanifest", "database.zst", 2 * DAY);
+        // Complete backups, however old, and foreign files are never touched.
+        let complete = leftover(root, "b-complete", "manifest.json", 30 * DAY);
+        std::fs::write(root.join("notes.txt"), "mine").unwrap();
+        touch(&root.join("notes.txt"), ago(30 * DAY));
+        leftover(root, ".cache", "x", 30 * DAY);
+        // Being written now: a fresh staging directory, and an old one whose part is
+        // still growing (its directory mtime alone would look abandoned).
+        leftover(
+            root,
+            ".staging-b-fresh-4000003",
+            ".database.zst.partial",
+            Duration::ZERO,
+        );
+        let growing = leftover(root, ".staging-b-growing-4000004", ".a.partial", 2 * DAY);
+        std::fs::write(growing.join(".b.partial"), "new").unwrap();
+
+        let found = store.unfinished(UNFINISHED_MIN_AGE).await.unwrap();
+        assert_eq!(
+            names(&found),
+            [
+                ".staging-b-old-4000001",
+                ".staging-deleted-b-gone-4000002",
+                "b-nomanifest"
+            ]
+        );
+        let ids: Vec<_> = found
+            .iter()
+            .map(|u| u.id.as_ref().map(|i| i.to_string()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                Some("b-old".to_string()),
+                Some("b-gone".to_string()),
+                Some("b-nomanifest".to_string())
+            ]
+        );
+        assert!(found.iter().all(|u| u.bytes == 1000), "{found:?}");
+        // With no minimum age, what is being written is listed too; a complete backup never.
+        let all = store.unfinished(Duration::ZERO).await.unwrap();
+        assert_eq!(all.len(), 5, "{all:?}");
+        assert!(!names(&all).contains(&"b-complete"));
+
+        for u in &found {
+            store.discard(u).await.unwrap();
+            assert!(!root.join(&u.name).exists(), "{} left", u.name);
+        }
+        // Discarding again is success: already gone.
+        store.discard(&found[0]).await.unwrap();
+        assert!(complete.join("manifest.json").exists());
+        assert!(root.join("notes.txt").exists());
+        assert!(root.join(".staging-b-fresh-4000003").exists());
+        assert!(growing.exists());
+        assert_eq!(
+            store.list().await.unwrap(),
+            vec!["b-complete".parse::<BackupId>().unwrap()]
+        );
+
+        // A complete backup is refused by name; a leftover written to since it was listed
+        // is kept.
+        let forged = Unfinished {
+            name: "b-complete".into(),
+            id: None,
+            bytes: 0,
+            modified: SystemTime::now(),
+        };
+        assert_eq!(
+            store.discard(&forged).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        let revived = leftover(root, ".staging-b-revived-4000005", ".p.partial", 2 * DAY);
+        let listed = store.unfinished(DAY).await.unwrap();
+        let revived_entry = listed
+            .iter()
+            .find(|u| u.name == ".staging-b-revived-4000005")
+            .unwrap();
+        std::fs::write(revived.join(".q.partial"), "more").unwrap();
+        assert_eq!(
+            store.discard(revived_entry).await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+        assert!(revived.exists());
+    }
+
+    #[tokio::test]
+    async fn sweep_keeps_what_a_non_terminal_run_needs() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        leftover(
+            root,
+            ".staging-b-1-4000001",
+            ".database.zst.partial",
+            2 * DAY,
+        );
+        leftover(
+            root,
+            ".staging-deleted-b-2-4000002",
+            "database.zst",
+            2 * DAY,
+        );
+        leftover(
+            root,
+            ".staging-b-3-4000003",
+            ".database.zst.partial",
+            Duration::ZERO,
+        );
+        let database = Database::new(
+            DatabaseEngine::Postgres,
+            "postgres://app@127.0.0.1:1/app",
+            None,
+            ToolSite::Local,
+        )
+        .unwrap();
+        let backups = DumpBackups::new(
+            database,
+            std::sync::Arc::new(LocalStore::new(root)),
+            vec![],
+            ExecTarget::AnyInstance,
+        );
+        let protected = ["b-2".parse().unwrap()];
+        let swept = backups.sweep(&protected).await.unwrap();
+        assert_eq!(
+            swept,
+            [crate::backup::Swept {
+                name: ".staging-b-1-4000001".into(),
+                bytes: 1000
+            }]
+        );
+        assert!(root.join(".staging-deleted-b-2-4000002").exists());
+        assert!(root.join(".staging-b-3-4000003").exists(), "too young");
+        let swept = backups
+            .with_unfinished_min_age(Duration::ZERO)
+            .sweep(&[])
+            .await
+            .unwrap();
+        assert_eq!(swept.len(), 2, "{swept:?}");
+        assert_eq!(std::fs::read_dir(root).unwrap().count(), 0);
+    }
+}
