@@ -543,7 +543,15 @@ mod tests {
             Duration::ZERO,
         );
         let growing = leftover(root, ".staging-b-growing-4000004", ".a.partial", 2 * DAY);
-        std::fs::write(growing.join(".b.partial"), "new").unwrap();
+        {
+            use std::io::Write;
+            let mut part = std::fs::OpenOptions::new()
+                .append(true)
+                .open(growing.join(".a.partial"))
+                .unwrap();
+            part.write_all(b"more").unwrap();
+        }
+        touch(&growing, ago(2 * DAY));
 
         let found = store.unfinished(UNFINISHED_MIN_AGE).await.unwrap();
         assert_eq!(
