@@ -135,7 +135,11 @@ pub enum BackupsCommand {
         #[arg(long)]
         restore_test: bool,
     },
-    /// Delete all but the newest backups.
+    /// Delete all but the newest backups, and what unfinished backups left behind.
+    ///
+    /// Never deletes a backup that an unfinished run (failed or interrupted) needs. Parts of
+    /// backups that never completed (a killed process, a full store) are deleted once
+    /// untouched for 24 hours, so a backup being written elsewhere is never swept.
     #[command(after_help = "Example:\n  cutover backups prune --keep 5")]
     Prune {
         /// How many to keep (default: [backup] keep).

@@ -1,10 +1,15 @@
 //! Rendering events: progress bars on a terminal, plain lines otherwise, or JSON lines.
+//!
+//! Without a terminal (CI logs, pipes) a step that moves bytes prints a line with the bytes
+//! so far and the rate at most every [`PROGRESS_LINE_EVERY`]; its finished line carries the
+//! total and the average rate (the engine's step detail).
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
+use cutover_core::event::{human_bytes, human_rate};
 use cutover_core::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -24,9 +29,32 @@ pub struct Renderer {
     state: Arc<Mutex<State>>,
 }
 
+/// How often a step's progress is printed as a line when there is no terminal.
+pub const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Default)]
 struct State {
     bar: Option<ProgressBar>,
+    /// Without a terminal: when the last progress line (or the step's start) was, and the
+    /// bytes done then.
+    last_line: Option<(Instant, u64)>,
+}
+
+impl State {
+    /// The progress line to print now, if one is due: `  backup  412.0 MiB of 1.3 GiB  97.3 MiB/s`
+    /// (the rate since the previous line).
+    fn progress_line(&mut self, step: &str, done: u64, total: Option<u64>) -> Option<String> {
+        let now = Instant::now();
+        let (since, before) = *self.last_line.get_or_insert((now, 0));
+        let elapsed = now.duration_since(since);
+        if elapsed < PROGRESS_LINE_EVERY {
+            return None;
+        }
+        self.last_line = Some((now, done));
+        let of = total.map_or(String::new(), |t| format!(" of {}", human_bytes(t)));
+        let rate = human_rate(done.saturating_sub(before), elapsed.as_millis() as u64);
+        Some(format!("  {step:<18} {}{of}  {rate}", human_bytes(done)))
+    }
 }
 
 impl Renderer {
@@ -91,13 +119,21 @@ impl Renderer {
                     bar.enable_steady_tick(Duration::from_millis(120));
                     state.bar = Some(bar);
                 } else {
+                    state.last_line = Some((Instant::now(), 0));
                     println!("  {step:<18} {about}");
                 }
             }
             EventKind::Progress {
-                done, total, unit, ..
+                step,
+                done,
+                total,
+                unit,
             } => {
-                if let Some(bar) = &state.bar {
+                if state.bar.is_none() && *unit == Unit::Bytes {
+                    if let Some(line) = state.progress_line(step, *done, *total) {
+                        println!("{line}");
+                    }
+                } else if let Some(bar) = &state.bar {
                     if *unit == Unit::Bytes {
                         bar.set_style(
                             ProgressStyle::with_template(
@@ -120,6 +156,7 @@ impl Renderer {
                 if let Some(bar) = state.bar.take() {
                     bar.finish_and_clear();
                 }
+                state.last_line = None;
                 let detail = if detail.is_empty() {
                     String::new()
                 } else {
@@ -135,6 +172,7 @@ impl Renderer {
                 if let Some(bar) = state.bar.take() {
                     bar.finish_and_clear();
                 }
+                state.last_line = None;
                 println!("✗ {step:<18} {}  {error}", seconds(*millis));
             }
             EventKind::Warning { message } => {
@@ -198,4 +236,30 @@ impl Renderer {
 /// Milliseconds as "1.2s".
 pub fn seconds(millis: u64) -> String {
     format!("{:.1}s", millis as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_come_at_most_every_interval_with_bytes_and_rate() {
+        let mut state = State::default();
+        // The first progress of a step only starts the clock.
+        assert_eq!(state.progress_line("backup", 1 << 20, None), None);
+        assert_eq!(state.progress_line("backup", 2 << 20, None), None);
+        // Once an interval has passed since the last line, the next progress prints one,
+        // with the rate over that interval.
+        let earlier = Instant::now() - PROGRESS_LINE_EVERY * 2;
+        state.last_line = Some((earlier, 0));
+        let line = state
+            .progress_line("backup", 100 << 20, Some(400 << 20))
+            .expect("a line is due");
+        assert!(
+            line.starts_with("  backup ") && line.contains("100.0 MiB of 400.0 MiB  "),
+            "{line}"
+        );
+        assert!(line.ends_with(" MiB/s"), "{line}");
+        assert_eq!(state.progress_line("backup", 101 << 20, None), None);
+    }
 }

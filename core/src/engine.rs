@@ -20,6 +20,7 @@
 //! - One engine drives one run at a time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backup::{BackupScope, Backups};
 use crate::driver::{Driver, Holder};
 use crate::error::Failure;
-use crate::event::{EventKind, EventSink};
+use crate::event::{EventKind, EventSink, Unit, human_bytes, human_rate};
 use crate::health::{HealthCheck, await_ready};
 use crate::journal::{Entry, Journal, RunHeader, RunStatus, new_run_id, now_ms, this_host};
 use crate::machine::{Action, Baseline, Input, Next, Outcome, Phase, Plan, Report, Run, step};
@@ -459,7 +460,21 @@ impl Engine {
                 about: about(&effect.action),
             });
             let began = tokio::time::Instant::now();
-            let step_events = events.for_step(effect.step.as_str());
+            // The bytes a step reports moving, for the rate in its finished detail.
+            let moved = Arc::new(AtomicU64::new(0));
+            let step_events = {
+                let moved = moved.clone();
+                events.for_step(effect.step.as_str()).tapped(move |e| {
+                    if let EventKind::Progress {
+                        done,
+                        unit: Unit::Bytes,
+                        ..
+                    } = e.kind
+                    {
+                        moved.fetch_max(done, Ordering::Relaxed);
+                    }
+                })
+            };
             let result = if run.is_cancellable() {
                 tokio::select! {
                     biased;
@@ -487,7 +502,7 @@ impl Engine {
                 Ok(output) => events.emit(EventKind::StepFinished {
                     step: effect.step.to_string(),
                     millis,
-                    detail: output.detail(),
+                    detail: step_detail(output, moved.load(Ordering::Relaxed), millis),
                 }),
                 Err(error) if effect.is_best_effort() => events.warn(format!(
                     "{} failed (the run continues): {error}",
@@ -580,7 +595,8 @@ impl Engine {
             }
             Action::Release(snapshot) => driver.release(snapshot).await.map(|()| Output::Done),
             Action::Prune(keep_id) => {
-                let protected: Vec<_> = keep_id.iter().cloned().collect();
+                let mut protected = self.referenced_backups().await?;
+                protected.extend(keep_id.iter().cloned());
                 let deleted = self
                     .backups
                     .prune(app, self.settings.keep_backups, &protected)
@@ -588,6 +604,14 @@ impl Engine {
                 if !deleted.is_empty() {
                     let ids: Vec<_> = deleted.iter().map(|d| d.as_str()).collect();
                     events.warn(format!("pruned old backups: {}", ids.join(", ")));
+                }
+                let swept = self.backups.sweep(&protected).await?;
+                if !swept.is_empty() {
+                    let names: Vec<_> = swept.iter().map(ToString::to_string).collect();
+                    events.warn(format!(
+                        "deleted the leftovers of unfinished backups: {}",
+                        names.join(", ")
+                    ));
                 }
                 Ok(Output::Done)
             }
@@ -603,14 +627,48 @@ impl Engine {
                 }
                 Ok(Output::Backup(checked))
             }
-            // A prune run holds the journal lock, which a failed run would still hold: no
-            // other run can be in progress, so no backup is protected.
-            Action::PruneTo(keep) => self
-                .backups
-                .prune(app, *keep, &[])
-                .await
-                .map(|deleted| Output::Pruned { deleted }),
+            // The lock keeps other runs of the target out, but a run whose lock was
+            // removed with `unlock --force` may still be resumed: its backups stay.
+            Action::PruneTo(keep) => {
+                let protected = self.referenced_backups().await?;
+                let deleted = self.backups.prune(app, *keep, &protected).await?;
+                let swept = self.backups.sweep(&protected).await?;
+                Ok(Output::Pruned { deleted, swept })
+            }
         }
+    }
+
+    /// The backups that runs of the target which have not ended (running, interrupted or
+    /// failed) name in their plan or took: what `resume` or a rollback may still need.
+    async fn referenced_backups(&self) -> Result<Vec<crate::BackupId>> {
+        let mut ids = Vec::new();
+        for header in self.journal.runs(&self.settings.target, u32::MAX).await? {
+            if matches!(header.status, RunStatus::Stopped(o) if o.is_terminal()) {
+                continue;
+            }
+            match &header.plan {
+                Plan::Rollback {
+                    backup: Some(b), ..
+                } => ids.push(b.id.clone()),
+                Plan::Restore { backup } | Plan::Verify { backup, .. } => ids.push(backup.clone()),
+                _ => {}
+            }
+            let Some(record) = self.journal.run(&header.id).await? else {
+                continue;
+            };
+            for r in &record.records {
+                if let Entry::Finished {
+                    output: Output::Backup(b),
+                    ..
+                } = &r.entry
+                {
+                    ids.push(b.id.clone());
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// Read-only checks before a run changes anything.
@@ -666,6 +724,38 @@ impl Engine {
             image: seen.image,
             replicas: seen.replicas,
         }))
+    }
+}
+
+/// The detail of a finished step: its output's, with the bytes it moved and the average
+/// rate for steps that move data (backup, restore, verify).
+fn step_detail(output: &Output, moved: u64, millis: u64) -> String {
+    let flow = |bytes| format!("{} at {}", human_bytes(bytes), human_rate(bytes, millis));
+    match output {
+        // A backup reports the dump's raw bytes as progress; verify reads the stored ones.
+        Output::Backup(b) if moved > 0 => {
+            format!(
+                "{} ({} stored; {})",
+                b.id,
+                human_bytes(b.bytes),
+                flow(moved)
+            )
+        }
+        Output::Backup(b) => format!(
+            "{} ({} stored; {} read)",
+            b.id,
+            human_bytes(b.bytes),
+            flow(b.bytes)
+        ),
+        _ if moved > 0 => {
+            let detail = output.detail();
+            if detail.is_empty() {
+                flow(moved)
+            } else {
+                format!("{detail} ({})", flow(moved))
+            }
+        }
+        _ => output.detail(),
     }
 }
 

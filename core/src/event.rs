@@ -108,6 +108,27 @@ pub enum EventKind {
     },
 }
 
+/// A byte count for people, in binary units: `512 B`, `97.3 MiB`, `1.4 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A transfer rate for people: `97.3 MiB/s`; `bytes` moved in `millis` milliseconds.
+pub fn human_rate(bytes: u64, millis: u64) -> String {
+    let per_second = bytes as f64 * 1000.0 / millis.max(1) as f64;
+    format!("{}/s", human_bytes(per_second as u64))
+}
+
 /// Formats a time as RFC 3339 UTC with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -173,6 +194,18 @@ impl EventSink {
     pub fn for_step(&self, step: &str) -> Self {
         Self {
             step: Arc::from(step),
+            ..self.clone()
+        }
+    }
+
+    /// The same sink, showing every event to `tap` before its subscriber.
+    pub(crate) fn tapped(&self, tap: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        let inner = self.subscriber.clone();
+        Self {
+            subscriber: Arc::new(move |e: &Event| {
+                tap(e);
+                inner(e);
+            }),
             ..self.clone()
         }
     }

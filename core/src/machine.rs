@@ -37,7 +37,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::{BackupId, BackupRef};
+use crate::backup::{BackupId, BackupRef, Swept};
 use crate::driver::{Pulled, Snapshot};
 use crate::error::{ErrorKind, Failure};
 use crate::image::{ImageRef, Version};
@@ -355,6 +355,9 @@ pub enum Output {
     Pruned {
         /// The backups deleted.
         deleted: Vec<BackupId>,
+        /// The leftovers of unfinished backups deleted.
+        #[serde(default)]
+        swept: Vec<Swept>,
     },
     /// From any other step.
     Done,
@@ -368,15 +371,26 @@ impl Output {
             Self::Pulled(p) => p.digest.clone().unwrap_or_else(|| p.image.to_string()),
             Self::Snapshot(s) => format!("{} × {}", s.image, s.replicas),
             Self::Backup(b) => format!("{} ({} bytes)", b.id, b.bytes),
-            Self::Pruned { deleted } if deleted.is_empty() => "nothing to delete".to_string(),
-            Self::Pruned { deleted } => format!(
-                "deleted {}",
-                deleted
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Self::Pruned { deleted, swept } if deleted.is_empty() && swept.is_empty() => {
+                "nothing to delete".to_string()
+            }
+            Self::Pruned { deleted, swept } => {
+                let list = |items: Vec<String>| items.join(", ");
+                let mut parts = Vec::new();
+                if !deleted.is_empty() {
+                    parts.push(format!(
+                        "deleted {}",
+                        list(deleted.iter().map(ToString::to_string).collect())
+                    ));
+                }
+                if !swept.is_empty() {
+                    parts.push(format!(
+                        "swept unfinished {}",
+                        list(swept.iter().map(ToString::to_string).collect())
+                    ));
+                }
+                parts.join("; ")
+            }
             Self::Done => String::new(),
         }
     }

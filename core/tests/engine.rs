@@ -470,6 +470,244 @@ async fn a_crash_after_any_effect_resumes_to_a_terminal_state() {
     }
 }
 
+/// A store with backups b-1 … b-4 of the app and the leftovers of an unfinished backup,
+/// on a journal at `path`. With `stuck_restore`, the fake has no backend lock (so that
+/// the journal lock is the only one) and a restore of b-1 failed and had its lock removed
+/// by force (`cutover unlock --force`): a non-terminal run that still needs b-1.
+async fn backups_setup(
+    path: &std::path::Path,
+    stuck_restore: bool,
+) -> (FakeDriver, Arc<dyn Journal>, Option<String>) {
+    let mut config = FakeConfig::new(img(OLD), REPLICAS, vec![img(NEW)]);
+    if stuck_restore {
+        config.capabilities = cutover_core::Capabilities::none()
+            .with_exec()
+            .with_archive();
+    }
+    let fake = FakeDriver::new(config);
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(path).await.unwrap());
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    for _ in 0..4 {
+        let taken = e.start(Plan::Backup).await.unwrap();
+        assert_eq!(taken.report.outcome, Outcome::BackedUp, "{}", taken.message);
+    }
+    fake.leave_unfinished("b-killed-mid-upload", 4096);
+    let stuck = if stuck_restore {
+        fake.inject(Fault {
+            method: Method::RestoreData,
+            nth: 1,
+            kind: FaultKind::Error(ErrorKind::Unavailable),
+        });
+        let failed = e
+            .start(Plan::Restore {
+                backup: "b-1".parse().unwrap(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(failed.report.outcome, Outcome::Failed, "{}", failed.message);
+        journal.force_release("app").await.unwrap();
+        Some(failed.run)
+    } else {
+        None
+    };
+    fake.reset_calls();
+    (fake, journal, stuck)
+}
+
+/// The fake's calls of a clean run of `plan` after [`backups_setup`].
+async fn clean_backup_run_calls(plan: &Plan, stuck_restore: bool) -> Vec<(Method, u32)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, journal, _) = backups_setup(&dir.path().join("j.db"), stuck_restore).await;
+    let finished = engine(&fake, journal, Duration::from_secs(30))
+        .start(plan.clone())
+        .await
+        .unwrap();
+    assert!(
+        matches!(finished.report.outcome, Outcome::Verified | Outcome::Pruned),
+        "{}",
+        finished.message
+    );
+    let mut counts = std::collections::HashMap::new();
+    fake.call_log()
+        .into_iter()
+        .map(|m| {
+            let n = counts.entry(m).or_insert(0);
+            *n += 1;
+            (m, *n)
+        })
+        .collect()
+}
+
+/// What a verify or prune run must leave: its outcome, no lock, and (prune) exactly the
+/// newest `keep` backups plus those a non-terminal run needs, and no leftovers.
+async fn assert_backup_run_settled(
+    fake: &FakeDriver,
+    journal: &dyn Journal,
+    finished: &Finished,
+    plan: &Plan,
+    stuck: Option<&str>,
+    clean: bool,
+    context: &str,
+) {
+    let expected = match plan {
+        Plan::Verify { .. } => Outcome::Verified,
+        _ => Outcome::Pruned,
+    };
+    assert_eq!(
+        finished.report.outcome, expected,
+        "{context}: {}",
+        finished.message
+    );
+    assert!(
+        journal.lock("app").await.unwrap().is_none(),
+        "{context}: journal lock left"
+    );
+    assert!(fake.lock_holder().is_none(), "{context}: backend lock left");
+    let left: Vec<String> = cutover_core::Backups::list(&fake.backups())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id.to_string())
+        .collect();
+    match plan {
+        Plan::Prune { keep } => {
+            let mut want: Vec<String> = (1..=4)
+                .rev()
+                .take(*keep)
+                .map(|n| format!("b-{n}"))
+                .collect();
+            if stuck.is_some() {
+                want.push("b-1".into());
+            }
+            assert_eq!(left, want, "{context}");
+            assert_eq!(fake.unfinished(), Vec::<String>::new(), "{context}");
+            let record = journal.run(&finished.run).await.unwrap().unwrap();
+            let detail = record
+                .records
+                .iter()
+                .rev()
+                .find_map(|r| match &r.entry {
+                    Entry::Finished {
+                        output: output @ cutover_core::Output::Pruned { .. },
+                        ..
+                    } => Some(output.detail()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            // After a crash mid-prune, the resumed step only reports what was left to do.
+            if clean {
+                let deleted = if stuck.is_some() {
+                    "b-2, b-3"
+                } else {
+                    "b-1, b-2"
+                };
+                assert_eq!(
+                    detail,
+                    format!("deleted {deleted}; swept unfinished b-killed-mid-upload (4.0 KiB)"),
+                    "{context}"
+                );
+            }
+        }
+        _ => assert_eq!(left.len(), 4, "{context}: verify deletes nothing"),
+    }
+    if let Plan::Verify {
+        restore_test: true, ..
+    } = plan
+    {
+        assert!(
+            fake.history().iter().any(|h| h == "restore-test b-1"),
+            "{context}: {:?}",
+            fake.history()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_any_effect_of_verify_or_prune_resumes_to_its_end() {
+    let cases = [
+        (
+            Plan::Verify {
+                backup: "b-1".parse().unwrap(),
+                restore_test: false,
+            },
+            false,
+        ),
+        (
+            Plan::Verify {
+                backup: "b-1".parse().unwrap(),
+                restore_test: true,
+            },
+            false,
+        ),
+        (Plan::Prune { keep: 2 }, false),
+        (Plan::Prune { keep: 1 }, true),
+    ];
+    for (plan, stuck_restore) in cases {
+        // A clean run first: what it leaves, and the calls to crash after.
+        let calls = clean_backup_run_calls(&plan, stuck_restore).await;
+        assert!(
+            calls.contains(&(Method::Lock, 1)) || stuck_restore,
+            "{calls:?}"
+        );
+        if let Plan::Prune { .. } = plan {
+            assert!(calls.contains(&(Method::DeleteBackup, 2)), "{calls:?}");
+            assert!(calls.contains(&(Method::Sweep, 1)), "{calls:?}");
+        }
+        let mut crash_points = vec![None];
+        crash_points.extend(calls.into_iter().map(Some));
+        for point in crash_points {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("journal.db");
+            let (fake, journal, stuck) = backups_setup(&path, stuck_restore).await;
+            let context = format!("{plan:?} crashing after {point:?}");
+            if let Some((method, nth)) = point {
+                fake.inject(Fault {
+                    method,
+                    nth,
+                    kind: FaultKind::CrashAfterEffect,
+                });
+            }
+            let finished = match run_until_crash(&fake, journal.clone(), plan.clone()).await {
+                Some(finished) => {
+                    assert!(point.is_none(), "{context}: the call never happened");
+                    finished
+                }
+                None => {
+                    let journal: Arc<dyn Journal> =
+                        Arc::new(SqliteJournal::open(&path).await.unwrap());
+                    engine(&fake, journal, Duration::ZERO)
+                        .resume(None)
+                        .await
+                        .unwrap_or_else(|e| panic!("{context}: resume: {}", e.report()))
+                }
+            };
+            assert_backup_run_settled(
+                &fake,
+                &*journal,
+                &finished,
+                &plan,
+                stuck.as_deref(),
+                point.is_none(),
+                &context,
+            )
+            .await;
+            if let Some(stuck) = stuck {
+                // The restore that needed b-1 can still finish.
+                let resumed = engine(&fake, journal.clone(), Duration::ZERO)
+                    .resume(Some(&stuck))
+                    .await
+                    .unwrap_or_else(|e| panic!("{context}: resume restore: {}", e.report()));
+                assert_eq!(
+                    resumed.report.outcome,
+                    Outcome::Restored,
+                    "{context}: {}",
+                    resumed.message
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_failed_rollback_holds_the_lock_and_resume_finishes_it() {
     let fake = fake();

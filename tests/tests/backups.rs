@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, Manifest, ToolSite};
-use cutover_core::testkit::{FakeConfig, FakeDriver};
+use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method};
 use cutover_core::{BackupScope, Backups, Driver, ErrorKind, EventSink, ExecTarget, ImageRef};
 use cutover_tests::{Engine, ScratchDatabase};
 
@@ -379,6 +379,85 @@ async fn storage_paths_travel_through_the_driver_archive() {
     let e = backups.preflight(&bare).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{}", e.report());
     assert!(e.to_string().contains("/data/storage"), "{e}");
+}
+
+/// A backup whose process dies after the dump was stored but before the manifest: nothing
+/// is listed, the safe sweep leaves it (it could be a backup still being written), and once
+/// its files are a day old, the sweep deletes it and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_killed_mid_way_stays_invisible_until_swept_once_old() {
+    let f = fixture(Engine::Postgres).await;
+    let complete = f.backup().await.unwrap();
+    let backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&f.store_path)),
+        vec!["/data/storage".into()],
+        ExecTarget::AnyInstance,
+    );
+    // The storage archive never comes: the dump is stored, the manifest never written.
+    f.driver.inject(Fault {
+        method: Method::Archive,
+        nth: 1,
+        kind: FaultKind::Hang,
+    });
+    let task = {
+        let (backups, driver, image) = (backups.clone(), f.driver.clone(), f.image.clone());
+        tokio::spawn(async move {
+            let scope = BackupScope {
+                app: APP,
+                image: &image,
+                snapshot: None,
+                driver: &driver as &dyn Driver,
+            };
+            backups.backup(scope, &EventSink::discard()).await
+        })
+    };
+    while !f.driver.call_log().contains(&Method::Archive) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort(); // the process dies
+    let _ = task.await;
+
+    let staging: Vec<_> = std::fs::read_dir(&f.store_path)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".staging-"))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(staging.len(), 1, "{staging:?}");
+    let left = &staging[0];
+    assert!(left.join("database.zst").is_file(), "the dump was stored");
+    let listed: Vec<_> = backups
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(listed, vec![complete.id.clone()]);
+
+    assert_eq!(backups.sweep(&[]).await.unwrap(), vec![]);
+    assert!(left.exists(), "too young to sweep");
+
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    for entry in std::fs::read_dir(left).unwrap().flatten() {
+        let file = std::fs::File::open(entry.path()).unwrap();
+        file.set_modified(two_days_ago).unwrap();
+    }
+    std::fs::File::open(left)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    let swept = backups.sweep(&[]).await.unwrap();
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert_eq!(
+        swept[0].name,
+        left.file_name().unwrap().to_string_lossy(),
+        "{swept:?}"
+    );
+    assert!(swept[0].bytes > 0);
+    assert!(!left.exists());
+    backups.verify(&complete.id, APP).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

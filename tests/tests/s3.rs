@@ -1,11 +1,13 @@
 //! The dump backup engine storing into S3-compatible object storage (`S3Store`, core
 //! feature `s3`) served by moto on loopback, with the real PostgreSQL and MariaDB:
-//! round trips, a damaged part refused, an interrupted backup never visible, retention.
+//! round trips, a damaged part refused, an interrupted backup never visible, retention,
+//! and the sweep of what interrupted backups left.
 
 use std::sync::Arc;
 
 use cutover_core::backup::{
     Database, DatabaseEngine, DumpBackups, S3Credentials, S3Settings, S3Store, Store, ToolSite,
+    UNFINISHED_MIN_AGE,
 };
 use cutover_core::testkit::{FakeConfig, FakeDriver};
 use cutover_core::{BackupScope, Backups, Driver, ErrorKind, EventSink, ExecTarget, ImageRef};
@@ -179,6 +181,92 @@ async fn a_damaged_part_is_refused_and_partial_backups_are_never_listed() {
         "{:?}",
         server.keys().await
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_deletes_manifest_less_parts_once_old_enough_and_never_a_backup() {
+    let server = S3Server::start().await;
+    let driver = fake_driver();
+    let scratch = ScratchDatabase::create(Engine::Postgres).await;
+    scratch
+        .execute("CREATE TABLE items (id INT PRIMARY KEY, name TEXT)")
+        .await;
+    scratch.execute("INSERT INTO items VALUES (1, 'one')").await;
+    let s3 = Arc::new(store(&server, "site/a"));
+    let backups = DumpBackups::new(
+        database(&scratch),
+        s3.clone(),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let taken = backup(&backups, &driver).await.unwrap();
+
+    // A backup killed mid-upload (two parts, no manifest), one whose deletion stopped
+    // after its manifest (referenced by a run that has not ended), and foreign objects.
+    let killed = "20260101T000000Z-apidog-abcdef";
+    let needed = "20260102T000000Z-apidog-123456";
+    for (key, len) in [
+        (format!("site/a/{killed}/database.zst"), 300),
+        (format!("site/a/{killed}/storage-0.tar.zst"), 200),
+        (format!("site/a/{needed}/database.zst"), 100),
+        ("site/a/README".to_string(), 10),
+        ("site/a/not an id/x".to_string(), 10),
+        (format!("site/b/{killed}/database.zst"), 10),
+    ] {
+        server.put_object(&key, vec![0; len]).await;
+    }
+    let before = server.keys().await;
+
+    // Just written: the safe default leaves everything, since a backup may be uploading.
+    assert_eq!(s3.unfinished(UNFINISHED_MIN_AGE).await.unwrap(), vec![]);
+    assert_eq!(backups.sweep(&[]).await.unwrap(), vec![]);
+    assert_eq!(server.keys().await, before);
+
+    // moto cannot backdate last-modified, so the test sweeps with no minimum age.
+    let found = s3.unfinished(std::time::Duration::ZERO).await.unwrap();
+    let names: Vec<_> = found.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, [killed, needed], "{found:?}");
+    let swept = backups
+        .clone()
+        .with_unfinished_min_age(std::time::Duration::ZERO)
+        .sweep(&[needed.parse().unwrap()])
+        .await
+        .unwrap();
+    assert_eq!(
+        swept,
+        [cutover_core::backup::Swept {
+            name: killed.into(),
+            bytes: 500
+        }]
+    );
+    let after = server.keys().await;
+    let gone: Vec<_> = before.iter().filter(|k| !after.contains(k)).collect();
+    assert_eq!(
+        gone,
+        [
+            &format!("site/a/{killed}/database.zst"),
+            &format!("site/a/{killed}/storage-0.tar.zst")
+        ],
+        "{after:?}"
+    );
+    assert_eq!(s3.list().await.unwrap(), vec![taken.id.clone()]);
+    backups.verify(&taken.id, APP).await.unwrap();
+
+    // A complete backup is never discarded, even when asked by name.
+    let forged = cutover_core::backup::Unfinished {
+        name: taken.id.to_string(),
+        id: Some(taken.id.clone()),
+        bytes: 0,
+        modified: std::time::SystemTime::now(),
+    };
+    let refused = s3.discard(&forged).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ErrorKind::InvalidInput,
+        "{}",
+        refused.report()
+    );
+    backups.verify(&taken.id, APP).await.unwrap();
 }
 
 #[tokio::test]

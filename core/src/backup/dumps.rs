@@ -17,17 +17,21 @@
 //! Every check comes before the first change: application identity, engine, checksums of
 //! every part. Then the database is emptied and the dump restored, storage paths replaced,
 //! and the fingerprint compared with the manifest's.
+//!
+//! # Sweeping
+//! [`Backups::sweep`] deletes what unfinished backups left in the store once untouched
+//! for [`UNFINISHED_MIN_AGE`] (settable with [`DumpBackups::with_unfinished_min_age`]).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use super::database::{Consistency, DUMP_STARTED_MARKER, Database};
 use super::manifest::{DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind};
 use super::pipeline::{Watch, decompress, hash, store_compressed};
-use super::store::Store;
-use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups};
+use super::store::{Store, UNFINISHED_MIN_AGE};
+use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use crate::driver::{Driver, ExecTarget};
 use crate::event::{EventSink, Unit};
 use crate::{Error, ErrorKind, Result};
@@ -46,6 +50,7 @@ pub struct DumpBackups {
     store: Arc<dyn Store>,
     paths: Vec<String>,
     storage_at: ExecTarget,
+    unfinished_min_age: Duration,
 }
 
 impl DumpBackups {
@@ -62,7 +67,16 @@ impl DumpBackups {
             store,
             paths,
             storage_at,
+            unfinished_min_age: UNFINISHED_MIN_AGE,
         }
+    }
+
+    /// Sweeps unfinished backups once untouched for `age` instead of
+    /// [`UNFINISHED_MIN_AGE`]. Shorter is only safe when no other process writes to the
+    /// store (tests).
+    pub fn with_unfinished_min_age(mut self, age: Duration) -> Self {
+        self.unfinished_min_age = age;
+        self
     }
 
     fn new_id(app: &str) -> Result<BackupId> {
@@ -437,6 +451,29 @@ impl Backups for DumpBackups {
             deleted.push(b.id);
         }
         Ok(deleted)
+    }
+
+    async fn sweep(&self, protected: &[BackupId]) -> Result<Vec<Swept>> {
+        let mut swept = Vec::new();
+        for leftover in self.store.unfinished(self.unfinished_min_age).await? {
+            if leftover
+                .id
+                .as_ref()
+                .is_some_and(|id| protected.contains(id))
+            {
+                continue;
+            }
+            match self.store.discard(&leftover).await {
+                Ok(()) => swept.push(Swept {
+                    name: leftover.name,
+                    bytes: leftover.bytes,
+                }),
+                // Written to since it was listed: someone is at work there after all.
+                Err(e) if e.kind() == ErrorKind::Conflict => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(swept)
     }
 
     /// Restores into a scratch database on the same server, compares fingerprints,

@@ -17,7 +17,7 @@ pub use dumps::DumpBackups;
 pub use manifest::{DatabaseEngine, Fingerprint, Manifest};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Store};
-pub use store::{LocalStore, S3Settings, Store};
+pub use store::{LocalStore, S3Settings, Store, UNFINISHED_MIN_AGE, Unfinished};
 
 use std::fmt;
 use std::str::FromStr;
@@ -135,6 +135,26 @@ pub struct BackupSummary {
     pub bytes: u64,
 }
 
+/// The leftovers of an unfinished backup that [`Backups::sweep`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Swept {
+    /// Its name in the store (a staging directory, or the id of a backup without manifest).
+    pub name: String,
+    /// The bytes freed.
+    pub bytes: u64,
+}
+
+impl fmt::Display for Swept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            self.name,
+            crate::event::human_bytes(self.bytes)
+        )
+    }
+}
+
 /// Takes, verifies, restores and prunes backups of the application's data.
 ///
 /// # Behavior
@@ -174,6 +194,15 @@ pub trait Backups: fmt::Debug + Send + Sync {
     /// Deletes all but the newest `keep` backups of `app`, never one in `protected`.
     /// Returns the deleted ids.
     async fn prune(&self, app: &str, keep: usize, protected: &[BackupId]) -> Result<Vec<BackupId>>;
+
+    /// Deletes what backups that never completed left in the store (of any application:
+    /// an unfinished backup has no manifest to tell), once untouched long enough that no
+    /// process can still be writing them; never the leftovers of an id in `protected`.
+    /// Returns what was deleted. The default sweeps nothing.
+    async fn sweep(&self, protected: &[BackupId]) -> Result<Vec<Swept>> {
+        let _ = protected;
+        Ok(Vec::new())
+    }
 
     /// Restores backup `id` into a scratch database beside the real one, compares the
     /// fingerprints and drops the scratch database. Engines that cannot do this return

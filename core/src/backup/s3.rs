@@ -3,14 +3,19 @@
 //! Layout: `PREFIX/ID/PART` for each part and `PREFIX/ID/manifest.json`, written last.
 //! A backup without its manifest does not exist for [`Store::list`], [`Store::manifest`]
 //! or [`Store::read`], so an interrupted backup is never seen; an aborted one deletes what
-//! it uploaded. Parts stream up as multipart uploads of [`CHUNK`] bytes, a few in flight,
+//! it uploaded; one killed mid-way leaves parts without a manifest, which
+//! [`Store::unfinished`] finds by their last-modified time for `prune` to delete.
+//! Multipart uploads that never completed are not listed through `object_store`: a bucket
+//! lifecycle rule (`AbortIncompleteMultipartUpload`) removes them. Parts stream up as multipart uploads of [`CHUNK`] bytes, a few in flight,
 //! so memory stays bounded whatever the backup's size.
 //!
 //! Credentials come from the environment as the AWS tools read them
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, or the instance's
 //! role), never from cutover's configuration.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
@@ -21,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::BackupId;
 use super::manifest::Manifest;
-use super::store::{S3Settings, Staged, Store};
+use super::store::{S3Settings, Staged, Store, Unfinished, is_older_than};
 use crate::driver::ByteStream;
 use crate::{Error, ErrorKind, Result};
 
@@ -147,13 +152,16 @@ impl S3Store {
     }
 
     /// Every object under backup `id`'s directory.
-    async fn objects_of(&self, id: &BackupId) -> Result<Vec<Path>> {
+    async fn objects_of(&self, id: &BackupId) -> Result<Vec<object_store::ObjectMeta>> {
         self.objects
             .list(Some(&self.dir(id)))
-            .map_ok(|meta| meta.location)
             .try_collect()
             .await
             .map_err(|e| s3_error(format!("cannot list backup {id} in {}", self.url), e))
+    }
+
+    fn is_manifest(&self, id: &BackupId, path: &Path) -> bool {
+        *path == self.dir(id).join(MANIFEST)
     }
 }
 
@@ -241,10 +249,10 @@ impl Store for S3Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(s3_error(format!("cannot delete backup {id}"), e)),
         }
-        let objects = self.objects_of(id).await?;
+        let objects = self.objects_of(id).await?.into_iter().map(|m| m.location);
         let mut deleted = self
             .objects
-            .delete_stream(futures_util::stream::iter(objects.into_iter().map(Ok)).boxed());
+            .delete_stream(futures_util::stream::iter(objects.map(Ok)).boxed());
         while let Some(result) = deleted.next().await {
             match result {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
@@ -256,6 +264,85 @@ impl Store for S3Store {
 
     async fn available(&self) -> Result<Option<u64>> {
         Ok(None)
+    }
+
+    /// Backup directories (`PREFIX/ID/`) holding objects but no `manifest.json`, whose
+    /// newest object is at least `min_age` old.
+    async fn unfinished(&self, min_age: Duration) -> Result<Vec<Unfinished>> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let depth = self.prefix.parts().count();
+        // id → (has a manifest, bytes, newest last-modified)
+        let mut dirs: BTreeMap<String, (bool, u64, SystemTime)> = BTreeMap::new();
+        let mut listing = self.objects.list(prefix);
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| s3_error(format!("cannot list {}", self.url), e))?;
+            let parts: Vec<_> = meta.location.parts().skip(depth).collect();
+            let [id, file] = parts.as_slice() else {
+                continue;
+            };
+            let modified = SystemTime::from(meta.last_modified);
+            let dir =
+                dirs.entry(id.as_ref().to_string())
+                    .or_insert((false, 0, SystemTime::UNIX_EPOCH));
+            dir.0 |= file.as_ref() == MANIFEST;
+            dir.1 += meta.size;
+            dir.2 = dir.2.max(modified);
+        }
+        Ok(dirs
+            .into_iter()
+            .filter(|(_, (complete, _, modified))| !complete && is_older_than(*modified, min_age))
+            .filter_map(|(name, (_, bytes, modified))| {
+                let id: BackupId = name.parse().ok()?;
+                Some(Unfinished {
+                    name,
+                    id: Some(id),
+                    bytes,
+                    modified,
+                })
+            })
+            .collect())
+    }
+
+    async fn discard(&self, leftover: &Unfinished) -> Result<()> {
+        let id = leftover
+            .id
+            .clone()
+            .or_else(|| leftover.name.parse().ok())
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{:?} is not an unfinished backup in {}",
+                    leftover.name, self.url
+                ))
+            })?;
+        let objects = self.objects_of(&id).await?;
+        if objects.iter().any(|m| self.is_manifest(&id, &m.location)) {
+            return Err(Error::invalid(format!(
+                "backup {id} in {} is complete, not unfinished",
+                self.url
+            )));
+        }
+        if objects
+            .iter()
+            .any(|m| SystemTime::from(m.last_modified) > leftover.modified)
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("backup {id} was written to since it was found unfinished; kept"),
+            ));
+        }
+        let paths = objects.into_iter().map(|m| Ok(m.location));
+        let mut deleted = self
+            .objects
+            .delete_stream(futures_util::stream::iter(paths).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(s3_error(format!("cannot delete unfinished backup {id}"), e));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

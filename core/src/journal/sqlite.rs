@@ -136,15 +136,18 @@ fn status_name(status: RunStatus) -> &'static str {
     }
 }
 
+const OUTCOMES: [Outcome; 8] = [
+    Outcome::Upgraded,
+    Outcome::RolledBack,
+    Outcome::Aborted,
+    Outcome::BackedUp,
+    Outcome::Restored,
+    Outcome::Verified,
+    Outcome::Pruned,
+    Outcome::Failed,
+];
+
 fn parse_status(s: &str) -> RunStatus {
-    const OUTCOMES: [Outcome; 6] = [
-        Outcome::Upgraded,
-        Outcome::RolledBack,
-        Outcome::Aborted,
-        Outcome::BackedUp,
-        Outcome::Restored,
-        Outcome::Failed,
-    ];
     OUTCOMES
         .into_iter()
         .find(|o| o.as_str() == s)
@@ -406,6 +409,37 @@ mod tests {
     }
 
     const LIVE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn every_outcome_reads_back_as_stored() {
+        // A missing name would read back as running: a verify or prune run that never ends.
+        // The match stops compiling when an outcome is added: add it to both lists.
+        let _exhaustive = |o: Outcome| match o {
+            Outcome::Upgraded
+            | Outcome::RolledBack
+            | Outcome::Aborted
+            | Outcome::BackedUp
+            | Outcome::Restored
+            | Outcome::Verified
+            | Outcome::Pruned
+            | Outcome::Failed => (),
+        };
+        let every = [
+            Outcome::Upgraded,
+            Outcome::RolledBack,
+            Outcome::Aborted,
+            Outcome::BackedUp,
+            Outcome::Restored,
+            Outcome::Verified,
+            Outcome::Pruned,
+            Outcome::Failed,
+        ];
+        for outcome in every {
+            let status = RunStatus::Stopped(outcome);
+            assert_eq!(parse_status(status_name(status)), status, "{outcome}");
+        }
+        assert_eq!(parse_status("running"), RunStatus::Running);
+    }
 
     #[tokio::test]
     async fn a_live_holder_locks_out_a_second_run_and_a_dead_one_asks_for_resume() {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups};
+use crate::backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use crate::driver::{
     ByteStream, Capabilities, Driver, DriverInfo, ExecIo, ExecTarget, ExitStatus, Holder, Instance,
     Observed, Pulled, Snapshot,
@@ -39,6 +39,13 @@ pub enum Method {
     RestoreData,
     List,
     Prune,
+    /// [`Backups::restore_test`].
+    RestoreTest,
+    /// The deletion of one backup inside [`Backups::prune`]: a crash after the n-th
+    /// deletion leaves a prune half done.
+    DeleteBackup,
+    /// [`Backups::sweep`].
+    Sweep,
 }
 
 /// What an injected fault does.
@@ -91,6 +98,8 @@ struct State {
     pulled: Vec<ImageRef>,
     data: FakeData,
     backups: BTreeMap<String, (FakeData, String, u64)>,
+    /// Leftovers of backups that never completed: id → bytes.
+    unfinished: BTreeMap<String, u64>,
     files: HashMap<String, Vec<u8>>,
     lock: Option<Holder>,
     faults: Vec<Fault>,
@@ -186,6 +195,7 @@ impl FakeDriver {
                 rows: 1000,
             },
             backups: BTreeMap::new(),
+            unfinished: BTreeMap::new(),
             files: HashMap::new(),
             lock: None,
             faults: Vec::new(),
@@ -267,6 +277,17 @@ impl FakeDriver {
     pub fn definition(&self) -> (ImageRef, u32) {
         let s = self.lock_state();
         (s.definition.clone(), s.replicas)
+    }
+
+    /// Leaves the parts of a backup `id` that never completed in the fake store, as a
+    /// process killed mid-backup would (long ago: old enough to sweep).
+    pub fn leave_unfinished(&self, id: &str, bytes: u64) {
+        self.lock_state().unfinished.insert(id.to_string(), bytes);
+    }
+
+    /// The ids of unfinished backups' leftovers in the fake store.
+    pub fn unfinished(&self) -> Vec<String> {
+        self.lock_state().unfinished.keys().cloned().collect()
     }
 
     /// The backend-side lock holder.
@@ -783,28 +804,81 @@ impl Backups for FakeBackups {
 
     async fn prune(&self, app: &str, keep: usize, protected: &[BackupId]) -> Result<Vec<BackupId>> {
         let crash = self.fake.enter(Method::Prune).await?;
-        let deleted = {
-            let mut s = self.fake.lock_state();
-            let mine: Vec<String> = s
+        let doomed: Vec<String> = {
+            let s = self.fake.lock_state();
+            let mut mine: Vec<String> = s
                 .backups
                 .iter()
                 .filter(|(_, (_, owner, _))| owner == app)
                 .map(|(id, _)| id.clone())
                 .collect();
             // Ids are numbered; newest are the highest.
-            let mut sorted = mine;
-            sorted.sort_by_key(|id| id.trim_start_matches("b-").parse::<u32>().unwrap_or(0));
-            let excess = sorted.len().saturating_sub(keep);
-            let mut deleted = Vec::new();
-            for id in sorted.into_iter().take(excess) {
-                if protected.iter().any(|p| p.as_str() == id) {
-                    continue;
-                }
-                s.backups.remove(&id);
-                deleted.push(id.parse()?);
-            }
-            deleted
+            mine.sort_by_key(|id| id.trim_start_matches("b-").parse::<u32>().unwrap_or(0));
+            let excess = mine.len().saturating_sub(keep);
+            mine.into_iter()
+                .take(excess)
+                .filter(|id| !protected.iter().any(|p| p.as_str() == id))
+                .collect()
         };
+        let mut deleted = Vec::new();
+        for id in doomed {
+            // One backup at a time, as a real store deletes them.
+            let crash = self.fake.enter(Method::DeleteBackup).await?;
+            {
+                let mut s = self.fake.lock_state();
+                s.backups.remove(&id);
+                s.history.push(format!("delete backup {id}"));
+            }
+            deleted.push(id.parse()?);
+            self.fake.leave(crash, ()).await;
+        }
         self.fake.leave(crash, Ok(deleted)).await
+    }
+
+    async fn sweep(&self, protected: &[BackupId]) -> Result<Vec<Swept>> {
+        let crash = self.fake.enter(Method::Sweep).await?;
+        let swept = {
+            let mut s = self.fake.lock_state();
+            let doomed: Vec<String> = s
+                .unfinished
+                .keys()
+                .filter(|id| !protected.iter().any(|p| p.as_str() == id.as_str()))
+                .cloned()
+                .collect();
+            doomed
+                .into_iter()
+                .map(|id| {
+                    let bytes = s.unfinished.remove(&id).unwrap_or(0);
+                    s.history.push(format!("sweep unfinished {id}"));
+                    Swept { name: id, bytes }
+                })
+                .collect()
+        };
+        self.fake.leave(crash, Ok(swept)).await
+    }
+
+    async fn restore_test(
+        &self,
+        id: &BackupId,
+        app: &str,
+        _driver: &dyn Driver,
+        _events: &EventSink,
+    ) -> Result<()> {
+        let crash = self.fake.enter(Method::RestoreTest).await?;
+        let found = {
+            let mut s = self.fake.lock_state();
+            match s.backups.get(id.as_str()) {
+                None => Err(Error::new(ErrorKind::NotFound, format!("no backup {id}"))),
+                Some((_, owner, _)) if owner != app => Err(Error::new(
+                    ErrorKind::Integrity,
+                    format!("backup {id} belongs to {owner}, not {app}"),
+                )),
+                Some(_) => {
+                    s.history.push(format!("restore-test {id}"));
+                    Ok(())
+                }
+            }
+        };
+        self.fake.leave(crash, found).await
     }
 }
