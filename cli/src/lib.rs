@@ -42,5 +42,16 @@ pub fn main_with(registry: Registry) -> ExitCode {
         }
     };
     let renderer = render::Renderer::new(cli.output);
-    ExitCode::from(runtime.block_on(commands::run(cli, registry, &renderer)))
+    // The command runs on a worker thread, not this one: the workers drive the I/O, so a
+    // task there is woken without a switch to another thread. A dump tool writing its
+    // output 4 KiB at a time wakes the reader a quarter of a million times per GB.
+    let run = runtime.spawn(async move { commands::run(cli, registry, &renderer).await });
+    match runtime.block_on(run) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            eprintln!("error: the command was cancelled: {e}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
 }

@@ -177,7 +177,14 @@ impl DumpBackups {
         let argv = self.database.dump_argv(snapshot);
         let (reader, writer) = tokio::io::duplex(PIPE);
         let (started_tx, started) = tokio::sync::oneshot::channel();
-        let reader = Watch::new(reader, DUMP_STARTED_MARKER, started_tx);
+        // Only a read lock waits for the dump to start; scanning a whole dump for the
+        // marker would cost as much CPU as hashing it.
+        let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> =
+            if matches!(consistency, Consistency::ReadLocked) {
+                Box::new(Watch::new(reader, DUMP_STARTED_MARKER, started_tx))
+            } else {
+                Box::new(reader)
+            };
         let dump = self
             .database
             .run_tool(scope.driver, &argv, None, Some(Box::pin(writer)));
