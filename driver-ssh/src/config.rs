@@ -343,16 +343,22 @@ fn check_user(key: &str, user: &str) -> Result<()> {
     )
 }
 
-/// `[user@]host[:port]`.
-fn check_jump(key: &str, jump: &str) -> Result<()> {
+/// A jump host `[user@]host[:port]` split into user, host and port, unchecked. A bare
+/// IPv6 address has no port.
+pub(crate) fn split_jump(jump: &str) -> (Option<&str>, &str, Option<&str>) {
     let (user, rest) = match jump.split_once('@') {
         Some((u, r)) => (Some(u), r),
         None => (None, jump),
     };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, Some(p)),
-        _ => (rest, None),
-    };
+    match rest.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (user, h, Some(p)),
+        _ => (user, rest, None),
+    }
+}
+
+/// `[user@]host[:port]`.
+fn check_jump(key: &str, jump: &str) -> Result<()> {
+    let (user, host, port) = split_jump(jump);
     let ok = user.is_none_or(|u| check_user(key, u).is_ok())
         && check_address(key, host).is_ok()
         && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));

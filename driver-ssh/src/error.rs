@@ -43,9 +43,13 @@ pub(crate) fn on_host(host: &Host, operation: &str, e: Error) -> Error {
 ///
 /// A refused host key is permanent (`InvalidInput`): retrying cannot help and the
 /// operator must check the key out of band. Everything else (connection refused, timeouts,
-/// a dropped connection) is `Unavailable` and retryable.
-pub(crate) fn ssh(host: &Host, operation: &str, e: openssh::Error) -> Error {
-    let text = chain(&e).trim().replace('\n', "; ");
+/// a dropped connection) is `Unavailable` and retryable. `jump` is what the connection
+/// to the host's jump host logged, if any.
+pub(crate) fn ssh(host: &Host, operation: &str, e: openssh::Error, jump: &str) -> Error {
+    let mut text = chain(&e).trim().replace('\n', "; ");
+    if !jump.is_empty() {
+        text = format!("{text}; jump host: {}", jump.replace('\n', "; "));
+    }
     let key_refused = [
         "Host key verification failed",
         "REMOTE HOST IDENTIFICATION HAS CHANGED",
@@ -59,11 +63,15 @@ pub(crate) fn ssh(host: &Host, operation: &str, e: openssh::Error) -> Error {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+    let whose = match &host.jump {
+        Some(j) => format!("its host key (or that of its jump host {j})"),
+        None => "its host key".to_string(),
+    };
     let (kind, message) = if key_refused {
         (
             ErrorKind::InvalidInput,
             format!(
-                "host {}: its host key is not the one {known} lists (or is not listed): \
+                "host {}: {whose} is not the one {known} lists (or is not listed): \
                  refused before anything was changed. Check the key out of band, then add it \
                  to {known} (`ssh-keyscan -p {} {}` shows what the host presents); \
                  `host_key_checking = \"accept-new\"` only accepts hosts not listed yet. ({text})",

@@ -39,6 +39,9 @@ const ENV_PRELUDE: &str =
 /// [`Connection::suspect`]), so a lost host is re-checked on the next use regardless.
 const CHECK_VALID: Duration = Duration::from_secs(2);
 
+/// The name a host's jump host has in the ssh configuration written for it.
+const JUMP_ALIAS: &str = "cutover-jump";
+
 /// A live connection to one host.
 struct Link {
     session: Arc<Session>,
@@ -157,13 +160,21 @@ impl Connection {
         if let Some(kh) = &host.known_hosts {
             b.user_known_hosts_file(kh);
         }
-        if let Some(j) = &host.jump {
-            b.jump_hosts([j.as_str()]);
-        }
-        let session = b
-            .connect(&host.address)
-            .await
-            .map_err(|e| error::ssh(host, op, e))?;
+        let jump_log = match &host.jump {
+            Some(j) => {
+                let (config, log) = self.jump_config(j, op)?;
+                b.config_file(&config);
+                Some(log)
+            }
+            None => None,
+        };
+        let session = b.connect(&host.address).await.map_err(|e| {
+            let jump = jump_log
+                .as_ref()
+                .and_then(|log| std::fs::read_to_string(log).ok())
+                .unwrap_or_default();
+            error::ssh(host, op, e, jump.trim())
+        })?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let socket = self.dir.join(format!("h{}-{generation}.sock", self.index));
         let _ = std::fs::remove_file(&socket);
@@ -206,6 +217,73 @@ impl Connection {
                 Err(error::on_host(host, op, e))
             }
         }
+    }
+
+    /// Writes the ssh configuration through which the host is reached via its jump host
+    /// `jump`, and returns it with the file the jump connection logs its errors to.
+    ///
+    /// ssh's own `-J` would pass neither the key nor the known_hosts file nor the key
+    /// checking on to the jump connection, and its errors would be lost. So the host's
+    /// connection gets a `ProxyCommand` running `ssh -W` to the jump host under a second
+    /// file ([`JUMP_ALIAS`]) with the host's key, known_hosts file and checking, the jump
+    /// host's user (else the host's) and port, logging to a file of its own. Every value
+    /// was checked against a plain character set (no whitespace or shell syntax) when the
+    /// configuration was read.
+    fn jump_config(&self, jump: &str, op: &str) -> Result<(PathBuf, PathBuf)> {
+        let host = &self.host;
+        let (user, address, port) = crate::config::split_jump(jump);
+        let mut text = format!(
+            "# cutover: how host {} reaches its jump host {jump}\nHost {JUMP_ALIAS}\n  \
+             HostName {address}\n  Port {}\n  BatchMode yes\n  ConnectTimeout {}\n  \
+             StrictHostKeyChecking {}\n",
+            host.name,
+            port.unwrap_or("22"),
+            self.timeout.as_secs().max(1),
+            match self.checking {
+                HostKeyChecking::Strict => "yes",
+                HostKeyChecking::AcceptNew => "accept-new",
+            }
+        );
+        if let Some(u) = user.or(host.user.as_deref()) {
+            text.push_str(&format!("  User {u}\n"));
+        }
+        if let Some(k) = &host.key {
+            text.push_str(&format!(
+                "  IdentityFile {}\n  IdentitiesOnly yes\n",
+                k.display()
+            ));
+        }
+        if let Some(kh) = &host.known_hosts {
+            text.push_str(&format!("  UserKnownHostsFile {}\n", kh.display()));
+        }
+        let jump_config = self.dir.join(format!("jump-h{}.conf", self.index));
+        let log = self.dir.join(format!("jump-h{}.log", self.index));
+        let host_config = self.dir.join(format!("host-h{}.conf", self.index));
+        let proxy = format!(
+            "# cutover: host {} is reached through its jump host {jump}\nHost *\n  \
+             ProxyCommand ssh -F {} -E {} -W '[%h]:%p' {JUMP_ALIAS}\n",
+            host.name,
+            jump_config.display(),
+            log.display()
+        );
+        let write = |path: &Path, text: &str| {
+            std::fs::write(path, text).map_err(|e| {
+                error::driver(
+                    ErrorKind::Other,
+                    op,
+                    &host.name,
+                    format!(
+                        "cannot write the ssh configuration for jump host {jump} to {}: {e}",
+                        path.display()
+                    ),
+                )
+            })
+        };
+        write(&jump_config, &text)?;
+        write(&host_config, &proxy)?;
+        // Only this attempt's errors.
+        let _ = std::fs::remove_file(&log);
+        Ok((host_config, log))
     }
 
     /// Marks the link for a check before its next use (an operation on it failed).
@@ -275,7 +353,10 @@ impl Connection {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().await.map_err(|e| error::ssh(host, op, e))?;
+        let mut child = command
+            .spawn()
+            .await
+            .map_err(|e| error::ssh(host, op, e, ""))?;
         let stdin = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
@@ -323,7 +404,7 @@ impl Connection {
             // openssh reports the shell's "command not found" as an error; to exec it is
             // an exit status like any other.
             Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Some(127),
-            Err(e) => return Err(error::ssh(host, op, e)),
+            Err(e) => return Err(error::ssh(host, op, e, "")),
         };
         // A program that exits without reading all of stdin breaks the pipe: not an error.
         if let Err(e) = fed
@@ -352,7 +433,7 @@ impl Connection {
         let mut child = command
             .spawn()
             .await
-            .map_err(|e| error::ssh(&self.host, op, e))?;
+            .map_err(|e| error::ssh(&self.host, op, e, ""))?;
         let mut stdout = child.stdout().take().expect("stdout is piped");
         let mut stderr = child.stderr().take().expect("stderr is piped");
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<std::io::Cursor<Vec<u8>>>>(4);

@@ -116,6 +116,62 @@ async fn a_host_key_that_does_not_match_known_hosts_is_refused_before_any_change
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_behind_a_jump_host_is_reached_through_it_with_the_configured_keys() {
+    let hosts = test_hosts();
+    // The jump host: an sshd of this test's own that logs the connections it forwards.
+    let jump = OwnSshd::start(&hosts[0], "LogLevel DEBUG1");
+    let dir = tempfile::tempdir().unwrap();
+    // One known_hosts file for the host and its jump host, as an operator keeps it; the
+    // operator's own ~/.ssh is not involved.
+    let known = dir.path().join("known_hosts");
+    let both = std::fs::read_to_string(&hosts[0].known_hosts).unwrap()
+        + &std::fs::read_to_string(&jump.host.known_hosts).unwrap();
+    std::fs::write(&known, both).unwrap();
+    let mut h1 = host_config("h1", &hosts[0]);
+    h1.known_hosts = Some(known.clone());
+    h1.jump = Some(format!("{}@127.0.0.1:{}", hosts[0].user, jump.host.port));
+    let config = SshConfig::new(vec![h1], DockerConfig::containers(unique_name("jump")));
+
+    let d = connect(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("connect through the jump host: {}", e.report()));
+    let status = d
+        .exec(
+            &ExecTarget::Host("h1".into()),
+            &["true".to_string()],
+            ExecIo::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec through the jump host: {}", e.report()));
+    assert!(status.success());
+    // The host's Docker engine answers over the forwarded socket (no container of this
+    // name exists there, which only the engine can say).
+    let answer = d.observe().await.expect_err("no such containers");
+    assert_eq!(answer.kind(), ErrorKind::NotFound, "{}", answer.report());
+    d.close().await;
+    let log = jump.log();
+    assert!(
+        log.contains("direct-tcpip") && log.contains(&format!("port {}", hosts[0].port)),
+        "the jump host forwarded the connection to h1: {log}"
+    );
+
+    // A jump host whose key the file does not list is refused under strict checking.
+    let host_only = dir.path().join("host_only");
+    std::fs::copy(&hosts[0].known_hosts, &host_only).unwrap();
+    let mut unknown = config.clone();
+    unknown.hosts[0].known_hosts = Some(host_only);
+    let err = connect(unknown)
+        .await
+        .expect_err("an unlisted jump host key must be refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{}", err.report());
+    assert!(
+        err.report().contains("jump host"),
+        "the error points at the jump host: {}",
+        err.report()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shell_metacharacters_in_host_fields_and_image_tags_are_refused() {
     let hosts = test_hosts();
     let dir = tempfile::tempdir().unwrap();
