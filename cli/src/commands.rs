@@ -89,6 +89,9 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
     let settings = Settings {
         health: config.health.clone(),
         keep_backups: config.backup.keep,
+        call_timeout: config
+            .call_timeout()
+            .expect("validated when the configuration was loaded"),
         ..Settings::new(config.app.name.clone())
     };
     let engine = Engine::new(target.driver, backups, journal, settings).with_events(events);

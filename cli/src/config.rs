@@ -55,6 +55,11 @@ pub struct AppConfig {
 pub struct DriverSection {
     /// The registered driver name.
     pub kind: String,
+    /// How long one driver call (observe, lock, snapshot, set_image, scale, restore,
+    /// release) may take, e.g. `"5m"` (the default): a hung backend then fails the step
+    /// instead of holding the lock forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout: Option<String>,
     /// Backend tables by name; only the one named by `kind` is read.
     #[serde(flatten)]
     pub tables: BTreeMap<String, figment::value::Value>,
@@ -256,6 +261,8 @@ impl Config {
         self.health
             .validate()
             .map_err(|e| at("health", e.message().to_string()))?;
+        self.call_timeout()
+            .map_err(|msg| at("driver.call_timeout", msg))?;
         if let Some(extra) = self.driver.tables.keys().find(|k| **k != self.driver.kind) {
             return Err(at(
                 &format!("driver.{extra}"),
@@ -266,6 +273,20 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `[driver] call_timeout`, or the core's default.
+    pub fn call_timeout(&self) -> Result<std::time::Duration, String> {
+        let Some(text) = &self.driver.call_timeout else {
+            return Ok(cutover_core::DEFAULT_CALL_TIMEOUT);
+        };
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err("must be above zero".into()),
+            Err(e) => Err(format!(
+                "{text:?} is not a duration like \"90s\" or \"5m\": {e}"
+            )),
+        }
     }
 
     /// The image repository.

@@ -115,6 +115,33 @@ fn config_errors_name_the_key_and_the_file() {
         text(&out)
     );
 
+    for bad in ["\"soon\"", "\"0s\""] {
+        std::fs::write(
+            &path,
+            good.replace("[driver]\n", &format!("[driver]\ncall_timeout = {bad}\n")),
+        )
+        .unwrap();
+        let out = cutover(&path, &["status"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("driver.call_timeout") && text(&out).contains("cutover.toml"),
+            "{bad}: {}",
+            text(&out)
+        );
+    }
+    std::fs::write(
+        &path,
+        good.replace("[driver]\n", "[driver]\ncall_timeout = \"2m\"\n"),
+    )
+    .unwrap();
+    let out = cutover(&path, &["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a valid call_timeout: {}",
+        text(&out)
+    );
+
     let out = cutover(&dir.path().join("nope.toml"), &["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("nope.toml"), "{}", text(&out));

@@ -47,11 +47,19 @@ pub struct Settings {
     pub stale_after: Duration,
     /// How often the running engine refreshes its lock.
     pub heartbeat: Duration,
+    /// How long one driver call that reads or changes the deployment (preflight's
+    /// observation, lock, unlock, snapshot, set_image, scale, restore, release) may take
+    /// before it counts as failed with a retryable `Timeout`, so that a hung backend ends
+    /// the run in its documented aborted, rolled-back or failed state instead of holding
+    /// the lock forever. Every such call is idempotent, so the step that follows (or a
+    /// `resume`) converges whatever the abandoned call did. Pulls, backups, data restores
+    /// and readiness waits have limits of their own.
+    pub call_timeout: Duration,
 }
 
 impl Settings {
     /// Defaults for `target`: health from [`HealthCheck::default`], keep 10 backups,
-    /// heartbeat every 5 s, stale after 30 s.
+    /// heartbeat every 5 s, stale after 30 s, driver calls limited to 5 minutes.
     pub fn new(target: impl Into<String>) -> Self {
         Self {
             target: target.into(),
@@ -59,9 +67,13 @@ impl Settings {
             keep_backups: 10,
             stale_after: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
         }
     }
 }
+
+/// The default [`Settings::call_timeout`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// What [`Engine::resume_as`] does with an interrupted run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -561,13 +573,26 @@ impl Engine {
         let driver = self.driver.as_ref();
         let caps = driver.capabilities();
         let app = self.settings.target.as_str();
+        let bounded = |what: &'static str| Bounded {
+            what,
+            limit: self.settings.call_timeout,
+        };
         match action {
-            Action::Preflight => self.preflight(&run.plan).await,
-            Action::Lock if caps.lock => driver.lock(holder).await.map(|()| Output::Done),
-            Action::Unlock if caps.lock => driver.unlock(holder).await.map(|()| Output::Done),
+            Action::Preflight => bounded("observation").run(self.preflight(&run.plan)).await,
+            Action::Lock if caps.lock => bounded("lock")
+                .run(driver.lock(holder))
+                .await
+                .map(|()| Output::Done),
+            Action::Unlock if caps.lock => bounded("unlock")
+                .run(driver.unlock(holder))
+                .await
+                .map(|()| Output::Done),
             Action::Lock | Action::Unlock => Ok(Output::Done),
             Action::Pull(image) => driver.pull(image, events).await.map(Output::Pulled),
-            Action::Snapshot => driver.snapshot().await.map(Output::Snapshot),
+            Action::Snapshot => bounded("snapshot")
+                .run(driver.snapshot())
+                .await
+                .map(Output::Snapshot),
             Action::Backup { image, snapshot } => {
                 let scope = BackupScope {
                     app,
@@ -577,8 +602,14 @@ impl Engine {
                 };
                 self.backups.backup(scope, events).await.map(Output::Backup)
             }
-            Action::Scale(n) => driver.scale(*n).await.map(|()| Output::Done),
-            Action::SetImage(image) => driver.set_image(image).await.map(|()| Output::Done),
+            Action::Scale(n) => bounded("scale")
+                .run(driver.scale(*n))
+                .await
+                .map(|()| Output::Done),
+            Action::SetImage(image) => bounded("set_image")
+                .run(driver.set_image(image))
+                .await
+                .map(|()| Output::Done),
             Action::AwaitReady { image, replicas } => {
                 let h = &self.settings.health;
                 await_ready(driver, image, *replicas, h, h.timeout, events)
@@ -590,10 +621,14 @@ impl Engine {
                 .restore(id, app, driver, events)
                 .await
                 .map(|()| Output::Done),
-            Action::RestoreDefinition(snapshot) => {
-                driver.restore(snapshot).await.map(|()| Output::Done)
-            }
-            Action::Release(snapshot) => driver.release(snapshot).await.map(|()| Output::Done),
+            Action::RestoreDefinition(snapshot) => bounded("restore")
+                .run(driver.restore(snapshot))
+                .await
+                .map(|()| Output::Done),
+            Action::Release(snapshot) => bounded("release")
+                .run(driver.release(snapshot))
+                .await
+                .map(|()| Output::Done),
             Action::Prune(keep_id) => {
                 let mut protected = self.referenced_backups().await?;
                 protected.extend(keep_id.iter().cloned());
@@ -794,6 +829,29 @@ pub fn about(action: &Action) -> String {
             "check backup {backup}, restore it into a scratch database and compare fingerprints"
         ),
         Action::PruneTo(keep) => format!("delete backups beyond the newest {keep}"),
+    }
+}
+
+/// A limit on one driver call ([`Settings::call_timeout`]).
+struct Bounded {
+    what: &'static str,
+    limit: Duration,
+}
+
+impl Bounded {
+    async fn run<T>(self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(self.limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the driver's {} did not return within {} and was abandoned",
+                    self.what,
+                    humantime::format_duration(self.limit)
+                ),
+            )
+            .retryable(true)),
+        }
     }
 }
 

@@ -32,7 +32,7 @@ pub use driver::{
     ByteSink, ByteStream, Capabilities, Driver, DriverExt, DriverInfo, ExecIo, ExecTarget,
     ExitStatus, Holder, Instance, Observed, Pulled, SharedDriver, Snapshot,
 };
-pub use engine::{Engine, Finished, Resume, Settings};
+pub use engine::{DEFAULT_CALL_TIMEOUT, Engine, Finished, Resume, Settings};
 pub use error::{Error, ErrorKind, Failure, Result};
 pub use event::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 pub use health::HealthCheck;

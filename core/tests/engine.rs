@@ -749,6 +749,82 @@ async fn a_failed_rollback_holds_the_lock_and_resume_finishes_it() {
 }
 
 #[tokio::test]
+async fn a_driver_call_that_never_returns_ends_in_the_documented_state() {
+    let limited = |fake: &FakeDriver, journal: Arc<dyn Journal>| {
+        Engine::new(
+            Arc::new(fake.clone()),
+            Arc::new(fake.backups()),
+            journal,
+            Settings {
+                call_timeout: Duration::from_millis(300),
+                ..settings(Duration::ZERO)
+            },
+        )
+    };
+    // set_image hangs: the upgrade rolls back.
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::SetImage,
+        nth: 1,
+        kind: FaultKind::Hang,
+    });
+    let journal = memory_journal().await;
+    let finished = limited(&fake, journal.clone())
+        .start(upgrade(NEW))
+        .await
+        .unwrap();
+    assert_eq!(
+        finished.report.outcome,
+        Outcome::RolledBack,
+        "{}",
+        finished.message
+    );
+    assert!(
+        finished.message.contains("did not return within 300ms"),
+        "{}",
+        finished.message
+    );
+    assert_settled(&fake, &*journal, &finished, NEW).await;
+
+    // The rollback's own stop hangs (not cancellable): the run fails with the lock held
+    // instead of hanging, and resume finishes the rollback.
+    let fake = fake_with_scale_hang(3);
+    let journal = memory_journal().await;
+    let e = limited(&fake, journal.clone());
+    let finished = e.start(upgrade(BROKEN)).await.unwrap();
+    assert_eq!(
+        finished.report.outcome,
+        Outcome::Failed,
+        "{}",
+        finished.message
+    );
+    assert_eq!(finished.report.stuck_at, Some(Step::RollbackStop));
+    assert!(
+        journal.lock("app").await.unwrap().is_some(),
+        "lock released"
+    );
+    let resumed = e.resume(None).await.unwrap();
+    assert_eq!(
+        resumed.report.outcome,
+        Outcome::RolledBack,
+        "{}",
+        resumed.message
+    );
+    assert_settled(&fake, &*journal, &resumed, BROKEN).await;
+}
+
+/// The fake, with its `nth` scale never returning (stop is the 1st, the leader the 2nd).
+fn fake_with_scale_hang(nth: u32) -> FakeDriver {
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::Scale,
+        nth,
+        kind: FaultKind::Hang,
+    });
+    fake
+}
+
+#[tokio::test]
 async fn two_runs_on_one_journal_exactly_one_proceeds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
