@@ -578,18 +578,22 @@ impl Engine {
             limit: self.settings.call_timeout,
         };
         match action {
-            Action::Preflight => bounded("observation").run(self.preflight(&run.plan)).await,
-            Action::Lock if caps.lock => bounded("lock")
+            Action::Preflight => {
+                bounded("preflight's checks")
+                    .run(self.preflight(&run.plan))
+                    .await
+            }
+            Action::Lock if caps.lock => bounded("the driver's lock")
                 .run(driver.lock(holder))
                 .await
                 .map(|()| Output::Done),
-            Action::Unlock if caps.lock => bounded("unlock")
+            Action::Unlock if caps.lock => bounded("the driver's unlock")
                 .run(driver.unlock(holder))
                 .await
                 .map(|()| Output::Done),
             Action::Lock | Action::Unlock => Ok(Output::Done),
             Action::Pull(image) => driver.pull(image, events).await.map(Output::Pulled),
-            Action::Snapshot => bounded("snapshot")
+            Action::Snapshot => bounded("the driver's snapshot")
                 .run(driver.snapshot())
                 .await
                 .map(Output::Snapshot),
@@ -602,11 +606,11 @@ impl Engine {
                 };
                 self.backups.backup(scope, events).await.map(Output::Backup)
             }
-            Action::Scale(n) => bounded("scale")
+            Action::Scale(n) => bounded("the driver's scale")
                 .run(driver.scale(*n))
                 .await
                 .map(|()| Output::Done),
-            Action::SetImage(image) => bounded("set_image")
+            Action::SetImage(image) => bounded("the driver's set_image")
                 .run(driver.set_image(image))
                 .await
                 .map(|()| Output::Done),
@@ -621,11 +625,11 @@ impl Engine {
                 .restore(id, app, driver, events)
                 .await
                 .map(|()| Output::Done),
-            Action::RestoreDefinition(snapshot) => bounded("restore")
+            Action::RestoreDefinition(snapshot) => bounded("the driver's restore")
                 .run(driver.restore(snapshot))
                 .await
                 .map(|()| Output::Done),
-            Action::Release(snapshot) => bounded("release")
+            Action::Release(snapshot) => bounded("the driver's release")
                 .run(driver.release(snapshot))
                 .await
                 .map(|()| Output::Done),
@@ -845,7 +849,7 @@ impl Bounded {
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
                 format!(
-                    "the driver's {} did not return within {} and was abandoned",
+                    "{} did not return within {} and was abandoned",
                     self.what,
                     humantime::format_duration(self.limit)
                 ),
