@@ -216,7 +216,7 @@ impl ExitStatus {
         self.code == Some(0)
     }
 
-    /// "exit code N: <stderr tail>" or "killed by a signal: …", for error messages.
+    /// `exit code N: STDERR-TAIL` or `killed by a signal: …`, for error messages.
     pub fn describe(&self) -> String {
         let how = match self.code {
             Some(c) => format!("exit code {c}"),
