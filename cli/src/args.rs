@@ -142,7 +142,7 @@ pub enum BackupsCommand {
     /// untouched for 24 hours, so a backup being written elsewhere is never swept.
     #[command(after_help = "Example:\n  cutover backups prune --keep 5")]
     Prune {
-        /// How many to keep (default: [backup] keep).
+        /// How many to keep (default: backup.keep in the config).
         #[arg(long)]
         keep: Option<usize>,
     },
@@ -168,7 +168,7 @@ pub struct UpgradeArgs {
     /// When to take the backup.
     #[arg(long, value_enum, default_value_t = BackupChoice::Offline)]
     pub backup: BackupChoice,
-    /// Replicas after the upgrade (default: [app] replicas, else as observed).
+    /// Replicas after the upgrade (default: app.replicas in the config, else as observed).
     #[arg(long)]
     pub replicas: Option<u32>,
     /// Permit a tag older than the running one.

@@ -12,7 +12,7 @@
 //! - [`Backups`]: the interface of the backup engines;
 //! - [`event`]: the versioned event stream that the CLI and embedders render.
 //!
-//! With the `testkit` feature, [`testkit`] provides an in-memory `FakeDriver` and the
+//! With the `testkit` feature, `testkit` provides an in-memory `FakeDriver` and the
 //! conformance suite that every driver must pass.
 
 pub mod backup;

@@ -16,7 +16,7 @@
 //! is written through to its target.
 //!
 //! Snapshots do not copy the file: compose files often hold passwords, and snapshots are
-//! journaled. A [`ComposeRecord`] holds the path, the service's image value as written and
+//! journaled. A `ComposeRecord` holds the path, the service's image value as written and
 //! the SHA-256 of the whole file; `restore` writes the recorded value back, which makes the
 //! file byte-identical to the snapshot (checked against the hash) unless someone else has
 //! edited it since — their edits are then kept, and only the image line is put back.

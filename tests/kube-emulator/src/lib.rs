@@ -25,7 +25,7 @@
 //! - a StatefulSet controller (`OrderedReady` or `Parallel`; `RollingUpdate` with
 //!   `partition`; pods `<name>-<ordinal>` labelled `controller-revision-hash`; status with
 //!   `currentRevision` / `updateRevision`), see `statefulset.rs`;
-//! - pods that really run ([`kubelet`]): a pod of a specimen image is the specimen binary
+//! - pods that really run (`kubelet`): a pod of a specimen image is the specimen binary
 //!   started as a local process with the template's env, the version from the tag and its
 //!   own free port, Ready when its real `/health` answers 200; a tag the registry lacks is
 //!   `ErrImagePull`; other images are Ready after [`EmulatorConfig::ready_delay`];
