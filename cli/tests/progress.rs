@@ -1,11 +1,12 @@
 //! Without a terminal (here stdout is a pipe), the steps that move bytes still say how
 //! many and how fast: progress lines while they run, totals and average rates when done.
 
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::process::Output;
+
+use common::{cutover, fake_config};
 use cutover_tests::{Engine, ScratchDatabase};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
 /// The line of `out` for finished step `step`.
 fn finished_line<'a>(out: &'a str, step: &str) -> &'a str {
@@ -40,41 +41,16 @@ async fn backup_and_restore_print_bytes_and_rates_when_stdout_is_not_a_terminal(
     scratch.seed_varied().await;
     let (url, password) = scratch.credentials();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cutover.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[app]
-name = "apidog"
-image = "registry.example.com/apidog/server"
-[health]
-interval = "10ms"
-[driver]
-kind = "fake"
-[driver.fake]
-running = "v2.7.80"
-replicas = 1
-ready_after = "10ms"
-[database]
-engine = "postgres"
-url = "{url}"
-"#
-        ),
-    )
-    .unwrap();
-    let cutover = |args: &[&str]| -> Output {
-        Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("CUTOVER_DATABASE__PASSWORD", &password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let config = fake_config(
+        dir.path(),
+        Engine::Postgres,
+        &url,
+        "replicas = 1\nready_after = \"10ms\"",
+        "",
+    );
+    let run = |args: &[&str]| -> Output { cutover(&config, &password, args).output().unwrap() };
 
-    let out = cutover(&["backup"]);
+    let out = run(&["backup"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -93,7 +69,7 @@ url = "{url}"
         .expect("the backup id follows the duration")
         .to_string();
 
-    let out = cutover(&["restore", &id]);
+    let out = run(&["restore", &id]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -103,7 +79,7 @@ url = "{url}"
     let line = finished_line(&text, "restore_data");
     assert!(has_bytes_and_rate(line), "{line}");
 
-    let out = cutover(&["backups", "verify", &id]);
+    let out = run(&["backups", "verify", &id]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
     let line = finished_line(&text, "verify");

@@ -1,12 +1,12 @@
 //! `cutover backups prune` sweeps what unfinished backups left in the local store, but
 //! only once untouched for a day: one being written now is never deleted.
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, SystemTime};
 
+use common::{cutover, fake_config};
 use cutover_tests::{Engine, ScratchDatabase};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
 /// A staging directory with one part, both last written `age` ago.
 fn staging(store: &std::path::Path, name: &str, age: Duration) -> std::path::PathBuf {
@@ -32,35 +32,9 @@ async fn prune_sweeps_only_old_unfinished_backups_and_says_which() {
         .await;
     let (url, password) = scratch.credentials();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cutover.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[app]
-name = "apidog"
-image = "registry.example.com/apidog/server"
-[driver]
-kind = "fake"
-[driver.fake]
-running = "v2.7.80"
-replicas = 1
-[database]
-engine = "postgres"
-url = "{url}"
-"#
-        ),
-    )
-    .unwrap();
-    let cutover = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("CUTOVER_DATABASE__PASSWORD", &password)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+    let config = fake_config(dir.path(), Engine::Postgres, &url, "replicas = 1", "");
+    let run = |args: &[&str]| {
+        let out = cutover(&config, &password, args).output().unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -69,7 +43,7 @@ url = "{url}"
         assert!(out.status.success(), "{args:?}: {text}");
         text
     };
-    cutover(&["backup"]);
+    run(&["backup"]);
     let store = dir.path().join(".cutover/backups");
     let killed = staging(
         &store,
@@ -82,14 +56,14 @@ url = "{url}"
         Duration::ZERO,
     );
 
-    let text = cutover(&["backups", "prune", "--keep", "1"]);
+    let text = run(&["backups", "prune", "--keep", "1"]);
     assert!(
         text.contains("swept unfinished .staging-20260101T000000Z-apidog-dead01-4000001 (2.0 KiB)"),
         "{text}"
     );
     assert!(!killed.exists(), "the old leftover is gone");
     assert!(writing.exists(), "a backup being written is never swept");
-    let list = cutover(&["backups", "list"]);
+    let list = run(&["backups", "list"]);
     assert_eq!(
         list.lines().filter(|l| l.contains("apidog")).count(),
         1,

@@ -2,11 +2,10 @@
 //! with credentials from the environment, listed, restored by id, verified with a restore
 //! test and pruned (both journaled runs), never printing the secret.
 
-use std::process::{Command, Stdio};
+mod common;
 
+use common::{cutover, fake_config};
 use cutover_tests::{Engine, S3Server, ScratchDatabase};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 const SECRET: &str = "s3-secret-that-must-not-leak";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,42 +20,21 @@ async fn backup_list_and_restore_through_an_s3_store() {
         .await;
     let (url, password) = scratch.credentials();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cutover.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[app]
-name = "apidog"
-image = "registry.example.com/apidog/server"
-[driver]
-kind = "fake"
-[driver.fake]
-running = "v2.7.80"
-replicas = 1
-[database]
-engine = "postgres"
-url = "{url}"
-[backup]
-store = "s3://{bucket}/cutover"
-[backup.s3]
-endpoint = "{endpoint}"
-allow_http = true
-"#,
-            bucket = server.bucket(),
-            endpoint = server.endpoint()
+    let config = fake_config(
+        dir.path(),
+        Engine::Postgres,
+        &url,
+        "replicas = 1",
+        &format!(
+            "[backup]\nstore = \"s3://{}/cutover\"\n[backup.s3]\nendpoint = \"{}\"\nallow_http = true",
+            server.bucket(),
+            server.endpoint()
         ),
-    )
-    .unwrap();
+    );
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("CUTOVER_DATABASE__PASSWORD", &password)
+        let out = cutover(&config, &password, args)
             .env("AWS_ACCESS_KEY_ID", "cutover-test")
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .stdin(Stdio::null())
             .output()
             .unwrap();
         let text = format!(

@@ -1,14 +1,14 @@
 //! The database password never reaches a command line, cutover's output, the journal or
 //! a backup, during real runs of the binary against the test PostgreSQL and MariaDB.
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::{cutover, fake_config};
 use cutover_tests::{Engine, ScratchDatabase};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -28,35 +28,13 @@ async fn the_password_stays_out_of_argv_output_journal_and_backups() {
             .await;
         let (url, password) = scratch.credentials();
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("cutover.toml");
-        let kind = if engine == Engine::Postgres {
-            "postgres"
-        } else {
-            "mariadb"
-        };
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[app]
-name = "apidog"
-image = "registry.example.com/apidog/server"
-[health]
-interval = "10ms"
-[driver]
-kind = "fake"
-[driver.fake]
-running = "v2.7.80"
-replicas = 2
-tags = ["v2.7.81", "v2.7.82-broken"]
-ready_after = "10ms"
-[database]
-engine = "{kind}"
-url = "{url}"
-"#
-            ),
-        )
-        .unwrap();
+        let config = fake_config(
+            dir.path(),
+            engine,
+            &url,
+            "replicas = 2\ntags = [\"v2.7.81\", \"v2.7.82-broken\"]\nready_after = \"10ms\"",
+            "",
+        );
 
         let done = Arc::new(AtomicBool::new(false));
         let watcher = {
@@ -88,14 +66,7 @@ url = "{url}"
             (vec!["history", "--output", "json"], 0),
             (vec!["status"], 0),
         ] {
-            let out = Command::new(BIN)
-                .arg("--config")
-                .arg(&config)
-                .args(&args)
-                .env("CUTOVER_DATABASE__PASSWORD", &password)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
+            let out = cutover(&config, &password, &args).output().unwrap();
             assert_eq!(
                 out.status.code(),
                 Some(code),
