@@ -144,14 +144,8 @@ async fn first_failed_step(journal: &dyn Journal, run: &str) -> Option<Step> {
     })
 }
 
-/// The call log of a clean upgrade, as (method, nth call of it).
-async fn clean_calls(to: &str) -> Vec<(Method, u32)> {
-    let fake = fake();
-    let finished = engine(&fake, memory_journal().await, Duration::from_secs(30))
-        .start(upgrade(to))
-        .await
-        .unwrap();
-    assert!(finished.report.outcome.is_terminal());
+/// The fake's call log as (method, nth call of that method).
+fn numbered_calls(fake: &FakeDriver) -> Vec<(Method, u32)> {
     let mut counts = std::collections::HashMap::new();
     fake.call_log()
         .into_iter()
@@ -161,6 +155,17 @@ async fn clean_calls(to: &str) -> Vec<(Method, u32)> {
             (m, *n)
         })
         .collect()
+}
+
+/// The call log of a clean upgrade, as (method, nth call of it).
+async fn clean_calls(to: &str) -> Vec<(Method, u32)> {
+    let fake = fake();
+    let finished = engine(&fake, memory_journal().await, Duration::from_secs(30))
+        .start(upgrade(to))
+        .await
+        .unwrap();
+    assert!(finished.report.outcome.is_terminal());
+    numbered_calls(&fake)
 }
 
 #[tokio::test]
@@ -527,15 +532,7 @@ async fn clean_backup_run_calls(plan: &Plan, stuck_restore: bool) -> Vec<(Method
         "{}",
         finished.message
     );
-    let mut counts = std::collections::HashMap::new();
-    fake.call_log()
-        .into_iter()
-        .map(|m| {
-            let n = counts.entry(m).or_insert(0);
-            *n += 1;
-            (m, *n)
-        })
-        .collect()
+    numbered_calls(&fake)
 }
 
 /// What a verify or prune run must leave: its outcome, no lock, and (prune) exactly the
