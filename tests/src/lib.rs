@@ -10,6 +10,7 @@
 //! ([`unique_name`]), listens on a free port ([`free_port`]) and is removed on drop:
 //! [`ScratchDatabase`], [`SpecimenProcess`], [`SpecimenContainer`], [`DockerVolume`].
 
+mod corpus;
 mod database;
 mod docker;
 mod env;
@@ -19,6 +20,7 @@ mod names;
 mod s3;
 mod specimen;
 
+pub use corpus::IndependentState;
 pub use database::{Engine, MigrationRun, ScratchDatabase};
 pub use docker::{DockerVolume, docker, docker_command};
 pub use env::{EnvError, SshHost, TestEnv, UP_HINT};

@@ -8,14 +8,12 @@ use std::fmt;
 use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::io::AsyncReadExt;
 
-use super::manifest::{DatabaseEngine, Fingerprint, TableFingerprint};
-use super::pipeline::hex;
+use super::manifest::{DatabaseEngine, Fingerprint};
 use crate::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
 use crate::{Error, ErrorKind, Result};
 
@@ -601,13 +599,10 @@ impl Conn {
         }
     }
 
-    /// Per table a row count and an order-independent checksum, plus a digest of every
-    /// column definition, all computed by the server on one consistent snapshot (the
-    /// pinned one inside [`Conn::pin`], else its own).
-    ///
-    /// PostgreSQL sums `hash_record_extended` over the rows (`h:`), or, for a table with a
-    /// column type that has no hash function (or a server before 14), an MD5 of each row's
-    /// text (`m:`); MySQL/MariaDB uses `CHECKSUM TABLE … EXTENDED` with `COUNT(*)`.
+    /// Per table a row count and an order-independent checksum, a digest of every column
+    /// definition, and the schema objects and counters, all computed by the server on one
+    /// consistent snapshot (the pinned one inside [`Conn::pin`], else its own). See the
+    /// `fingerprint` module for what makes it survive a dump and restore.
     pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
         let own = !self.in_snapshot;
         if own {
@@ -625,8 +620,8 @@ impl Conn {
             }
         }
         let fp = match &mut self.link {
-            Link::Pg(c) => pg_fingerprint(c).await,
-            Link::My(c) => my_fingerprint(c).await,
+            Link::Pg(c) => super::fingerprint::postgres(c).await,
+            Link::My(c) => super::fingerprint::mysql(c).await,
         };
         if own {
             let _ = self.execute("COMMIT").await;
@@ -651,128 +646,13 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-async fn pg_fingerprint(c: &mut PgConnection) -> std::result::Result<Fingerprint, sqlx::Error> {
-    let mut fp = Fingerprint::default();
-    let mut schema = Sha256::new();
-    let columns = sqlx::query(
-        "SELECT table_schema::text, table_name::text, column_name::text, data_type::text, is_nullable::text
-         FROM information_schema.columns
-         WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
-         ORDER BY table_schema, table_name, ordinal_position",
-    )
-    .fetch_all(&mut *c)
-    .await?;
-    for row in &columns {
-        for i in 0..5 {
-            schema.update(row.try_get::<String, _>(i)?.as_bytes());
-            schema.update(b"\x1f");
-        }
-        schema.update(b"\x1e");
-    }
-    let tables = sqlx::query(
-        "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-           AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
-    )
-    .fetch_all(&mut *c)
-    .await?;
-    for t in &tables {
-        let (ns, name): (String, String) = (t.try_get(0)?, t.try_get(1)?);
-        let table = format!("{}.{}", quote_pg(&ns), quote_pg(&name));
-        // Hashing each row's values is several times cheaper than MD5 of its text; types
-        // without a hash function make the query fail, inside a savepoint.
-        sqlx::query("SAVEPOINT cutover_fingerprint")
-            .execute(&mut *c)
-            .await?;
-        let hashed = format!(
-            "SELECT count(*)::int8, 'h:' || coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {table} AS t"
-        );
-        let row = match sqlx::query(AssertSqlSafe(hashed)).fetch_one(&mut *c).await {
-            Ok(row) => row,
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42883") => {
-                sqlx::query("ROLLBACK TO SAVEPOINT cutover_fingerprint")
-                    .execute(&mut *c)
-                    .await?;
-                let text = format!(
-                    "SELECT count(*)::int8, 'm:' || coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::int8::numeric), 0)::text FROM {table} AS t"
-                );
-                sqlx::query(AssertSqlSafe(text)).fetch_one(&mut *c).await?
-            }
-            Err(e) => return Err(e),
-        };
-        sqlx::query("RELEASE SAVEPOINT cutover_fingerprint")
-            .execute(&mut *c)
-            .await?;
-        fp.tables.insert(
-            format!("{ns}.{name}"),
-            TableFingerprint {
-                rows: row.try_get::<i64, _>(0)? as u64,
-                checksum: row.try_get(1)?,
-            },
-        );
-    }
-    fp.schema = hex(&schema.finalize());
-    Ok(fp)
-}
-
-async fn my_fingerprint(c: &mut MySqlConnection) -> std::result::Result<Fingerprint, sqlx::Error> {
-    let mut fp = Fingerprint::default();
-    let mut schema = Sha256::new();
-    let columns = sqlx::query(
-        "SELECT CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(COLUMN_TYPE AS CHAR), CAST(IS_NULLABLE AS CHAR), CAST(TABLE_TYPE AS CHAR)
-         FROM information_schema.COLUMNS JOIN information_schema.TABLES USING (TABLE_SCHEMA, TABLE_NAME)
-         WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION",
-    )
-    .fetch_all(&mut *c)
-    .await?;
-    let mut tables = std::collections::BTreeSet::new();
-    for row in &columns {
-        let fields: Vec<String> = (0..5)
-            .map(|i| row.try_get::<String, _>(i))
-            .collect::<std::result::Result<_, _>>()?;
-        for f in &fields {
-            schema.update(f.as_bytes());
-            schema.update(b"\x1f");
-        }
-        schema.update(b"\x1e");
-        if fields[4] == "BASE TABLE" {
-            tables.insert(fields[0].clone());
-        }
-    }
-    for table in &tables {
-        // Both read the transaction's snapshot (InnoDB); CHECKSUM TABLE runs in the
-        // server over the stored row format, far cheaper than hashing each row's text.
-        let count = format!("SELECT CAST(COUNT(*) AS SIGNED) FROM {}", quote_my(table));
-        let rows: i64 = sqlx::query_scalar(AssertSqlSafe(count))
-            .fetch_one(&mut *c)
-            .await?;
-        let checksum = format!("CHECKSUM TABLE {} EXTENDED", quote_my(table));
-        let row = sqlx::raw_sql(AssertSqlSafe(checksum))
-            .fetch_one(&mut *c)
-            .await?;
-        let sum: Option<u64> = match row.try_get::<Option<u64>, _>(1) {
-            Ok(sum) => sum,
-            Err(_) => row.try_get::<Option<i64>, _>(1)?.map(|n| n as u64),
-        };
-        fp.tables.insert(
-            table.clone(),
-            TableFingerprint {
-                rows: rows as u64,
-                checksum: format!("c:{}", sum.unwrap_or(0)),
-            },
-        );
-    }
-    fp.schema = hex(&schema.finalize());
-    Ok(fp)
-}
-
 /// A PostgreSQL identifier, quoted.
-fn quote_pg(s: &str) -> String {
+pub(super) fn quote_pg(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// A MySQL identifier, quoted.
-fn quote_my(s: &str) -> String {
+pub(super) fn quote_my(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 

@@ -85,6 +85,12 @@ pub struct Fingerprint {
     pub tables: BTreeMap<String, TableFingerprint>,
     /// A digest of the column definitions of every table.
     pub schema: String,
+    /// Schema objects by kind and name (`view public.v`, `sequence public.s`,
+    /// `auto_increment t`, …): a digest of each definition, a counter's value in clear.
+    /// `None` in manifests written before objects were fingerprinted: then they are
+    /// not compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<BTreeMap<String, String>>,
 }
 
 impl Fingerprint {
@@ -107,6 +113,24 @@ impl Fingerprint {
         for name in other.tables.keys() {
             if !self.tables.contains_key(name) {
                 out.push(format!("{name} (unexpected)"));
+            }
+        }
+        if let (Some(expected), Some(found)) = (&self.objects, &other.objects) {
+            for (name, a) in expected {
+                match found.get(name) {
+                    None => out.push(format!("{name} (missing)")),
+                    // Counters are kept in clear: say both values.
+                    Some(b) if a != b && !a.starts_with("sha256:") => {
+                        out.push(format!("{name} ({b}, expected {a})"))
+                    }
+                    Some(b) if a != b => out.push(format!("{name} (definition)")),
+                    Some(_) => {}
+                }
+            }
+            for name in found.keys() {
+                if !expected.contains_key(name) {
+                    out.push(format!("{name} (unexpected)"));
+                }
             }
         }
         out

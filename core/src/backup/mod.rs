@@ -6,6 +6,7 @@
 
 mod database;
 mod dumps;
+mod fingerprint;
 pub mod manifest;
 mod pipeline;
 #[cfg(feature = "s3")]
