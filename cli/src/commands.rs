@@ -525,7 +525,7 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
 
 async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Renderer) -> Outcome {
     let store = engine.backups();
-    let summary = |b: &BackupSummary| json!({ "id": b.id.to_string(), "created": b.created, "app": b.app, "image": b.image, "bytes": b.bytes });
+    let summary = |b: &BackupSummary| json!({ "id": b.id.to_string(), "created": b.created, "app": b.app, "image": b.image, "bytes": b.bytes, "damaged": b.damaged });
     match sub {
         BackupsCommand::List => {
             let list = store.list().await?;
@@ -534,7 +534,10 @@ async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Ren
                 || {
                     let mut out: String = list
                         .iter()
-                        .map(|b| format!("{}  {}  {}  {} bytes\n", b.id, b.created, b.image, b.bytes))
+                        .map(|b| match &b.damaged {
+                            Some(why) => format!("{}  DAMAGED: {why}\n", b.id),
+                            None => format!("{}  {}  {}  {} bytes\n", b.id, b.created, b.image, b.bytes),
+                        })
                         .collect();
                     if out.is_empty() {
                         out = "no backups\n".into();

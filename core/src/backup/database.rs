@@ -209,12 +209,13 @@ impl Database {
         }
     }
 
-    /// The tool names: (dump, restore).
-    fn tools(&self) -> (&'static str, &'static str) {
+    /// The tool names: the dump tool first, then the restore tools.
+    fn tools(&self) -> &'static [&'static str] {
         match self.engine {
-            DatabaseEngine::Postgres => ("pg_dump", "pg_restore"),
-            DatabaseEngine::Mysql => ("mysqldump", "mysql"),
-            DatabaseEngine::Mariadb => ("mariadb-dump", "mariadb"),
+            // pg_restore turns the archive into SQL, psql runs it in one transaction.
+            DatabaseEngine::Postgres => &["pg_dump", "pg_restore", "psql"],
+            DatabaseEngine::Mysql => &["mysqldump", "mysql"],
+            DatabaseEngine::Mariadb => &["mariadb-dump", "mariadb"],
         }
     }
 
@@ -246,8 +247,7 @@ impl Database {
 
     /// The dump command; `snapshot` pins PostgreSQL's dump to an exported snapshot.
     pub fn dump_argv(&self, snapshot: Option<&str>) -> Vec<String> {
-        let (dump, _) = self.tools();
-        let mut argv = vec![dump.to_string()];
+        let mut argv = vec![self.tools()[0].to_string()];
         argv.extend(self.connection_args());
         match self.engine {
             DatabaseEngine::Postgres => {
@@ -267,6 +267,9 @@ impl Database {
                         "--hex-blob",
                         "--no-tablespaces",
                         "--default-character-set=utf8mb4",
+                        // The client's own limit: reading a large row must not fail
+                        // here; what the server accepts is checked separately.
+                        "--max-allowed-packet=1G",
                     ]
                     .map(String::from),
                 );
@@ -276,19 +279,36 @@ impl Database {
         argv
     }
 
-    /// The restore command, reading the dump from stdin.
+    /// PostgreSQL: the command that turns the archive on its stdin into the SQL script
+    /// that [`Database::restore_argv`] runs. The script is one transaction whose `COMMIT`
+    /// comes last, written only once the whole archive was read: a script cut short by
+    /// a failure ends inside the transaction, which the server then rolls back.
+    pub fn script_argv(&self) -> Vec<String> {
+        [
+            "pg_restore",
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            "--file=-",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// The restore command, reading from stdin: on PostgreSQL `psql` running the script
+    /// of [`Database::script_argv`], stopping at the first error; on MySQL/MariaDB the
+    /// client running the dump.
     pub fn restore_argv(&self) -> Vec<String> {
-        let (_, restore) = self.tools();
-        let mut argv = vec![restore.to_string()];
-        argv.extend(self.connection_args());
+        let mut argv = vec![self.tools()[1].to_string()];
         match self.engine {
             DatabaseEngine::Postgres => {
+                argv = vec!["psql".to_string()];
+                argv.extend(self.connection_args());
                 argv.extend(
                     [
-                        "--no-owner",
-                        "--no-privileges",
-                        "--exit-on-error",
-                        "--single-transaction",
+                        "--no-psqlrc",
+                        "--quiet",
+                        "--set=ON_ERROR_STOP=1",
                         "--no-password",
                     ]
                     .map(String::from),
@@ -296,7 +316,9 @@ impl Database {
                 argv.push(format!("--dbname={}", self.name));
             }
             _ => {
+                argv.extend(self.connection_args());
                 argv.push("--default-character-set=utf8mb4".into());
+                argv.push("--max-allowed-packet=1G".into());
                 argv.push(self.name.clone());
             }
         }
@@ -337,8 +359,7 @@ impl Database {
 
     /// Checks that the tools run (`--version`).
     pub async fn check_tools(&self, driver: &dyn Driver) -> Result<()> {
-        let (dump, restore) = self.tools();
-        for tool in [dump, restore] {
+        for &tool in self.tools() {
             let status = self
                 .run_tool(
                     driver,
@@ -379,12 +400,15 @@ impl Database {
         }
     }
 
+    /// The statement that drops every object of a PostgreSQL database the user owns.
+    pub const PG_EMPTY: &'static str = "DROP OWNED BY CURRENT_USER CASCADE;\n";
+
     /// Drops every object of the database so that a restore leaves nothing of the data it
     /// replaces (tables a failed migration added included).
     pub async fn empty(&self) -> Result<()> {
         match self.connect().await?.link {
             Link::Pg(mut c) => {
-                sqlx::query("DROP OWNED BY CURRENT_USER CASCADE")
+                sqlx::query(AssertSqlSafe(Self::PG_EMPTY.trim_end()))
                     .execute(&mut c)
                     .await
                     .map_err(|e| self.db_error("cannot empty the database", e))?;
@@ -525,6 +549,167 @@ impl Conn {
         v.map(|n| n.max(0) as u64).map_err(|e| {
             Error::new(ErrorKind::Unavailable, "cannot read the database size").with_source(e)
         })
+    }
+
+    /// The values of the sequences and AUTO_INCREMENT counters, outside any snapshot.
+    pub async fn counters(&mut self) -> Result<std::collections::BTreeMap<String, String>> {
+        let read = match &mut self.link {
+            Link::Pg(c) => super::fingerprint::postgres_counters(c).await,
+            Link::My(c) => super::fingerprint::mysql_counters(c).await,
+        };
+        read.map_err(|e| {
+            Error::new(ErrorKind::Unavailable, "cannot read the counters").with_source(e)
+        })
+    }
+
+    /// The longest statement the server accepts (`max_allowed_packet`; a new connection,
+    /// such as a restore tool's, gets the global value). `None` on PostgreSQL, which has
+    /// no such limit below its 1 GB field size.
+    pub async fn max_statement(&mut self) -> Result<Option<u64>> {
+        let Link::My(c) = &mut self.link else {
+            return Ok(None);
+        };
+        let v: u64 = sqlx::query_scalar("SELECT CAST(@@GLOBAL.max_allowed_packet AS UNSIGNED)")
+            .fetch_one(c)
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "cannot read max_allowed_packet").with_source(e)
+            })?;
+        Ok(Some(v))
+    }
+
+    /// MySQL/MariaDB: the table whose largest row would make the longest statement of a
+    /// dump, and an estimate of that statement's size (binary values as hex, as the dump
+    /// writes them), among the tables whose column types allow a row of half `limit` or
+    /// more. Only those tables are read, so it costs nothing where no row can be large.
+    pub async fn largest_row(&mut self, limit: u64) -> Result<Option<(String, u64)>> {
+        let Link::My(c) = &mut self.link else {
+            return Ok(None);
+        };
+        let fail = |e| {
+            Error::new(ErrorKind::Unavailable, "cannot estimate the largest row").with_source(e)
+        };
+        let columns = sqlx::query(
+            "SELECT CAST(c.TABLE_NAME AS CHAR), CAST(c.COLUMN_NAME AS CHAR), CAST(c.DATA_TYPE AS CHAR),
+                    CAST(COALESCE(c.CHARACTER_OCTET_LENGTH, 64) AS UNSIGNED)
+             FROM information_schema.COLUMNS c JOIN information_schema.TABLES t USING (TABLE_SCHEMA, TABLE_NAME)
+             WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE'
+               AND COALESCE(c.GENERATION_EXPRESSION, '') = ''
+             ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .map_err(fail)?;
+        // Per table: the most a row's dump text can take, and how to measure one row.
+        let mut tables: std::collections::BTreeMap<String, (u64, Vec<String>)> = Default::default();
+        for row in &columns {
+            let table: String = row.try_get(0).map_err(fail)?;
+            let column: String = row.try_get(1).map_err(fail)?;
+            let kind: String = row.try_get(2).map_err(fail)?;
+            let octets: u64 = row.try_get(3).map_err(fail)?;
+            let binary = matches!(
+                kind.as_str(),
+                "binary"
+                    | "varbinary"
+                    | "tinyblob"
+                    | "blob"
+                    | "mediumblob"
+                    | "longblob"
+                    | "geometry"
+                    | "point"
+                    | "linestring"
+                    | "polygon"
+                    | "multipoint"
+                    | "multilinestring"
+                    | "multipolygon"
+                    | "geometrycollection"
+            );
+            let column = quote_my(&column);
+            let (most, measure) = if binary {
+                (
+                    octets.saturating_mul(2) + 3,
+                    format!("2 * COALESCE(OCTET_LENGTH({column}), 0) + 3"),
+                )
+            } else {
+                (
+                    octets + 3,
+                    format!("COALESCE(OCTET_LENGTH({column}), 4) + 3"),
+                )
+            };
+            let entry = tables.entry(table).or_default();
+            entry.0 = entry.0.saturating_add(most);
+            entry.1.push(measure);
+        }
+        let mut largest: Option<(String, u64)> = None;
+        for (table, (most, measures)) in tables {
+            if most < limit / 2 {
+                continue;
+            }
+            let sql = format!(
+                "SELECT CAST(COALESCE(MAX({}), 0) AS UNSIGNED) FROM {}",
+                measures.join(" + "),
+                quote_my(&table)
+            );
+            let size: u64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(&mut *c)
+                .await
+                .map_err(fail)?;
+            // INSERT INTO `t` VALUES (…);
+            let size = size + table.len() as u64 + 32;
+            if largest.as_ref().is_none_or(|(_, s)| size > *s) {
+                largest = Some((table, size));
+            }
+        }
+        Ok(largest)
+    }
+
+    /// MySQL/MariaDB: the accounts named as `DEFINER` by the database's views, routines,
+    /// triggers and events.
+    pub async fn definers(&mut self) -> Result<Vec<String>> {
+        let Link::My(c) = &mut self.link else {
+            return Ok(Vec::new());
+        };
+        sqlx::query_scalar(
+            "SELECT DISTINCT CAST(d AS CHAR) FROM (
+                 SELECT DEFINER AS d FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()
+                 UNION SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE()
+                 UNION SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()
+                 UNION SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()) AS all_definers
+             ORDER BY 1",
+        )
+        .fetch_all(c)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Unavailable, "cannot read the definers").with_source(e))
+    }
+
+    /// MySQL/MariaDB: those of `definers` this connection's user may not create objects
+    /// for: every one but itself, unless it holds `SUPER` or `SET USER`.
+    pub async fn foreign_definers(&mut self, definers: &[String]) -> Result<Vec<String>> {
+        let Link::My(c) = &mut self.link else {
+            return Ok(Vec::new());
+        };
+        let fail = |e| {
+            Error::new(ErrorKind::Unavailable, "cannot read the user's privileges").with_source(e)
+        };
+        let me: String = sqlx::query_scalar("SELECT CAST(CURRENT_USER() AS CHAR)")
+            .fetch_one(&mut *c)
+            .await
+            .map_err(fail)?;
+        let others: Vec<String> = definers.iter().filter(|d| **d != me).cloned().collect();
+        if others.is_empty() {
+            return Ok(others);
+        }
+        let (user, host) = me.rsplit_once('@').unwrap_or((me.as_str(), ""));
+        let grantee = format!("'{user}'@'{host}'");
+        let privileged: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES
+             WHERE PRIVILEGE_TYPE IN ('SUPER', 'SET USER') AND GRANTEE = ?",
+        )
+        .bind(grantee)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(fail)?;
+        Ok(if privileged > 0 { Vec::new() } else { others })
     }
 
     /// Starts a read-only snapshot transaction that a dump can share: exported on

@@ -28,12 +28,14 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::database::{Consistency, DUMP_STARTED_MARKER, Database};
-use super::manifest::{DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind};
+use super::manifest::{
+    DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
+};
 use super::pipeline::{Watch, decompress, hash, store_compressed};
 use super::store::{Store, UNFINISHED_MIN_AGE};
 use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use crate::driver::{Driver, ExecTarget};
-use crate::event::{EventSink, Unit};
+use crate::event::{EventSink, Unit, human_bytes};
 use crate::{Error, ErrorKind, Result};
 
 const DATABASE_PART: &str = "database.zst";
@@ -77,6 +79,53 @@ impl DumpBackups {
     pub fn with_unfinished_min_age(mut self, age: Duration) -> Self {
         self.unfinished_min_age = age;
         self
+    }
+
+    /// Writes and removes a small part through the store's own staging, as a backup
+    /// would: a read-only mount, a full disk or missing credentials show here, before
+    /// anything changes, instead of after the application was stopped.
+    async fn probe_store(&self) -> Result<()> {
+        let nonce = crate::journal::new_run_id();
+        let id: BackupId =
+            format!("cutover-probe-{}", nonce.rsplit('-').next().unwrap_or("0")).parse()?;
+        let unwritable = |e: Error| {
+            Error::new(
+                e.kind(),
+                format!(
+                    "the backup store {} cannot be written: {}; nothing was changed",
+                    self.store.describe(),
+                    e.message()
+                ),
+            )
+            .with_source(e)
+        };
+        let mut staged = self.store.stage(&id).await.map_err(unwritable)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.send(b"cutover store probe\n".to_vec()).await;
+        drop(tx);
+        let written = staged.write_part("probe", rx).await;
+        staged.abort().await;
+        written.map_err(unwritable)
+    }
+
+    /// Stored bytes per database byte of the newest backup that recorded its database's
+    /// size, and its id.
+    async fn last_ratio(&self) -> Option<(f64, BackupId)> {
+        let ids = self.store.list().await.ok()?;
+        let mut newest: Option<Manifest> = None;
+        for id in ids {
+            let Ok(m) = self.store.manifest(&id).await else {
+                continue;
+            };
+            if m.database.size_bytes.is_some_and(|s| s > 0)
+                && newest.as_ref().is_none_or(|n| m.created > n.created)
+            {
+                newest = Some(m);
+            }
+        }
+        let m = newest?;
+        let ratio = m.bytes() as f64 / m.database.size_bytes? as f64;
+        Some((ratio, m.id))
     }
 
     fn new_id(app: &str) -> Result<BackupId> {
@@ -159,6 +208,9 @@ impl DumpBackups {
         let mut conn = self.database.connect().await?;
         let server_version = conn.server_version().await?;
         let expected = conn.size().await.ok();
+        let limit = conn.max_statement().await?;
+        let definers = conn.definers().await?;
+        let counters_before = conn.counters().await?;
         let consistency = conn.pin().await?;
         let (snapshot, before) = match &consistency {
             Consistency::Exported(id) => (Some(id.as_str()), None),
@@ -189,7 +241,9 @@ impl DumpBackups {
             .database
             .run_tool(scope.driver, &argv, None, Some(Box::pin(writer)));
         let progress = |n| events.progress(n, expected, Unit::Bytes);
-        let stored = store_compressed(reader, staged, DATABASE_PART, progress);
+        // The dump's longest statement must fit the server's max_allowed_packet.
+        let measure = limit.is_some();
+        let stored = store_compressed(reader, staged, DATABASE_PART, measure, progress);
         let during = async {
             match consistency {
                 Consistency::Exported(_) => Some(conn.fingerprint().await),
@@ -209,6 +263,13 @@ impl DumpBackups {
         // store's error is the cause worth reporting.
         let written = written?;
         self.database.check_exit(&argv, &status?, "dump")?;
+        let longest_statement = written
+            .longest_statement
+            .as_ref()
+            .map(|longest| Statement::from_head(longest.bytes, &longest.head));
+        if let (Some(statement), Some(limit)) = (&longest_statement, limit) {
+            fits_packet(statement, limit, "this server", "backup")?;
+        }
         let (fingerprint, exact) = match (during, before) {
             (Some(fingerprint), _) => (fingerprint?, true),
             (None, Some(before)) => {
@@ -223,6 +284,19 @@ impl DumpBackups {
             }
             (None, None) => (conn.fingerprint().await?, false),
         };
+        // Counters are outside the snapshot: where one moved during the dump, the value
+        // the dump holds is unknown, and a restore compares only that it exists.
+        let mut fingerprint = fingerprint;
+        let counters_after = conn.counters().await?;
+        if let Some(objects) = &fingerprint.objects {
+            fingerprint.approximate = counters_after
+                .iter()
+                .filter(|(name, after)| {
+                    objects.get(*name) != Some(after) || counters_before.get(*name) != Some(after)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
         let mut parts = vec![Part {
             name: DATABASE_PART.into(),
             kind: PartKind::Database,
@@ -243,7 +317,7 @@ impl DumpBackups {
                         format!("cannot archive storage path {path}: {}", e.message()),
                     )
                 })?;
-            let written = store_compressed(tar, staged, &name, |_| {}).await?;
+            let written = store_compressed(tar, staged, &name, false, |_| {}).await?;
             parts.push(Part {
                 name,
                 kind: PartKind::Storage { path: path.clone() },
@@ -264,6 +338,9 @@ impl DumpBackups {
                 engine: self.database.engine(),
                 server_version,
                 name: self.database.name().to_string(),
+                longest_statement,
+                definers,
+                size_bytes: expected,
             },
             parts,
             fingerprint,
@@ -272,12 +349,111 @@ impl DumpBackups {
     }
 }
 
+/// Whether a dump statement fits the `max_allowed_packet` (`limit`) of the server it
+/// would be restored into; `what` is refused otherwise, naming the table, the size
+/// needed and the setting.
+fn fits_packet(statement: &Statement, limit: u64, server: &str, what: &str) -> Result<()> {
+    // The server counts the command byte in front of the statement.
+    let needed = statement.bytes + 1;
+    if needed <= limit {
+        return Ok(());
+    }
+    // Rounded up to a whole MiB, the unit operators set it in.
+    let advice = needed.div_ceil(1 << 20) << 20;
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{what} refused: {} takes {} in the dump ({} bytes), more than {server}'s max_allowed_packet of {} ({limit} bytes), so a restore would fail after emptying the database. Raise max_allowed_packet to at least {advice} (SET GLOBAL max_allowed_packet = {advice}; and in the server's configuration), then run the command again; nothing was changed",
+            statement.describe(),
+            human_bytes(statement.bytes),
+            statement.bytes,
+            human_bytes(limit),
+        ),
+    ))
+}
+
+/// Everything that can be checked before a restore into `database` empties anything:
+/// the server is not older than the dump's, it accepts the dump's longest statement, and
+/// the restoring user may create the objects of every definer.
+async fn check_restorable(database: &Database, manifest: &Manifest) -> Result<()> {
+    let mut conn = database.connect().await?;
+    let version = conn.server_version().await?;
+    if let Some(why) = older_server(&manifest.database.server_version, &version) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "restore of backup {} refused: {why}; nothing was changed",
+                manifest.id
+            ),
+        ));
+    }
+    if let (Some(statement), Some(limit)) = (
+        &manifest.database.longest_statement,
+        conn.max_statement().await?,
+    ) {
+        fits_packet(
+            statement,
+            limit,
+            "the server",
+            &format!("restore of backup {}", manifest.id),
+        )?;
+    }
+    let foreign = conn.foreign_definers(&manifest.database.definers).await?;
+    if !foreign.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "restore of backup {} refused: its views, routines, triggers or events are defined by {}, and the database user may only create objects defined by itself without the SUPER or SET USER privilege. Grant it (GRANT SET USER ON *.* TO …), or restore as an account that has it; nothing was changed",
+                manifest.id,
+                foreign.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Why a dump from a server of version `dumped` may not load into one of version `now`:
+/// an older major version (the dump may use what it lacks). Versions of different
+/// families (MySQL, MariaDB) are not compared.
+fn older_server(dumped: &str, now: &str) -> Option<String> {
+    let family = |v: &str| v.to_ascii_lowercase().contains("mariadb");
+    if family(dumped) != family(now) {
+        return None;
+    }
+    // The major version: PostgreSQL ≥ 10 `15.18` → [15]; MySQL `8.0.36` → [8, 0] and
+    // MariaDB `10.11.6-MariaDB` → [10, 11] (and PostgreSQL before 10, `9.6.24` → [9, 6]).
+    let key = |v: &str| -> Vec<u32> {
+        let n: Vec<u32> = v
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .take(2)
+            .map(|s| s.parse().unwrap_or(u32::MAX))
+            .collect();
+        let single = !family(v) && n.first().is_some_and(|&major| major >= 10);
+        n.into_iter().take(if single { 1 } else { 2 }).collect()
+    };
+    (key(now) < key(dumped)).then(|| {
+        format!("the dump comes from server version {dumped}, this server is older ({now})")
+    })
+}
+
+/// Replaces the data of `database` with the backup's dump (`replace`: the database may
+/// hold data; else it is new and empty).
+///
+/// PostgreSQL: emptying and restoring are one transaction — `BEGIN; DROP OWNED BY
+/// CURRENT_USER`, then the script `pg_restore --single-transaction` makes of the archive
+/// (its own `BEGIN` only warns; its `COMMIT` comes last, once the whole archive was
+/// read), run by `psql` stopping at the first error — so a restore that fails anywhere
+/// (a statement the server rejects, a tool killed, a damaged archive) ends with the
+/// transaction rolled back and the database as it was. MySQL/MariaDB cannot roll back DDL: the database is dropped and created
+/// again first, after every check ([`check_restorable`]) has passed.
 async fn restore_database(
     database: &Database,
     store: &dyn Store,
     manifest: &Manifest,
     driver: &dyn Driver,
     events: &EventSink,
+    replace: bool,
 ) -> Result<()> {
     let part = manifest
         .parts
@@ -294,9 +470,46 @@ async fn restore_database(
     let argv = database.restore_argv();
     let total = Some(part.raw_bytes);
     let feed = decompress(source, writer, |n| events.progress(n, total, Unit::Bytes));
-    let run = database.run_tool(driver, &argv, Some(Box::pin(reader)), None);
-    let (fed, status) = tokio::join!(feed, run);
-    database.check_exit(&argv, &status?, "restore")?;
+    if database.engine() != DatabaseEngine::Postgres {
+        if replace {
+            database.empty().await?;
+        }
+        let run = database.run_tool(driver, &argv, Some(Box::pin(reader)), None);
+        let (fed, status) = tokio::join!(feed, run);
+        database.check_exit(&argv, &status?, "restore")?;
+        return fed.map(|_| ());
+    }
+    let script_argv = database.script_argv();
+    let (script, script_out) = tokio::io::duplex(PIPE);
+    let prelude = if replace {
+        format!("BEGIN;\n{}", Database::PG_EMPTY)
+    } else {
+        String::new()
+    };
+    let input = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(prelude), script);
+    let translate = database.run_tool(
+        driver,
+        &script_argv,
+        Some(Box::pin(reader)),
+        Some(Box::pin(script_out)),
+    );
+    let run = database.run_tool(driver, &argv, Some(Box::pin(input)), None);
+    let (fed, translated, status) = tokio::join!(feed, translate, run);
+    let rolled_back = |e: Error| {
+        Error::new(
+            e.kind(),
+            format!(
+                "{}; the restore ran in one transaction, which was rolled back: the database holds what it held before",
+                e.message()
+            ),
+        )
+    };
+    database
+        .check_exit(&argv, &status?, "restore")
+        .map_err(rolled_back)?;
+    database
+        .check_exit(&script_argv, &translated?, "restore")
+        .map_err(rolled_back)?;
     fed.map(|_| ())
 }
 
@@ -323,6 +536,17 @@ impl Backups for DumpBackups {
         let mut conn = self.database.connect().await?;
         let size = conn.size().await?;
         self.database.check_tools(driver).await?;
+        // A row too large to restore is refused before anything changes; the backup
+        // itself measures the dump's real longest statement again.
+        if let Some(limit) = conn.max_statement().await?
+            && let Some((table, bytes)) = conn.largest_row(limit).await?
+        {
+            let statement = Statement {
+                bytes,
+                table: Some(table),
+            };
+            fits_packet(&statement, limit, "this server", "backup")?;
+        }
         if !self.paths.is_empty() && !driver.capabilities().archive {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -333,20 +557,28 @@ impl Backups for DumpBackups {
                 ),
             ));
         }
-        // A compressed dump is usually far smaller than the database; half is a margin,
-        // not a promise.
+        // The backup's size: the database's times what the newest backup's took of its
+        // database; without one, half (a compressed dump is usually far smaller).
+        let (ratio, basis) = match self.last_ratio().await {
+            Some((ratio, id)) => (ratio, format!("the ratio of backup {id}")),
+            None => (0.5, "half, with no earlier backup to go by".to_string()),
+        };
+        let estimate = (size as f64 * ratio).ceil() as u64;
         if let Some(free) = self.store.available().await?
-            && free < size / 2
+            && free < estimate
         {
             return Err(Error::new(
                 ErrorKind::Unavailable,
                 format!(
-                    "the backup store {} has {free} bytes free; the database holds {size} bytes",
-                    self.store.describe()
+                    "the backup store {} has {} free; the backup needs about {} (the database's {} times {basis}); free some space or prune backups; nothing was changed",
+                    self.store.describe(),
+                    human_bytes(free),
+                    human_bytes(estimate),
+                    human_bytes(size),
                 ),
             ));
         }
-        Ok(())
+        self.probe_store().await
     }
 
     async fn backup(&self, scope: BackupScope<'_>, events: &EventSink) -> Result<BackupRef> {
@@ -400,8 +632,16 @@ impl Backups for DumpBackups {
             }
         }
 
-        self.database.empty().await?;
-        restore_database(&self.database, &*self.store, &manifest, driver, events).await?;
+        check_restorable(&self.database, &manifest).await?;
+        restore_database(
+            &self.database,
+            &*self.store,
+            &manifest,
+            driver,
+            events,
+            true,
+        )
+        .await?;
         for part in &manifest.parts {
             let PartKind::Storage { path } = &part.kind else {
                 continue;
@@ -429,14 +669,26 @@ impl Backups for DumpBackups {
     async fn list(&self) -> Result<Vec<BackupSummary>> {
         let mut out = Vec::new();
         for id in self.store.list().await? {
-            let m = self.store.manifest(&id).await?;
-            out.push(BackupSummary {
-                bytes: m.bytes(),
-                id,
-                created: m.created,
-                app: m.app,
-                image: m.image,
-            });
+            match self.store.manifest(&id).await {
+                Ok(m) => out.push(BackupSummary {
+                    bytes: m.bytes(),
+                    id,
+                    created: m.created,
+                    app: m.app,
+                    image: m.image,
+                    damaged: None,
+                }),
+                // One unreadable manifest must not hide every other backup.
+                Err(e) if e.kind() == ErrorKind::Integrity => out.push(BackupSummary {
+                    id,
+                    created: String::new(),
+                    app: String::new(),
+                    image: String::new(),
+                    bytes: 0,
+                    damaged: Some(e.message().to_string()),
+                }),
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(out)
@@ -500,9 +752,10 @@ impl Backups for DumpBackups {
                 .next()
                 .unwrap_or("0")
         );
+        check_restorable(&self.database, &manifest).await?;
         let scratch = self.database.create_scratch(&scratch_name).await?;
         let result = async {
-            restore_database(&scratch, &*self.store, &manifest, driver, events).await?;
+            restore_database(&scratch, &*self.store, &manifest, driver, events, false).await?;
             compare(&scratch, &manifest).await
         }
         .await;

@@ -252,6 +252,15 @@ pub(super) async fn postgres(c: &mut PgConnection) -> SqlResult<Fingerprint> {
             objects.insert(name, digest(definition.as_deref().unwrap_or("")));
         }
     }
+    objects.extend(postgres_counters(c).await?);
+    fp.objects = Some(objects);
+    Ok(fp)
+}
+
+/// Every sequence's value. Sequences are not transactional: read at two moments they
+/// may differ although every snapshot sees the same rows.
+pub(super) async fn postgres_counters(c: &mut PgConnection) -> SqlResult<BTreeMap<String, String>> {
+    let mut objects = BTreeMap::new();
     let sequences = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind = 'S' AND {PG_USER_SCHEMA} ORDER BY 1, 2"
@@ -272,8 +281,7 @@ pub(super) async fn postgres(c: &mut PgConnection) -> SqlResult<Fingerprint> {
             format!("last_value={last} is_called={called}"),
         );
     }
-    fp.objects = Some(objects);
-    Ok(fp)
+    Ok(objects)
 }
 
 /// Objects beyond tables on MySQL/MariaDB: (name `n`, definition `d`) pairs. The server
@@ -383,6 +391,15 @@ pub(super) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
             objects.insert(name, digest(&definition));
         }
     }
+    objects.extend(mysql_counters(c).await?);
+    fp.objects = Some(objects);
+    Ok(fp)
+}
+
+/// Every AUTO_INCREMENT counter and sequence value: not transactional, like PostgreSQL's
+/// sequences.
+pub(super) async fn mysql_counters(c: &mut MySqlConnection) -> SqlResult<BTreeMap<String, String>> {
+    let mut objects = BTreeMap::new();
     let counters = sqlx::query(
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(AUTO_INCREMENT AS CHAR) FROM information_schema.TABLES
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' AND AUTO_INCREMENT IS NOT NULL",
@@ -409,6 +426,5 @@ pub(super) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
             .await?;
         objects.insert(format!("sequence {s}"), format!("next_not_cached={next}"));
     }
-    fp.objects = Some(objects);
-    Ok(fp)
+    Ok(objects)
 }

@@ -91,6 +91,11 @@ pub struct Fingerprint {
     /// not compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<BTreeMap<String, String>>,
+    /// Objects whose values moved while the backup was taken (counters are not
+    /// transactional, so an online backup's dump may hold another value than the one
+    /// recorded): their presence is compared, their values are not.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub approximate: std::collections::BTreeSet<String>,
 }
 
 impl Fingerprint {
@@ -119,6 +124,7 @@ impl Fingerprint {
             for (name, a) in expected {
                 match found.get(name) {
                     None => out.push(format!("{name} (missing)")),
+                    Some(_) if self.approximate.contains(name) => {}
                     // Counters are kept in clear: say both values.
                     Some(b) if a != b && !a.starts_with("sha256:") => {
                         out.push(format!("{name} ({b}, expected {a})"))
@@ -146,6 +152,47 @@ pub struct DatabaseInfo {
     pub server_version: String,
     /// The database name.
     pub name: String,
+    /// The dump's longest statement (MySQL/MariaDB), which the server a restore goes to
+    /// must accept (`max_allowed_packet`). Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_statement: Option<Statement>,
+    /// Accounts the dump's views, routines, triggers and events name as `DEFINER`
+    /// (MySQL/MariaDB): restoring them as another user needs `SUPER` or `SET USER`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub definers: Vec<String>,
+    /// The database's size in bytes when it was backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+}
+
+/// A statement of a dump, by size and the table it fills.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statement {
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// The table of an `INSERT`, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+}
+
+impl Statement {
+    /// The statement that begins with `head`, `bytes` long: an ``INSERT INTO `t` `` names
+    /// its table.
+    pub fn from_head(bytes: u64, head: &[u8]) -> Self {
+        let table = head
+            .strip_prefix(b"INSERT INTO `")
+            .and_then(|rest| rest.iter().position(|&b| b == b'`').map(|end| &rest[..end]))
+            .map(|name| String::from_utf8_lossy(name).into_owned());
+        Self { bytes, table }
+    }
+
+    /// `table t` or `a statement`, for messages.
+    pub fn describe(&self) -> String {
+        match &self.table {
+            Some(t) => format!("a row of table {t}"),
+            None => "a statement".to_string(),
+        }
+    }
 }
 
 /// Everything known about a backup.

@@ -134,6 +134,10 @@ pub struct BackupSummary {
     pub image: String,
     /// Total size in bytes.
     pub bytes: u64,
+    /// Why the backup cannot be used, when its manifest cannot be read: it is listed
+    /// (so that it can be seen and deleted) instead of failing the whole list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// The leftovers of an unfinished backup that [`Backups::sweep`] deleted.

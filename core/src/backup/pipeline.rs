@@ -27,6 +27,79 @@ pub struct Written {
     pub bytes: u64,
     /// SHA-256 of the stored bytes.
     pub sha256: String,
+    /// The source's longest SQL statement, when it was measured.
+    pub longest_statement: Option<LongestStatement>,
+}
+
+/// The longest SQL statement of a MySQL dump and how it begins: the server refuses a
+/// statement longer than its `max_allowed_packet`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LongestStatement {
+    /// Its length in bytes, without the final newline.
+    pub bytes: u64,
+    /// Its first [`STATEMENT_HEAD`] bytes (enough to name the table of an `INSERT`).
+    pub head: Vec<u8>,
+}
+
+/// How much of a statement's beginning [`StatementMeter`] keeps.
+pub const STATEMENT_HEAD: usize = 256;
+
+/// Finds the longest statement of a MySQL dump fed in chunks, at memchr speed. A dump
+/// ends each statement with `;` and a newline and writes no raw newline inside a value
+/// (they are escaped), so a statement is the lines up to one ending in `;`: an extended
+/// `INSERT` puts each row on a line of its own.
+#[derive(Debug, Default)]
+pub struct StatementMeter {
+    current: u64,
+    last: u8,
+    head: Vec<u8>,
+    longest: LongestStatement,
+}
+
+impl StatementMeter {
+    /// Takes the next bytes of the stream.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while let Some(i) = memchr::memchr(b'\n', data) {
+            self.extend(&data[..i]);
+            if self.last == b';' {
+                self.end_statement();
+            } else {
+                self.extend(b"\n");
+            }
+            data = &data[i + 1..];
+        }
+        self.extend(data);
+    }
+
+    fn extend(&mut self, part: &[u8]) {
+        let Some(&last) = part.last() else {
+            return;
+        };
+        if self.head.len() < STATEMENT_HEAD {
+            let take = part.len().min(STATEMENT_HEAD - self.head.len());
+            self.head.extend_from_slice(&part[..take]);
+        }
+        self.current += part.len() as u64;
+        self.last = last;
+    }
+
+    fn end_statement(&mut self) {
+        if self.current > self.longest.bytes {
+            self.longest = LongestStatement {
+                bytes: self.current,
+                head: self.head.clone(),
+            };
+        }
+        self.current = 0;
+        self.last = 0;
+        self.head.clear();
+    }
+
+    /// The longest statement, an unterminated last one included.
+    pub fn finish(mut self) -> LongestStatement {
+        self.end_statement();
+        self.longest
+    }
 }
 
 /// Lowercase hex of a digest.
@@ -75,17 +148,22 @@ fn pipe_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> 
 }
 
 /// Compresses and hashes everything `source` yields into part `name` of `staged`,
-/// reporting the raw byte count to `progress` as it goes.
+/// reporting the raw byte count to `progress` as it goes; with `measure_statements`, also
+/// finds the longest SQL statement (on the compressor's thread, which reads every byte
+/// anyway).
 pub async fn store_compressed(
     source: impl AsyncRead + Send + Unpin,
     staged: &mut dyn Staged,
     name: &str,
+    measure_statements: bool,
     progress: impl Fn(u64) + Send,
 ) -> Result<Written> {
     let (raw_tx, mut raw_rx) = mpsc::channel::<Vec<u8>>(4);
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(4);
 
-    let compressor = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+    type Compressed = (u64, String, Option<LongestStatement>);
+    let compressor = tokio::task::spawn_blocking(move || -> std::io::Result<Compressed> {
+        let mut meter = measure_statements.then(StatementMeter::default);
         let sink = Forward {
             tx: out_tx,
             hash: Sha256::new(),
@@ -94,11 +172,18 @@ pub async fn store_compressed(
         };
         let mut encoder = zstd::stream::Encoder::new(sink, LEVEL)?;
         while let Some(chunk) = raw_rx.blocking_recv() {
+            if let Some(meter) = meter.as_mut() {
+                meter.feed(&chunk);
+            }
             encoder.write_all(&chunk)?;
         }
         let mut sink = encoder.finish()?;
         sink.flush()?;
-        Ok((sink.bytes, hex(&sink.hash.finalize())))
+        Ok((
+            sink.bytes,
+            hex(&sink.hash.finalize()),
+            meter.map(StatementMeter::finish),
+        ))
     });
 
     let reader = async move {
@@ -134,11 +219,13 @@ pub async fn store_compressed(
         .map_err(|e| pipe_error("the compressor stopped", e))?;
     stored?;
     let raw_bytes = raw.map_err(|e| pipe_error("reading the dump failed", e))?;
-    let (bytes, sha256) = compressed.map_err(|e| pipe_error("compressing the dump failed", e))?;
+    let (bytes, sha256, longest_statement) =
+        compressed.map_err(|e| pipe_error("compressing the dump failed", e))?;
     Ok(Written {
         raw_bytes,
         bytes,
         sha256,
+        longest_statement,
     })
 }
 
@@ -299,6 +386,36 @@ mod tests {
             }
         }
         None
+    }
+
+    #[test]
+    fn the_longest_statement_is_found_across_lines_and_chunk_boundaries() {
+        let mut meter = StatementMeter::default();
+        // An extended INSERT puts its rows on lines of their own; a value ending in
+        // `;` inside a line does not end the statement.
+        for chunk in [
+            &b"SET x=1;\nINSERT INTO `t"[..],
+            b"` VALUES\n(1,'a;b'),\n(2",
+            b",'c');\n\nDROP TABLE `u`;",
+        ] {
+            meter.feed(chunk);
+        }
+        let longest = meter.finish();
+        let statement = b"INSERT INTO `t` VALUES\n(1,'a;b'),\n(2,'c');";
+        assert_eq!(longest.bytes, statement.len() as u64);
+        assert_eq!(longest.head, statement);
+
+        // The last statement counts without a newline; the head is capped.
+        let mut meter = StatementMeter::default();
+        meter.feed(b"x;\n");
+        meter.feed(&vec![b'y'; STATEMENT_HEAD * 3]);
+        let longest = meter.finish();
+        assert_eq!(longest.bytes, 3 * STATEMENT_HEAD as u64);
+        assert_eq!(longest.head.len(), STATEMENT_HEAD);
+        assert_eq!(
+            StatementMeter::default().finish(),
+            LongestStatement::default()
+        );
     }
 
     #[tokio::test]

@@ -795,6 +795,7 @@ impl Backups for FakeBackups {
                         app: app.clone(),
                         image: data.version.clone(),
                         bytes: *bytes,
+                        damaged: None,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?
