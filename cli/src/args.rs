@@ -15,6 +15,7 @@ Exit codes:
   4    aborted before changing anything
   5    upgrade failed and was rolled back (old image, old data)
   6    needs intervention: run the printed `next` command (usually `cutover resume`)
+  7    not confirmed: restore or rollback was answered other than `yes` (nothing was done)
   130  stopped by a second Ctrl-C; `cutover resume` continues";
 
 /// Upgrade self-hosted containerised applications safely, and roll them back with their data.
@@ -53,13 +54,20 @@ pub enum Command {
     )]
     Upgrade(UpgradeArgs),
     /// Go back to the image and data from before the last upgrade (or the one that took --backup).
+    ///
+    /// Every write made to the database since that upgrade's backup is thrown away, so on a
+    /// terminal it first says what comes back and asks; without a terminal, and with
+    /// --output json, it needs --yes.
     #[command(
-        after_help = "Example:\n  cutover rollback\n  cutover rollback --backup 20261125T194500Z-apidog-3f2a9c"
+        after_help = "Example:\n  cutover rollback\n  cutover rollback --backup 20261125T194500Z-apidog-3f2a9c --yes"
     )]
     Rollback {
         /// The backup whose upgrade to undo.
         #[arg(long, value_name = "ID")]
         backup: Option<String>,
+        /// Do not ask; needed without a terminal and with --output json.
+        #[arg(long)]
+        yes: bool,
     },
     /// Continue an interrupted or failed run from its journal.
     #[command(
@@ -93,10 +101,19 @@ pub enum Command {
     )]
     Backups(BackupsCommand),
     /// Replace the data with a backup (the application is stopped meanwhile).
-    #[command(after_help = "Example:\n  cutover restore 20261125T194500Z-apidog-3f2a9c")]
+    ///
+    /// Every write made to the database since the backup was taken is thrown away, so on a
+    /// terminal it first says which backup, how old, and which runs came since, and asks;
+    /// without a terminal, and with --output json, it needs --yes.
+    #[command(
+        after_help = "Example:\n  cutover restore 20261125T194500Z-apidog-3f2a9c\n  cutover restore 20261125T194500Z-apidog-3f2a9c --yes --output json"
+    )]
     Restore {
         /// The backup id (see `cutover backups list`).
         id: String,
+        /// Do not ask; needed without a terminal and with --output json.
+        #[arg(long)]
+        yes: bool,
     },
     /// Remove the target's lock. Risky: see the help.
     #[command(

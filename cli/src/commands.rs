@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::args::{BackupChoice, BackupsCommand, Cli, Command, UpgradeArgs};
 use crate::config::Config;
+use crate::confirm;
 use crate::exit;
 use crate::registry::{DriverContext, Registry};
 use crate::render::{Renderer, seconds};
@@ -99,6 +100,8 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
 }
 
 async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
+    // Before anything is opened: a command that must ask and cannot stops here.
+    let ask = asks_first(&cli)?;
     let Setup { config, engine } = setup(&cli, &registry, renderer.sink()).await?;
     match &cli.command {
         Command::Plan(args) => plan(&config, &engine, args, renderer).await,
@@ -106,9 +109,20 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             let plan = upgrade_plan(&config, args)?;
             finish(drive(&engine, engine.start(plan)).await?, false)
         }
-        Command::Rollback { backup } => {
+        Command::Rollback { backup, .. } => {
             let id = backup.as_deref().map(str::parse::<BackupId>).transpose()?;
             let plan = engine.rollback_plan(id.as_ref()).await?;
+            if ask {
+                let Plan::Rollback { snapshot, backup } = &plan else {
+                    unreachable!("rollback_plan builds a rollback")
+                };
+                let question =
+                    confirm::rollback(&engine, snapshot, backup.as_ref(), &config.backup.paths)
+                        .await?;
+                if !confirm::ask(question).await? {
+                    return Ok(declined());
+                }
+            }
             finish(drive(&engine, engine.start(plan)).await?, true)
         }
         Command::Resume {
@@ -140,14 +154,70 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
         Command::History { limit } => history(&engine, *limit, renderer).await,
         Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?, false),
         Command::Backups(sub) => backups(&config, &engine, sub, renderer).await,
-        Command::Restore { id } => {
-            let plan = Plan::Restore {
-                backup: id.parse()?,
-            };
-            finish(drive(&engine, engine.start(plan)).await?, false)
+        Command::Restore { id, .. } => {
+            let backup: BackupId = id.parse()?;
+            if ask {
+                let question = confirm::restore(&engine, &backup, &config.backup.paths).await?;
+                if !confirm::ask(question).await? {
+                    return Ok(declined());
+                }
+            }
+            finish(
+                drive(&engine, engine.start(Plan::Restore { backup })).await?,
+                false,
+            )
         }
         Command::Unlock { force } => unlock(&engine, *force, renderer).await,
     }
+}
+
+/// Whether the command asks before it runs. `restore` and `rollback` throw away every
+/// write made since their backup, so they ask unless `--yes`; when nobody can be asked
+/// they refuse with the reason and the command to run instead.
+fn asks_first(cli: &Cli) -> Outcome<bool> {
+    let (yes, what, instead) = match &cli.command {
+        Command::Restore { id, yes } => {
+            let id: BackupId = id.parse()?;
+            (
+                *yes,
+                format!(
+                    "`cutover restore` replaces the data with backup {id} and throws away every write made since it was taken"
+                ),
+                format!("cutover restore {id} --yes"),
+            )
+        }
+        Command::Rollback { backup, yes } => {
+            let id = backup.as_deref().map(str::parse::<BackupId>).transpose()?;
+            (
+                *yes,
+                "`cutover rollback` brings back the image and data from before the last upgrade and throws away every write made since its backup".to_string(),
+                match id {
+                    Some(id) => format!("cutover rollback --backup {id} --yes"),
+                    None => "cutover rollback --yes".to_string(),
+                },
+            )
+        }
+        _ => return Ok(false),
+    };
+    if yes {
+        return Ok(false);
+    }
+    match confirm::cannot_ask(cli.output) {
+        None => Ok(true),
+        Some(reason) => Err(Failed {
+            kind: "confirmation_required".into(),
+            message: format!(
+                "{what}, so it asks first; but {reason}. Nothing was done. To go on without a question, run: {instead}"
+            ),
+            code: exit::USAGE,
+        }),
+    }
+}
+
+/// The answer was not `yes`.
+fn declined() -> u8 {
+    eprintln!("nothing was done: not confirmed (only `yes` goes on)");
+    exit::DECLINED
 }
 
 /// The backup engine of `[database]` and `[backup]`.
@@ -463,7 +533,7 @@ async fn status(engine: &Engine, r: &Renderer) -> Outcome {
     Ok(exit::SUCCESS)
 }
 
-fn status_name(s: RunStatus) -> &'static str {
+pub(crate) fn status_name(s: RunStatus) -> &'static str {
     match s {
         RunStatus::Running => "running or interrupted",
         RunStatus::Stopped(o) => o.as_str(),

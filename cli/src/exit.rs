@@ -16,6 +16,8 @@ pub const ABORTED: u8 = 4;
 pub const ROLLED_BACK: u8 = 5;
 /// Intervention needed: a failed or interrupted run holds the lock; see `next`.
 pub const NEEDS_INTERVENTION: u8 = 6;
+/// A `restore` or `rollback` was not confirmed at its question: nothing was done.
+pub const DECLINED: u8 = 7;
 /// Stopped at once by a second interrupt; `cutover resume` continues.
 pub const INTERRUPTED: u8 = 130;
 

@@ -7,6 +7,7 @@
 pub mod args;
 mod commands;
 pub mod config;
+mod confirm;
 pub mod exit;
 pub mod registry;
 pub mod render;

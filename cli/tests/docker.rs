@@ -162,7 +162,7 @@ paths = ["/data/storage"]
         .put_file("report.txt", b"after the upgrade".to_vec())
         .await;
 
-    let back = cutover(&config, &password, &["rollback"]);
+    let back = cutover(&config, &password, &["rollback", "--yes"]);
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.0.0");

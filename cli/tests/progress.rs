@@ -69,7 +69,7 @@ async fn backup_and_restore_print_bytes_and_rates_when_stdout_is_not_a_terminal(
         .expect("the backup id follows the duration")
         .to_string();
 
-    let out = run(&["restore", &id]);
+    let out = run(&["restore", &id, "--yes"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),

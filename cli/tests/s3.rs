@@ -62,7 +62,7 @@ async fn backup_list_and_restore_through_an_s3_store() {
     assert!(text.contains(&id), "{text}");
 
     scratch.execute("DELETE FROM items WHERE id > 10").await;
-    let (code, text) = run(&["restore", &id]);
+    let (code, text) = run(&["restore", &id, "--yes"]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(scratch.count("items").await, 1000);
 

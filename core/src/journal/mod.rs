@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::Holder;
+use crate::backup::BackupRef;
+use crate::driver::{Holder, Snapshot};
 use crate::error::Failure;
 use crate::machine::{Input, Output, Plan, Report, Run, RunKind, Step, step};
 use crate::{Error, ErrorKind, Result};
@@ -136,6 +137,29 @@ impl RunRecord {
             }
         }
         (run, in_flight)
+    }
+
+    /// The backup this run took and when its `backup` step finished (milliseconds since
+    /// the Unix epoch). A verify run's checked backup is not one it took.
+    pub fn backup_taken(&self) -> Option<(&BackupRef, u64)> {
+        self.records.iter().rev().find_map(|r| match &r.entry {
+            Entry::Finished {
+                step: Step::Backup,
+                output: Output::Backup(b),
+            } => Some((b, r.at_ms)),
+            _ => None,
+        })
+    }
+
+    /// The deployment as this run's `snapshot` step found it, before it changed anything.
+    pub fn snapshot_taken(&self) -> Option<&Snapshot> {
+        self.records.iter().rev().find_map(|r| match &r.entry {
+            Entry::Finished {
+                step: Step::Snapshot,
+                output: Output::Snapshot(s),
+            } => Some(s),
+            _ => None,
+        })
     }
 
     /// How long each finished step took, in order: (step, milliseconds, failed).
@@ -302,5 +326,101 @@ pub(crate) fn lock_error(info: &LockInfo, stale_after: Duration) -> Error {
                 info.holder.run,
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ImageRef;
+
+    fn record(plan: Plan, entries: Vec<(u64, Entry)>) -> RunRecord {
+        RunRecord {
+            header: RunHeader {
+                id: "r".into(),
+                target: "app".into(),
+                plan,
+                started_ms: 1000,
+                host: "h".into(),
+                pid: 1,
+                status: RunStatus::Running,
+                ended_ms: None,
+                report: None,
+            },
+            records: entries
+                .into_iter()
+                .enumerate()
+                .map(|(seq, (at_ms, entry))| Record {
+                    seq: seq as u32,
+                    at_ms,
+                    entry,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_a_run_took_is_its_snapshot_and_backup_steps_output() {
+        let image: ImageRef = "registry.example.com/app:v1".parse().unwrap();
+        let snapshot = Snapshot {
+            driver: "fake".into(),
+            image: image.clone(),
+            replicas: 2,
+            data: serde_json::Value::Null,
+        };
+        let backup = BackupRef {
+            id: "b1".parse().unwrap(),
+            bytes: 10,
+        };
+        let upgrade = record(
+            Plan::Upgrade {
+                to: image,
+                backup: crate::BackupMode::Offline,
+                replicas: None,
+                allow_downgrade: false,
+            },
+            vec![
+                (
+                    1100,
+                    Entry::Started {
+                        step: Step::Snapshot,
+                    },
+                ),
+                (
+                    1200,
+                    Entry::Finished {
+                        step: Step::Snapshot,
+                        output: Output::Snapshot(snapshot.clone()),
+                    },
+                ),
+                (1300, Entry::Started { step: Step::Backup }),
+                (
+                    1400,
+                    Entry::Finished {
+                        step: Step::Backup,
+                        output: Output::Backup(backup.clone()),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(upgrade.snapshot_taken(), Some(&snapshot));
+        assert_eq!(upgrade.backup_taken(), Some((&backup, 1400)));
+
+        // Verifying a backup reports it from the verify step: that run took none.
+        let verify = record(
+            Plan::Verify {
+                backup: backup.id.clone(),
+                restore_test: false,
+            },
+            vec![(
+                1500,
+                Entry::Finished {
+                    step: Step::Verify,
+                    output: Output::Backup(backup),
+                },
+            )],
+        );
+        assert_eq!(verify.backup_taken(), None);
+        assert_eq!(verify.snapshot_taken(), None);
     }
 }

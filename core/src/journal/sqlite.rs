@@ -34,6 +34,13 @@ impl SqliteJournal {
                 .with_source(e)
             })?;
         }
+        create_private(path).map_err(|e| {
+            Error::new(
+                ErrorKind::Journal,
+                format!("cannot create the journal {}", path.display()),
+            )
+            .with_source(e)
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -110,6 +117,27 @@ impl SqliteJournal {
             }
         }
         Ok(Self { pool })
+    }
+}
+
+/// Creates `path` empty with mode 0600, whatever the umask, unless it exists.
+///
+/// The journal names hosts, pids, images and backups: it is its owner's alone. SQLite
+/// gives a database's `-wal` and `-shm` files the database file's mode, so creating that
+/// file before SQLite does covers all three. An existing journal keeps the mode its owner
+/// gave it (a team may share one through its group on purpose).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // `mode` is masked by the umask; a umask like 0277 would leave it unwritable.
+        Ok(file) => file.set_permissions(std::fs::Permissions::from_mode(0o600)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -540,6 +568,41 @@ mod tests {
         assert_eq!(ids, ["zz-second".to_string(), first]);
         let mode = std::fs::metadata(&path).unwrap();
         assert!(mode.len() > 0);
+    }
+
+    #[tokio::test]
+    async fn a_new_journal_and_its_wal_and_shm_files_are_created_0600() {
+        use rustix::fs::Mode;
+        use std::os::unix::fs::PermissionsExt;
+        let mode_of = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        // Under the usual umask SQLite creates its files 0644, readable by everyone.
+        let umask = rustix::process::umask(Mode::from_raw_mode(0o022));
+        let written = async {
+            let j = SqliteJournal::open(&path).await?;
+            j.begin(&header("r1"), &holder("r1", 1), LIVE).await?;
+            Ok::<_, Error>(j)
+        }
+        .await;
+        rustix::process::umask(umask);
+        let j = written.unwrap();
+        for name in ["journal.db", "journal.db-wal", "journal.db-shm"] {
+            let mode = mode_of(&dir.path().join(name));
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+        }
+        drop(j);
+
+        // An existing journal keeps the mode its owner gave it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        SqliteJournal::open(&path).await.unwrap();
+        assert_eq!(mode_of(&path), 0o640);
     }
 }
 
