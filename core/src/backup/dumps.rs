@@ -360,10 +360,17 @@ fn fits_packet(statement: &Statement, limit: u64, server: &str, what: &str) -> R
     }
     // Rounded up to a whole MiB, the unit operators set it in.
     let advice = needed.div_ceil(1 << 20) << 20;
+    // A refused backup may come after an offline upgrade's stop: it stores nothing, and
+    // the engine says what became of the deployment.
+    let changed = if what == "backup" {
+        "no backup was stored"
+    } else {
+        "nothing was changed"
+    };
     Err(Error::new(
         ErrorKind::InvalidInput,
         format!(
-            "{what} refused: {} takes {} in the dump ({} bytes), more than {server}'s max_allowed_packet of {} ({limit} bytes), so a restore would fail after emptying the database. Raise max_allowed_packet to at least {advice} (SET GLOBAL max_allowed_packet = {advice}; and in the server's configuration), then run the command again; nothing was changed",
+            "{what} refused: {} takes {} in the dump ({} bytes), more than {server}'s max_allowed_packet of {} ({limit} bytes), so a restore would fail after emptying the database. Raise max_allowed_packet to at least {advice} (SET GLOBAL max_allowed_packet = {advice}; and in the server's configuration), then run the command again; {changed}",
             statement.describe(),
             human_bytes(statement.bytes),
             statement.bytes,
