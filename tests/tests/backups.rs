@@ -34,8 +34,13 @@ struct Fixture {
 }
 
 async fn fixture(engine: Engine) -> Fixture {
+    let f = empty_fixture(engine).await;
+    f.scratch.seed_varied().await;
+    f
+}
+
+async fn empty_fixture(engine: Engine) -> Fixture {
     let scratch = ScratchDatabase::create(engine).await;
-    scratch.seed_varied().await;
     let database = database(&scratch);
     let store_dir = tempfile::tempdir().unwrap();
     let store_path = store_dir.path().join("backups");
@@ -556,10 +561,17 @@ async fn an_online_backup_under_writes_has_the_dump_s_exact_fingerprint() {
 }
 
 /// A MariaDB user without the RELOAD privilege cannot take the brief global read lock:
-/// the backup still works, says why it is slower, and is exact when nothing writes.
+/// the backup still works, says why it is slower, and is exact when nothing writes (its
+/// FLOAT fix-ups read their own snapshot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_reload_privilege_the_backup_falls_back_and_says_so() {
     let f = fixture(Engine::MariaDb).await;
+    f.scratch
+        .execute("CREATE TABLE gauges (id INT PRIMARY KEY, f FLOAT)")
+        .await;
+    f.scratch
+        .execute("INSERT INTO gauges SELECT seq, seq / 7e0 FROM seq_1_to_1000")
+        .await;
     let user = cutover_tests::unique_name("nr").replace('-', "_");
     let password = format!("pw{}", user.len());
     for host in ["localhost", "127.0.0.1"] {
@@ -608,6 +620,12 @@ async fn without_the_reload_privilege_the_backup_falls_back_and_says_so() {
             .await;
     }
     let taken = taken.unwrap_or_else(|e| panic!("{}", e.report()));
+    // Restored by the user that owns the views and triggers (creating them with another
+    // DEFINER needs more than the limited user has).
+    f.scratch.execute("UPDATE gauges SET f = 0").await;
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("restore: {}", e.report()));
     drop(events);
     let mut warnings = Vec::new();
     while let Some(e) = rx.recv().await {
@@ -760,4 +778,157 @@ async fn a_postgres_restore_that_fails_midway_leaves_the_database_as_it_was() {
         Vec::<String>::new(),
         "a failed restore changed the database"
     );
+}
+
+/// Every FLOAT value as its exact double, with the rest of its row, in key order.
+async fn float_rows(scratch: &ScratchDatabase, table: &str, key: &str) -> Vec<String> {
+    scratch
+        .rows(&format!(
+            "SELECT CONCAT_WS('|', HEX(CONCAT_WS(',', {key})), COALESCE(CAST(f AS DOUBLE), 'null'), COALESCE(CAST(fd AS DOUBLE), 'null'), touched, changed)
+             FROM {table} ORDER BY {key}"
+        ))
+        .await
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 0))
+        .collect()
+}
+
+/// MariaDB's dump prints FLOAT with 6 significant digits; the backup appends the exact
+/// values, keyed, before the triggers: a restore gives every FLOAT back bit for bit, fires
+/// no trigger and moves no ON UPDATE timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn float_values_come_back_exactly_without_firing_triggers() {
+    let f = empty_fixture(Engine::MariaDb).await;
+    for sql in [
+        // A composite string + integer primary key, and a table keyed only by a UNIQUE
+        // key on a TIMESTAMP and a BINARY column.
+        "CREATE TABLE gauges (site VARCHAR(40) COLLATE utf8mb4_unicode_ci, n INT, f FLOAT, fd FLOAT(7,3),
+            touched INT NOT NULL DEFAULT 0,
+            changed TIMESTAMP(6) NOT NULL DEFAULT '2001-02-03 04:05:06' ON UPDATE CURRENT_TIMESTAMP(6),
+            PRIMARY KEY (site, n)) ENGINE=InnoDB",
+        "INSERT INTO gauges (site, n, f, fd) VALUES
+            ('Zürich 😀', 1, 0.1234567, 23.456789), ('it''s', 2, 3.4028234e38, -0e0),
+            ('', 3, -0e0, NULL), ('x', 4, NULL, 0.1), ('ZÜRICH 😀', 5, 23.456789, 9999.999),
+            ('', 6, 0.7654321, 1.5)",
+        // More rows than one UPDATE takes.
+        "INSERT INTO gauges (site, n, f, fd) SELECT CONCAT('s', seq % 7), seq, seq / 7e0, seq / 9e0 FROM seq_10_to_1300",
+        "CREATE TABLE readings (at TIMESTAMP(6) NOT NULL, probe BINARY(4) NOT NULL, f FLOAT, fd FLOAT(7,3),
+            touched INT NOT NULL DEFAULT 0, changed DATETIME(6) NULL ON UPDATE CURRENT_TIMESTAMP(6),
+            UNIQUE KEY (at, probe)) ENGINE=InnoDB",
+        "INSERT INTO readings (at, probe, f, fd) SELECT '2026-03-29 00:59:59.5' + INTERVAL seq MINUTE, UNHEX(LPAD(HEX(seq), 8, '0')), seq / 3e0, seq FROM seq_1_to_700",
+        "CREATE TRIGGER gauges_touch BEFORE UPDATE ON gauges FOR EACH ROW SET NEW.touched = NEW.touched + 1, NEW.f = 0",
+        "CREATE TRIGGER readings_touch BEFORE UPDATE ON readings FOR EACH ROW SET NEW.touched = NEW.touched + 1",
+    ] {
+        f.scratch.execute(sql).await;
+    }
+    let lossy = "WHERE CAST(CAST(f AS CHAR) AS FLOAT) <> f";
+    assert!(
+        f.scratch.count(&format!("gauges {lossy}")).await > 1000,
+        "the dump's text is inexact"
+    );
+    assert!(f.scratch.count(&format!("readings {lossy}")).await > 400);
+    let gauges = float_rows(&f.scratch, "gauges", "site, n").await;
+    let readings = float_rows(&f.scratch, "readings", "at, probe").await;
+    assert!(
+        gauges.iter().any(|r| r.contains("|0.12345670163631439|")),
+        "{gauges:?}"
+    );
+
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    f.scratch
+        .execute("UPDATE gauges SET f = 1, fd = 1 WHERE n % 2 = 0")
+        .await;
+    f.scratch.execute("DELETE FROM readings WHERE f > 10").await;
+    assert_ne!(float_rows(&f.scratch, "gauges", "site, n").await, gauges);
+
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    assert_eq!(float_rows(&f.scratch, "gauges", "site, n").await, gauges);
+    assert_eq!(
+        float_rows(&f.scratch, "readings", "at, probe").await,
+        readings
+    );
+    assert_eq!(
+        f.scratch
+            .count("information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")
+            .await,
+        2,
+        "the triggers are restored, after the fix-ups"
+    );
+    f.backups
+        .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
+}
+
+/// FLOAT values are corrected by key: a table without one whose values a restore would
+/// change is refused, in preflight and by the backup itself, and nothing is stored; the
+/// same table with values the dump prints exactly is backed up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inexact_floats_without_a_key_are_refused_before_anything_is_stored() {
+    let f = empty_fixture(Engine::MariaDb).await;
+    for sql in [
+        "CREATE TABLE keyed (id INT PRIMARY KEY, f FLOAT) ENGINE=InnoDB",
+        "INSERT INTO keyed VALUES (1, 0.1234567)",
+        // A UNIQUE key with a nullable column addresses no row for sure.
+        "CREATE TABLE samples (label VARCHAR(20) NULL, f FLOAT, g FLOAT, UNIQUE KEY (label)) ENGINE=InnoDB",
+        "INSERT INTO samples VALUES ('a', 0.5, 0.25), ('b', NULL, 1), (NULL, 2, 3)",
+    ] {
+        f.scratch.execute(sql).await;
+    }
+    let exact = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    f.scratch
+        .execute("INSERT INTO samples VALUES ('c', 0.1234567, 0.5), ('d', 3.4028234e38, 1.2345678), ('e', 1, 0.75)")
+        .await;
+
+    let preflight = f.backups.preflight(&f.driver).await.unwrap_err();
+    let refused = f.backup().await.unwrap_err();
+    for e in [&preflight, &refused] {
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{}", e.report());
+        let message = e.message();
+        for expected in [
+            "`samples`",
+            "2 values of column `f`",
+            "1 value of column `g`",
+            "PRIMARY KEY",
+            "DOUBLE",
+        ] {
+            assert!(message.contains(expected), "{expected:?} in {message}");
+        }
+        assert!(!message.contains("`keyed`"), "{message}");
+    }
+    let listed: Vec<_> = f
+        .backups
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(listed, vec![exact.id.clone()]);
+    let mut entries: Vec<_> = std::fs::read_dir(&f.store_path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        vec![exact.id.to_string()],
+        "nothing else is stored"
+    );
+
+    f.scratch
+        .execute("ALTER TABLE samples MODIFY f DOUBLE, MODIFY g DOUBLE")
+        .await;
+    f.backups.preflight(&f.driver).await.unwrap();
+    f.backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
 }

@@ -110,3 +110,8 @@ async fn round_trip(engine: Engine) {
 async fn the_corpus_survives_backup_damage_and_restore_on_postgres() {
     round_trip(Engine::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_corpus_survives_backup_damage_and_restore_on_mariadb() {
+    round_trip(Engine::MariaDb).await;
+}

@@ -262,7 +262,8 @@ impl Database {
                     [
                         "--single-transaction",
                         "--routines",
-                        "--triggers",
+                        // Triggers come last, after the FLOAT fix-ups (`floats`).
+                        "--skip-triggers",
                         "--events",
                         "--hex-blob",
                         "--no-tablespaces",
@@ -468,6 +469,28 @@ impl Database {
             .execute(&sql)
             .await
             .map_err(|e| self.db_error("cannot drop the scratch database", e))
+    }
+
+    /// MySQL/MariaDB: the command of [`Database::dump_argv`] dumping the triggers alone,
+    /// which a backup appends after the data and its FLOAT fix-ups so that no trigger
+    /// fires on them (`floats`).
+    pub(super) fn triggers_argv(&self) -> Vec<String> {
+        let mut argv = self.dump_argv(None);
+        let name = argv.pop().expect("the database name comes last");
+        argv.retain(|a| !matches!(a.as_str(), "--routines" | "--events" | "--skip-triggers"));
+        argv.extend(
+            [
+                "--no-data",
+                "--no-create-info",
+                "--no-create-db",
+                "--skip-routines",
+                "--skip-events",
+                "--triggers",
+            ]
+            .map(String::from),
+        );
+        argv.push(name);
+        argv
     }
 }
 
@@ -781,6 +804,16 @@ impl Conn {
                 let _ = self.execute("UNLOCK TABLES").await;
             }
             self.in_snapshot = false;
+        }
+    }
+
+    /// The MySQL/MariaDB connection and whether it is inside [`Conn::pin`]'s snapshot
+    /// (for the FLOAT fix-ups of `floats`); `None` on PostgreSQL.
+    pub(super) fn mysql(&mut self) -> Option<(&mut MySqlConnection, bool)> {
+        let pinned = self.in_snapshot;
+        match &mut self.link {
+            Link::My(c) => Some((c, pinned)),
+            Link::Pg(_) => None,
         }
     }
 

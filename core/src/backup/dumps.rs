@@ -9,6 +9,9 @@
 //!    connection starts its snapshot under a global read lock and releases the lock once
 //!    the dump has started its own. Without the lock (no `RELOAD` privilege) the
 //!    fingerprint is taken before and after the dump and is marked exact only if equal.
+//!    On MySQL/MariaDB the dump leaves out the triggers; the same part then holds the
+//!    exact values of the FLOATs the dump printed inexactly, and then the triggers
+//!    (`floats`).
 //! 3. Archive each storage path through the driver into `storage-N.tar.zst`.
 //! 4. Write the manifest last; the backup becomes visible.
 //! 5. Re-read every part and check its size and SHA-256 before accepting the backup.
@@ -28,6 +31,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::database::{Consistency, DUMP_STARTED_MARKER, Database};
+use super::floats;
 use super::manifest::{
     DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
 };
@@ -237,15 +241,25 @@ impl DumpBackups {
             } else {
                 Box::new(reader)
             };
-        let dump = self
-            .database
-            .run_tool(scope.driver, &argv, None, Some(Box::pin(writer)));
+        // MySQL/MariaDB: the FLOAT fix-ups and then the triggers follow the dump (`floats`).
+        let (reader, after) = floats::follow(self.database.engine(), reader, PIPE);
+        let (fixups, triggers) = after.unzip();
+        let dump = async {
+            let status = self
+                .database
+                .run_tool(scope.driver, &argv, None, Some(Box::pin(writer)))
+                .await;
+            match triggers {
+                Some(triggers) => triggers.run(status, &self.database, scope.driver).await,
+                None => status,
+            }
+        };
         let progress = |n| events.progress(n, expected, Unit::Bytes);
         // The dump's longest statement must fit the server's max_allowed_packet.
         let measure = limit.is_some();
         let stored = store_compressed(reader, staged, DATABASE_PART, measure, progress);
         let during = async {
-            match consistency {
+            let fingerprint = match consistency {
                 Consistency::Exported(_) => Some(conn.fingerprint().await),
                 Consistency::ReadLocked => {
                     let _ = started.await;
@@ -255,14 +269,20 @@ impl DumpBackups {
                     })
                 }
                 Consistency::Unpinned(_) => None,
-            }
+            };
+            let fixed = match fixups {
+                Some(fixups) => fixups.write(&mut conn).await,
+                None => Ok(()),
+            };
+            (fingerprint, fixed)
         };
-        let (status, written, during) = tokio::join!(dump, stored, during);
+        let (status, written, (during, fixed)) = tokio::join!(dump, stored, during);
         conn.end_snapshot().await;
         // When the store fails (a full disk), the dump then fails on a broken pipe: the
         // store's error is the cause worth reporting.
         let written = written?;
         self.database.check_exit(&argv, &status?, "dump")?;
+        fixed?;
         let longest_statement = written
             .longest_statement
             .as_ref()
@@ -542,6 +562,7 @@ impl Backups for DumpBackups {
     async fn preflight(&self, driver: &dyn Driver) -> Result<()> {
         let mut conn = self.database.connect().await?;
         let size = conn.size().await?;
+        floats::check(&mut conn).await?;
         self.database.check_tools(driver).await?;
         // A row too large to restore is refused before anything changes; the backup
         // itself measures the dump's real longest statement again.

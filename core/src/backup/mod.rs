@@ -7,6 +7,7 @@
 mod database;
 mod dumps;
 mod fingerprint;
+mod floats;
 pub mod manifest;
 mod pipeline;
 #[cfg(feature = "s3")]
