@@ -346,6 +346,7 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
     let baseline = Baseline {
         image: seen.image.clone(),
         replicas: seen.replicas,
+        instances: seen.instances.clone(),
     };
     let mut warnings = Vec::new();
     if let Some(refusal) = refuse_upgrade(

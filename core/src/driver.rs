@@ -75,6 +75,10 @@ impl Capabilities {
 pub struct Instance {
     /// Stable identifier within the backend (container name, pod name).
     pub id: String,
+    /// The backend's identity of this incarnation (container ID, pod UID), when it has
+    /// one: it changes when an instance is recreated under the same `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// Where it runs: a host or node name; empty when there is only one place.
     pub location: String,
     /// The image it was created from.

@@ -549,7 +549,12 @@ impl Engine {
         if report.outcome.is_terminal() {
             self.journal.release(&self.settings.target, id).await?;
         }
-        let (message, next) = describe(run, &report, id);
+        let (mut message, mut next) = describe(run, &report, id);
+        if report.outcome == Outcome::Aborted
+            && let Some(checked) = self.check_aborted(id, &report).await?
+        {
+            (message, next) = checked;
+        }
         events.emit(EventKind::Outcome {
             outcome: report.outcome,
             message: message.clone(),
@@ -561,6 +566,67 @@ impl Engine {
             message,
             next,
         })
+    }
+
+    /// After an abort, observes the deployment and compares it with what preflight saw:
+    /// the operator is told it runs as before only when it does. `None` when preflight
+    /// itself failed (nothing was observed, and nothing changed: preflight only reads).
+    async fn check_aborted(
+        &self,
+        id: &str,
+        report: &Report,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let Some(record) = self.journal.run(id).await? else {
+            return Ok(None);
+        };
+        let Some(before) = record.baseline() else {
+            return Ok(None);
+        };
+        let cause = report
+            .cause
+            .as_ref()
+            .map_or(String::new(), |c| format!(": {c}"));
+        let bounded = Bounded {
+            what: "the driver's observe",
+            limit: self.settings.call_timeout,
+        };
+        let status = Some("cutover status".to_string());
+        let checked = match bounded.run(self.driver.observe()).await {
+            Ok(now) => {
+                let differences = crate::aftermath::differences(before, &now);
+                if !differences.is_empty() {
+                    (
+                        format!(
+                            "aborted{cause}, but the deployment is NOT as before: {}. cutover changes nothing more; check it with `cutover status` and put it right by hand",
+                            differences.join("; ")
+                        ),
+                        status,
+                    )
+                } else if record.started_stop() {
+                    (
+                        format!(
+                            "aborted before the new image ran{cause}; the instances stopped for the backup were started again and the deployment runs as before (observed)"
+                        ),
+                        None,
+                    )
+                } else {
+                    (
+                        format!(
+                            "stopped before changing anything{cause}; the deployment runs as before (observed)"
+                        ),
+                        None,
+                    )
+                }
+            }
+            Err(e) => (
+                format!(
+                    "aborted{cause}; the deployment could not be observed afterwards ({}), so whether it runs as before is unknown",
+                    e.report()
+                ),
+                status,
+            ),
+        };
+        Ok(Some(checked))
     }
 
     async fn perform(
@@ -762,6 +828,7 @@ impl Engine {
         Ok(Output::Observed(Baseline {
             image: seen.image,
             replicas: seen.replicas,
+            instances: seen.instances,
         }))
     }
 }

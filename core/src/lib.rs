@@ -15,6 +15,7 @@
 //! With the `testkit` feature, `testkit` provides an in-memory `FakeDriver` and the
 //! conformance suite that every driver must pass.
 
+mod aftermath;
 pub mod backup;
 pub mod driver;
 pub mod engine;

@@ -20,7 +20,8 @@
 //!
 //! # Guarantees
 //! - Failure before `stop`: nothing changed; unlock → [`Outcome::Aborted`].
-//! - Failure after `stop`, before `set_image`: the old definition is scaled back; unlock →
+//! - Failure after `stop`, before `set_image`: the snapshot is restored (the stopped
+//!   instances start again, themselves, not replacements); unlock →
 //!   [`Outcome::Aborted`].
 //! - Failure from `set_image` on: scale 0, restore the data from this run's backup, restore
 //!   the snapshot, await the old instances, unlock → [`Outcome::RolledBack`].
@@ -38,7 +39,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupId, BackupRef, Swept};
-use crate::driver::{Pulled, Snapshot};
+use crate::driver::{Instance, Pulled, Snapshot};
 use crate::error::{ErrorKind, Failure};
 use crate::image::{ImageRef, Version};
 
@@ -337,6 +338,10 @@ pub struct Baseline {
     pub image: ImageRef,
     /// The definition's replica count.
     pub replicas: u32,
+    /// Every instance as preflight saw it: what an aborted run is compared with
+    /// (empty in journals written before it was recorded).
+    #[serde(default)]
+    pub instances: Vec<Instance>,
 }
 
 /// The result of a successful step, as journaled.
@@ -740,7 +745,12 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
             Step::Prune,
             Action::Prune(a.protection.backup().map(|b| b.id.clone())),
         ),
-        Phase::RestartOld(p, _) => perform(Step::RestartOld, Action::Scale(p.base.old_replicas)),
+        // The snapshot, not a scale: the stopped instances come back themselves (a scale
+        // would create new ones beside those kept aside).
+        Phase::RestartOld(p, _) => perform(
+            Step::RestartOld,
+            Action::RestoreDefinition(p.snapshot.clone()),
+        ),
         Phase::RollbackPull(a) => perform(Step::Pull, Action::Pull(a.prep.snapshot.image.clone())),
         Phase::RollbackStop(..) => perform(Step::RollbackStop, Action::Scale(0)),
         Phase::RestoreData(a, _) => match &a.protection {
@@ -1098,6 +1108,7 @@ mod tests {
         Baseline {
             image: img("1.0.0"),
             replicas: 3,
+            instances: Vec::new(),
         }
     }
 

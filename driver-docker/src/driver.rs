@@ -230,6 +230,7 @@ impl Driver for DockerDriver {
                 let name = target::name_of(c);
                 Ok(Instance {
                     id: name.to_string(),
+                    uid: c.id.clone(),
                     location: String::new(),
                     image: parse_image(target::image_of(c), "observe", name)?,
                     digest: c
@@ -274,6 +275,7 @@ impl Driver for DockerDriver {
             compose,
             target: self.selector.key(),
             definition: Recorded::new(&def.image, &def.spec, &salt),
+            persisted: def.persisted,
             salt,
             instances,
         };
@@ -425,6 +427,8 @@ impl Driver for DockerDriver {
         // Everything that must be recreated is resolved before anything changes.
         let sources = self.env_sources(&seen, &data).await?;
         let def_spec = match definition::read(&self.docker, &seen, "restore").await? {
+            // Before cutover changed anything the instances were the definition.
+            _ if !data.persisted => None,
             Some(d) if d.persisted && data.definition.matches(&d.image, &d.spec, salt, true) => {
                 None
             }
@@ -457,6 +461,10 @@ impl Driver for DockerDriver {
         if let Some(spec) = def_spec {
             let image = &data.definition.image;
             definition::write(&self.docker, &self.selector, &seen, image, &spec, "restore").await?;
+        } else if !data.persisted {
+            for c in &seen.definitions {
+                definition::remove(&self.docker, target::name_of(c), "restore", false).await?;
+            }
         }
         for r in &data.instances {
             let kept_name = format!("{}{KEPT_SUFFIX}", r.name);

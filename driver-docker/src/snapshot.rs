@@ -35,12 +35,20 @@ pub(crate) struct SnapshotData {
     pub salt: String,
     /// The definition: image and template of new instances.
     pub definition: Recorded,
+    /// Whether a definition container held it; when not (cutover had never changed the
+    /// deployment), restore removes the ones created since. Older snapshots: `true`.
+    #[serde(default = "persisted_before")]
+    pub persisted: bool,
     /// Every instance as it was.
     pub instances: Vec<RecordedInstance>,
     /// The compose file's image value and hash, when one is configured (never its bytes:
     /// it may hold secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<ComposeRecord>,
+}
+
+fn persisted_before() -> bool {
+    true
 }
 
 /// One instance in a snapshot.

@@ -341,6 +341,7 @@ impl Driver for KubernetesDriver {
                     .and_then(|id| id.rsplit_once('@').map(|(_, d)| d.to_string()));
                 Ok(Instance {
                     id: pod.metadata.name.clone().unwrap_or_default(),
+                    uid: pod.metadata.uid.clone(),
                     location: pod
                         .spec
                         .as_ref()

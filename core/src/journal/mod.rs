@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup::BackupRef;
 use crate::driver::{Holder, Snapshot};
 use crate::error::Failure;
-use crate::machine::{Input, Output, Plan, Report, Run, RunKind, Step, step};
+use crate::machine::{Baseline, Input, Output, Plan, Report, Run, RunKind, Step, step};
 use crate::{Error, ErrorKind, Result};
 
 mod sqlite;
@@ -148,6 +148,29 @@ impl RunRecord {
                 output: Output::Backup(b),
             } => Some((b, r.at_ms)),
             _ => None,
+        })
+    }
+
+    /// The deployment as this run's preflight saw it.
+    pub fn baseline(&self) -> Option<&Baseline> {
+        self.records.iter().find_map(|r| match &r.entry {
+            Entry::Finished {
+                step: Step::Preflight,
+                output: Output::Observed(b),
+            } => Some(b),
+            _ => None,
+        })
+    }
+
+    /// Whether this run started a step that stops instances (`stop`, `rollback_stop`).
+    pub fn started_stop(&self) -> bool {
+        self.records.iter().any(|r| {
+            matches!(
+                r.entry,
+                Entry::Started {
+                    step: Step::Stop | Step::RollbackStop
+                }
+            )
         })
     }
 

@@ -434,6 +434,7 @@ impl Driver for FakeDriver {
                     .iter()
                     .map(|i| Instance {
                         id: i.id.clone(),
+                        uid: None,
                         location: String::new(),
                         image: i.image.clone(),
                         digest: None,
