@@ -1,9 +1,14 @@
 //! The `cutover` binary with `kind = "docker"` and `[database]` on PostgreSQL, against the
-//! specimen started by a `docker run` script: `upgrade` and then a manual `rollback` that
-//! brings back the previous image, the previous data and the stored files; then a broken
-//! release, rolled back automatically with exit code 5.
+//! specimen started by a `docker run` script with `--restart unless-stopped`: `upgrade` and
+//! then a manual `rollback` that brings back the previous image, the previous data and the
+//! stored files; then a broken release, rolled back automatically with exit code 5. And a
+//! broken leader whose cutover process is killed: Docker does not restart it, so its
+//! migration runs once; `resume` rolls it back, and a later upgrade's instances get the
+//! restart policy at commit.
 
-use std::path::Path;
+use std::io::BufRead;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,7 +28,12 @@ struct App {
 }
 
 impl App {
-    fn run(version: &str, db: &ScratchDatabase, volume: DockerVolume) -> App {
+    fn run(
+        version: &str,
+        db: &ScratchDatabase,
+        volume: DockerVolume,
+        extra: &[(&str, &str)],
+    ) -> App {
         let app = App {
             name: unique_name("ctcli").replace('_', "-"),
             port: free_port(),
@@ -31,15 +41,17 @@ impl App {
         };
         let image = TestEnv::get().specimen_tag(version);
         docker(&["pull", "-q", &image]);
-        let out = docker_command()
+        let mut command = docker_command();
+        command
             .args(["run", "-d", "--name", &app.name, "--network", "host"])
             .args(["--restart", "unless-stopped", "--label", "cutover-test=1"])
             .args(["-e", "DATABASE_URL", "-e", &format!("PORT={}", app.port)])
             .args(["-v", &format!("{}:/data/storage", app._volume.name())])
-            .arg(&image)
-            .env("DATABASE_URL", db.url())
-            .output()
-            .unwrap();
+            .env("DATABASE_URL", db.url());
+        for (k, v) in extra {
+            command.args(["-e", &format!("{k}={v}")]);
+        }
+        let out = command.arg(&image).output().unwrap();
         assert!(
             out.status.success(),
             "docker run: {}",
@@ -67,6 +79,17 @@ impl App {
     fn image(&self) -> String {
         docker(&["inspect", "--format", "{{.Config.Image}}", &self.name])
     }
+
+    /// The instance's restart policy, restart count and status, as `docker inspect` shows
+    /// them: e.g. `unless-stopped 0 running`.
+    fn supervision(&self) -> String {
+        docker(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.RestartPolicy.Name}} {{.RestartCount}} {{.State.Status}}",
+            &self.name,
+        ])
+    }
 }
 
 impl Drop for App {
@@ -78,43 +101,11 @@ impl Drop for App {
     }
 }
 
-fn cutover(config: &Path, password: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("CUTOVER_DATABASE__PASSWORD", password)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cutover")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
+/// Writes `dir/cutover.toml` for `app` on `db`, with the storage path backed up.
+fn write_config(dir: &Path, app: &App, db: &ScratchDatabase) -> PathBuf {
     let env = TestEnv::get();
-    let db = ScratchDatabase::create(Engine::Postgres).await;
-    let app = App::run("1.0.0", &db, DockerVolume::create());
-    app.wait_healthy().await;
-    let client = app.client();
-    for i in 0..10 {
-        client.create_item(&format!("item {i}"), "before").await;
-    }
-    client
-        .put_file("report.txt", b"before the upgrade".to_vec())
-        .await;
-    let before = client.items().await;
-
-    let (url, password) = db.credentials();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cutover.toml");
+    let (url, _) = db.credentials();
+    let config = dir.join("cutover.toml");
     std::fs::write(
         &config,
         format!(
@@ -149,6 +140,46 @@ paths = ["/data/storage"]
         ),
     )
     .unwrap();
+    config
+}
+
+fn cutover(config: &Path, password: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("CUTOVER_DATABASE__PASSWORD", password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cutover")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
+    let env = TestEnv::get();
+    let db = ScratchDatabase::create(Engine::Postgres).await;
+    let app = App::run("1.0.0", &db, DockerVolume::create(), &[]);
+    app.wait_healthy().await;
+    let client = app.client();
+    for i in 0..10 {
+        client.create_item(&format!("item {i}"), "before").await;
+    }
+    client
+        .put_file("report.txt", b"before the upgrade".to_vec())
+        .await;
+    let before = client.items().await;
+
+    let (_, password) = db.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &app, &db);
 
     let up = cutover(&config, &password, &["upgrade", "--to", "1.1.0"]);
     assert_eq!(up.status.code(), Some(0), "{}", text(&up));
@@ -156,6 +187,11 @@ paths = ["/data/storage"]
     assert_eq!(client.version().await["version"], "1.1.0");
     assert!(db.has_column("items", "name_folded").await);
     assert_eq!(app.image(), env.specimen_tag("1.1.0"));
+    assert_eq!(
+        app.supervision(),
+        "unless-stopped 0 running",
+        "the committed instance has the definition's restart policy"
+    );
     // Written after the upgrade: a rollback to the upgrade's backup drops it.
     client.create_item("after", "after the upgrade").await;
     client
@@ -167,6 +203,7 @@ paths = ["/data/storage"]
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.0.0");
     assert_eq!(app.image(), env.specimen_tag("1.0.0"));
+    assert_eq!(app.supervision(), "unless-stopped 0 running");
     assert!(
         !db.has_column("items", "name_folded").await,
         "schema of 1.0.0"
@@ -199,4 +236,122 @@ paths = ["/data/storage"]
     assert!(text(&history).contains("rolled_back"), "{}", text(&history));
     let all = text(&up) + &text(&back) + &text(&broken) + &text(&history);
     assert!(!all.contains(&password), "the password in cutover's output");
+}
+
+/// The run is killed (SIGKILL) while its broken leader migrates. Nothing watches the leader
+/// then, and under the definition's `unless-stopped` Docker would restart it again and again,
+/// re-applying its half-finished migration each time, until someone runs `resume`. The
+/// leader must be started without a restart policy: 20 s later its migration has run once
+/// and Docker has not restarted it. `resume` then rolls the upgrade back, the old instance
+/// back with its own `unless-stopped`; a good release gets the policy at commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_leader_is_not_restarted_while_its_killed_run_waits_for_resume() {
+    let env = TestEnv::get();
+    let db = ScratchDatabase::create(Engine::Postgres).await;
+    // A stretched migration: the run is killed while the leader is inside it.
+    let stretch = [("SPECIMEN_MIGRATION_SECONDS", "3")];
+    let app = App::run("1.0.0", &db, DockerVolume::create(), &stretch);
+    app.wait_healthy().await;
+    let client = app.client();
+    for i in 0..10 {
+        client.create_item(&format!("item {i}"), "before").await;
+    }
+    let before = client.items().await;
+    assert_eq!(app.supervision(), "unless-stopped 0 running");
+    let (_, password) = db.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &app, &db);
+
+    let mut run = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--output", "json", "upgrade", "--to", "1.1.0-broken"])
+        .env("CUTOVER_DATABASE__PASSWORD", &password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run cutover");
+    // Its events, read to the end on a thread of their own so that it never blocks on a
+    // full pipe.
+    let (lines, events) = std::sync::mpsc::channel::<String>();
+    let stdout = run.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = events
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the run never began to await its leader: {seen:#?}"));
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        seen.push(line);
+        if event["type"] == "step_started" && event["step"] == "await_leader" {
+            break;
+        }
+    }
+    let migrations = || async {
+        db.migration_runs()
+            .await
+            .into_iter()
+            .filter(|m| m.version == "1.1.0")
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while migrations().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never began its migration: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run.kill().expect("SIGKILL cutover");
+    let status = run.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "cutover ended by {status}");
+
+    // No cutover process watches now: only the restart policy could start the leader again.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let runs = migrations().await;
+    assert_eq!(
+        runs.len(),
+        1,
+        "the broken leader's migration ran more than once unsupervised: {runs:#?}"
+    );
+    assert_eq!(runs[0].outcome, "failed", "{runs:#?}");
+    assert_eq!(app.image(), env.specimen_tag("1.1.0-broken"));
+    assert_eq!(
+        app.supervision(),
+        "no 0 exited",
+        "the leader runs without a restart policy and was not restarted"
+    );
+
+    let resumed = cutover(&config, &password, &["resume"]);
+    assert_eq!(resumed.status.code(), Some(5), "{}", text(&resumed));
+    app.wait_healthy().await;
+    assert_eq!(client.version().await["version"], "1.0.0");
+    assert_eq!(client.items().await.checksum, before.checksum);
+    assert!(
+        !db.has_column("items", "name_folded").await,
+        "half migration undone"
+    );
+    assert_eq!(
+        app.supervision(),
+        "unless-stopped 0 running",
+        "the old instance back with its own restart policy"
+    );
+
+    let up = cutover(&config, &password, &["upgrade", "--to", "1.1.0"]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    app.wait_healthy().await;
+    assert_eq!(client.version().await["version"], "1.1.0");
+    assert_eq!(migrations().await.len(), 1, "one migration of 1.1.0");
+    assert_eq!(
+        app.supervision(),
+        "unless-stopped 0 running",
+        "at commit the instance gets the definition's restart policy"
+    );
 }

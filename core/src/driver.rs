@@ -311,6 +311,10 @@ pub trait Driver: fmt::Debug + Send + Sync + 'static {
     /// - Returns once the backend has accepted the change; readiness is the core's to wait
     ///   for (through [`Driver::observe`]).
     /// - Already converged: succeeds without change.
+    /// - Instances of an image set since the last [`Driver::release`] get no restart policy
+    ///   (or the backend's nearest equivalent) where the backend allows it: an instance that
+    ///   exits is not restarted on its own, so a failing start-up and its migrations do not
+    ///   run again while no cutover process watches.
     async fn scale(&self, replicas: u32) -> Result<()>;
 
     /// Brings the definition and instances back exactly as `snapshot` recorded them.
@@ -325,7 +329,8 @@ pub trait Driver: fmt::Debug + Send + Sync + 'static {
     /// Drops what was kept aside for rolling back to `snapshot` (at commit).
     ///
     /// # Behavior
-    /// - Never touches instances of the current definition.
+    /// - Restarts, replaces and removes no instance of the current definition; gives them
+    ///   the definition's restart policy where [`Driver::scale`] withheld it.
     /// - Nothing left to drop: succeeds.
     async fn release(&self, snapshot: &Snapshot) -> Result<()>;
 

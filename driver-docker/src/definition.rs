@@ -13,6 +13,15 @@
 //! Until cutover first changes a deployment there is no such container: the definition
 //! is then read from a reference instance (the first running one, else any instance, else
 //! a kept one): its image, and its configuration minus that image's defaults.
+//!
+//! **Pending release.** A definition whose image `set_image` changed is labelled
+//! `cutover.pending-release=true` until `release` (the commit) rewrites it without the
+//! label. Instances created from a pending definition start with restart policy `no`
+//! whatever the template says, so that a release that has never been healthy is not
+//! restarted by Docker while no cutover process watches it (one restart re-runs its
+//! start-up migrations); `release` gives them the template's policy. The template itself
+//! keeps the real policy, and so do snapshots of it. A definition read from an instance,
+//! or put back by `restore`, describes what already served and is not pending.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +36,7 @@ use crate::spec::{self, Spec};
 use crate::target::{self, Containers, LABEL_ROLE, LABEL_TARGET, Selector};
 
 const LABEL_TEMPLATE: &str = "cutover.template";
+const LABEL_PENDING: &str = "cutover.pending-release";
 
 /// The image and template of new instances.
 #[derive(Debug, Clone)]
@@ -37,6 +47,8 @@ pub(crate) struct Definition {
     pub spec: Spec,
     /// Whether a definition container holds it (else it was read from an instance).
     pub persisted: bool,
+    /// Whether its image awaits release: instances start without a restart policy.
+    pub pending_release: bool,
 }
 
 /// The current definition, or `None` when the target has no container at all.
@@ -48,7 +60,8 @@ pub(crate) async fn read(
     if let Some(marker) = seen.definitions.last() {
         let image = target::image_of(marker).to_string();
         let name = target::name_of(marker);
-        let template = target::labels_of(marker)
+        let labels = target::labels_of(marker);
+        let template = labels
             .get(LABEL_TEMPLATE)
             .and_then(|t| serde_json::from_str::<Map<String, Value>>(t).ok())
             .ok_or_else(|| {
@@ -73,6 +86,7 @@ pub(crate) async fn read(
             image,
             spec,
             persisted: true,
+            pending_release: labels.get(LABEL_PENDING).is_some_and(|v| v == "true"),
         }));
     }
     let reference = seen
@@ -99,10 +113,12 @@ pub(crate) async fn from_instance(
         image,
         spec,
         persisted: false,
+        pending_release: false,
     })
 }
 
-/// Persists `image` + `spec` as the definition, replacing older definition containers.
+/// Persists `image` + `spec` as the definition, pending release if `pending_release`,
+/// replacing older definition containers.
 ///
 /// The new container is created before the old ones are removed, so a crash in between
 /// leaves two, of which the newest counts.
@@ -112,6 +128,7 @@ pub(crate) async fn write(
     seen: &Containers,
     image: &str,
     spec: &Spec,
+    pending_release: bool,
     op: &str,
 ) -> Result<()> {
     let millis = std::time::SystemTime::now()
@@ -123,11 +140,14 @@ pub(crate) async fn write(
         selector.base(selector.naming(seen))
     );
     let template = serde_json::to_string(&spec.body).unwrap_or_default();
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_ROLE.to_string(), "definition".to_string()),
         (LABEL_TARGET.to_string(), selector.key()),
         (LABEL_TEMPLATE.to_string(), template),
     ]);
+    if pending_release {
+        labels.insert(LABEL_PENDING.to_string(), "true".to_string());
+    }
     let mut body = Map::new();
     body.insert(
         "Labels".into(),

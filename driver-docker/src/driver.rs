@@ -13,19 +13,25 @@
 //!   `<name>-cutover-kept` (unless one is kept under that name already, in which case the
 //!   newer one is removed: the older one is what rollback needs). New instances are
 //!   named as Compose would (`project_service_N`, `project-service-N`) or `name`,
-//!   `name-N`, and get Compose's container-number label for their slot.
+//!   `name-N`, and get Compose's container-number label for their slot. Instances of a
+//!   definition pending release (a new image, see [`crate::definition`]) are created
+//!   with restart policy `no`: Docker never restarts a release that has not been healthy
+//!   once, even when no cutover process watches it.
 //! - **`restore`** removes instances the snapshot does not have, renames kept containers
 //!   back and starts them, and recreates from the snapshot what is gone (see
 //!   [`crate::snapshot`] for how secrets are handled). With a compose file, it puts the
 //!   recorded image value back (see [`crate::compose`]); a file that is gone or can no
 //!   longer be edited is left alone with a warning, so the containers still come back.
-//! - **`release`** removes kept containers, never their volumes.
+//! - **`release`** gives the instances of the definition's image the definition's restart
+//!   policy (`update`, no restart), marks the definition released, and removes kept
+//!   containers, never their volumes. Kept containers keep their own policy, so a
+//!   rollback (`restore`) brings the old instances back with the old definition's.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::ContainerInspectResponse;
+use bollard::models::{ContainerInspectResponse, ContainerUpdateBody, RestartPolicy};
 use bollard::query_parameters::{RenameContainerOptions, StopContainerOptions};
 use cutover_core::{
     ByteStream, Capabilities, Driver, DriverInfo, ErrorKind, EventSink, ExecIo, ExecTarget,
@@ -117,10 +123,14 @@ impl DockerDriver {
         }
     }
 
-    /// Creates and starts the instance of `slot` from the definition.
+    /// Creates and starts the instance of `slot` from the definition; without a restart
+    /// policy while the definition is pending release.
     async fn create_slot(&self, def: &Definition, seen: &Containers, slot: u32) -> Result<()> {
         let name = self.selector.slot_name(self.selector.naming(seen), slot);
         let mut spec = def.spec.clone();
+        if def.pending_release {
+            spec.set_restart_policy(&spec::no_restart());
+        }
         if matches!(self.selector, Selector::Compose { .. }) {
             let mut labels = spec.labels();
             labels.insert(COMPOSE_NUMBER.to_string(), slot.to_string());
@@ -128,6 +138,54 @@ impl DockerDriver {
         }
         spec::create(&self.docker, "scale", &name, &def.image, &spec).await?;
         self.start(&name, "scale").await
+    }
+
+    /// Gives every instance of the definition's image the definition's restart policy.
+    async fn supervise(&self, def: &Definition, seen: &Containers) -> Result<()> {
+        let policy = def.spec.restart_policy();
+        for c in seen
+            .instances
+            .iter()
+            .filter(|c| target::image_of(c) == def.image)
+        {
+            self.set_restart(c, target::name_of(c), &policy, "release")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives container `c`, now named `name`, restart policy `policy` in place (Docker's
+    /// `update`: nothing restarts); already so: nothing.
+    async fn set_restart(
+        &self,
+        c: &ContainerInspectResponse,
+        name: &str,
+        policy: &RestartPolicy,
+        op: &str,
+    ) -> Result<()> {
+        let current = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.restart_policy.clone())
+            .unwrap_or_default();
+        if spec::same_restart(&current, policy) {
+            return Ok(());
+        }
+        let update = ContainerUpdateBody {
+            restart_policy: Some(policy.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .update_container(name, update)
+            .await
+            .map_err(|e| {
+                let hint = format!(
+                    "{name} keeps restart policy {} until `docker update --restart {} {name}`",
+                    spec::describe_restart(&current),
+                    spec::describe_restart(policy),
+                );
+                error::docker_with_hint(op, name, e, &hint)
+            })
     }
 
     /// Environment values that restore may take by hash: from every container of the
@@ -305,12 +363,14 @@ impl Driver for DockerDriver {
         if def.image == wanted && def.persisted {
             return Ok(());
         }
+        let pending_release = def.pending_release || def.image != wanted;
         definition::write(
             &self.docker,
             &self.selector,
             &seen,
             &wanted,
             &def.spec,
+            pending_release,
             "set_image",
         )
         .await
@@ -326,6 +386,7 @@ impl Driver for DockerDriver {
                 &seen,
                 &def.image,
                 &def.spec,
+                def.pending_release,
                 "scale",
             )
             .await?;
@@ -460,7 +521,17 @@ impl Driver for DockerDriver {
         }
         if let Some(spec) = def_spec {
             let image = &data.definition.image;
-            definition::write(&self.docker, &self.selector, &seen, image, &spec, "restore").await?;
+            // What the snapshot recorded served before: not pending release.
+            definition::write(
+                &self.docker,
+                &self.selector,
+                &seen,
+                image,
+                &spec,
+                false,
+                "restore",
+            )
+            .await?;
         } else if !data.persisted {
             for c in &seen.definitions {
                 definition::remove(&self.docker, target::name_of(c), "restore", false).await?;
@@ -468,15 +539,29 @@ impl Driver for DockerDriver {
         }
         for r in &data.instances {
             let kept_name = format!("{}{KEPT_SUFFIX}", r.name);
+            // Containers put back as they are get the recorded restart policy too: one
+            // created while its definition was pending release may still lack it.
+            let policy = Spec {
+                body: r.spec.body.clone(),
+                env: Vec::new(),
+            }
+            .restart_policy();
             let running = if unchanged(r) {
-                current
-                    .get(r.name.as_str())
-                    .is_some_and(|c| target::is_running(c))
+                let c = current[r.name.as_str()];
+                self.set_restart(c, &r.name, &policy, "restore").await?;
+                target::is_running(c)
             } else if let Some(spec) = recreate.get(&r.name) {
                 spec::create(&self.docker, "restore", &r.name, &r.spec.image, spec).await?;
                 false
             } else {
                 self.rename(&kept_name, &r.name, "restore").await?;
+                self.set_restart(
+                    kept_by_name[kept_name.as_str()],
+                    &r.name,
+                    &policy,
+                    "restore",
+                )
+                .await?;
                 false
             };
             match (r.running, running) {
@@ -490,6 +575,22 @@ impl Driver for DockerDriver {
 
     async fn release(&self, _snapshot: &Snapshot) -> Result<()> {
         let seen = self.seen("release").await?;
+        if let Some(def) = definition::read(&self.docker, &seen, "release").await? {
+            self.supervise(&def, &seen).await?;
+            // Marked released last: a crash before it re-runs the (idempotent) updates.
+            if def.pending_release {
+                definition::write(
+                    &self.docker,
+                    &self.selector,
+                    &seen,
+                    &def.image,
+                    &def.spec,
+                    false,
+                    "release",
+                )
+                .await?;
+            }
+        }
         for c in &seen.kept {
             definition::remove(&self.docker, target::name_of(c), "release", false).await?;
         }

@@ -12,7 +12,18 @@ pub(crate) const KIND: &str = "docker";
 /// Connection failures and timeouts are `Unavailable` (retryable); 404 is `NotFound`,
 /// 409 `Conflict`, 400 `InvalidInput`; anything else `Other`.
 pub(crate) fn docker(operation: &str, subject: &str, e: DockerError) -> Error {
-    let (kind, message) = match &e {
+    docker_with_hint(operation, subject, e, "")
+}
+
+/// [`docker`] with `hint` (what the failure leaves behind, what to do) after the engine's
+/// message.
+pub(crate) fn docker_with_hint(
+    operation: &str,
+    subject: &str,
+    e: DockerError,
+    hint: &str,
+) -> Error {
+    let (kind, mut message) = match &e {
         DockerError::DockerResponseServerError {
             status_code,
             message,
@@ -31,6 +42,9 @@ pub(crate) fn docker(operation: &str, subject: &str, e: DockerError) -> Error {
         ),
         _ => (ErrorKind::Other, "the Docker engine request failed".into()),
     };
+    if !hint.is_empty() {
+        message = format!("{message}; {hint}");
+    }
     let err = Error::new(kind, message)
         .with_driver(KIND)
         .with_operation(operation)

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, NetworkConnectRequest,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::CreateContainerOptions;
 use cutover_core::{ErrorKind, Result};
@@ -150,6 +151,63 @@ impl Spec {
             serde_json::to_value(labels).unwrap_or_default(),
         );
     }
+
+    /// The restart policy of the host config (none given: Docker's default, `no`).
+    pub(crate) fn restart_policy(&self) -> RestartPolicy {
+        self.body
+            .get("HostConfig")
+            .and_then(|h| h.get("RestartPolicy"))
+            .and_then(|p| serde_json::from_value(p.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the restart policy of the host config.
+    pub(crate) fn set_restart_policy(&mut self, policy: &RestartPolicy) {
+        let host = self
+            .body
+            .entry("HostConfig")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(host) = host {
+            host.insert(
+                "RestartPolicy".into(),
+                serde_json::to_value(policy).unwrap_or_default(),
+            );
+        }
+    }
+}
+
+/// The restart policy that never restarts.
+pub(crate) fn no_restart() -> RestartPolicy {
+    RestartPolicy {
+        name: Some(RestartPolicyNameEnum::NO),
+        maximum_retry_count: Some(0),
+    }
+}
+
+/// Whether two restart policies behave alike: no name, `""` and `no` are one policy, and
+/// the retry count only counts for `on-failure`.
+pub(crate) fn same_restart(a: &RestartPolicy, b: &RestartPolicy) -> bool {
+    let name = |p: &RestartPolicy| match p.name {
+        None | Some(RestartPolicyNameEnum::EMPTY) => RestartPolicyNameEnum::NO,
+        Some(n) => n,
+    };
+    let retries = |p: &RestartPolicy| match name(p) {
+        RestartPolicyNameEnum::ON_FAILURE => p.maximum_retry_count.unwrap_or(0),
+        _ => 0,
+    };
+    name(a) == name(b) && retries(a) == retries(b)
+}
+
+/// A restart policy as `docker run --restart` spells it, for messages.
+pub(crate) fn describe_restart(p: &RestartPolicy) -> String {
+    match p.name {
+        None | Some(RestartPolicyNameEnum::EMPTY) | Some(RestartPolicyNameEnum::NO) => "no".into(),
+        Some(RestartPolicyNameEnum::ON_FAILURE) => match p.maximum_retry_count {
+            Some(n) if n > 0 => format!("on-failure:{n}"),
+            _ => "on-failure".into(),
+        },
+        Some(n) => n.to_string(),
+    }
 }
 
 /// `NAME=value` (or a bare `NAME`) as a pair.
@@ -234,4 +292,66 @@ pub(crate) async fn create(
             .map_err(|e| error::docker(op, name, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: RestartPolicyNameEnum, retries: Option<i64>) -> RestartPolicy {
+        RestartPolicy {
+            name: Some(name),
+            maximum_retry_count: retries,
+        }
+    }
+
+    #[test]
+    fn restart_policies_compare_by_behaviour() {
+        use RestartPolicyNameEnum::*;
+        assert!(same_restart(&RestartPolicy::default(), &no_restart()));
+        assert!(same_restart(&policy(EMPTY, Some(0)), &no_restart()));
+        assert!(same_restart(
+            &policy(UNLESS_STOPPED, None),
+            &policy(UNLESS_STOPPED, Some(0))
+        ));
+        assert!(!same_restart(&policy(UNLESS_STOPPED, None), &no_restart()));
+        assert!(!same_restart(
+            &policy(ON_FAILURE, Some(3)),
+            &policy(ON_FAILURE, Some(5))
+        ));
+        assert_eq!(
+            describe_restart(&policy(ON_FAILURE, Some(3))),
+            "on-failure:3"
+        );
+        assert_eq!(describe_restart(&RestartPolicy::default()), "no");
+    }
+
+    #[test]
+    fn the_restart_policy_is_read_and_replaced_in_the_host_config() {
+        let mut spec = Spec {
+            body: serde_json::from_value(serde_json::json!({
+                "HostConfig": {
+                    "NetworkMode": "none",
+                    "RestartPolicy": { "Name": "unless-stopped", "MaximumRetryCount": 0 }
+                }
+            }))
+            .unwrap(),
+            env: Vec::new(),
+        };
+        let real = spec.restart_policy();
+        assert_eq!(real.name, Some(RestartPolicyNameEnum::UNLESS_STOPPED));
+        spec.set_restart_policy(&no_restart());
+        assert!(same_restart(&spec.restart_policy(), &no_restart()));
+        assert_eq!(
+            spec.body["HostConfig"]["NetworkMode"], "none",
+            "the rest kept"
+        );
+        let mut bare = Spec {
+            body: Map::new(),
+            env: Vec::new(),
+        };
+        assert!(same_restart(&bare.restart_policy(), &no_restart()));
+        bare.set_restart_policy(&real);
+        assert!(same_restart(&bare.restart_policy(), &real));
+    }
 }

@@ -8,7 +8,9 @@
 //! - **`scale(n)`** gives each host its share: `scale(1)` is the leader's single instance,
 //!   `scale(N)` for the fleet's full size is every host's configured count, other counts
 //!   are dealt out one at a time in host order starting at the leader. Hosts that go to
-//!   zero are stopped first, then the others are scaled in parallel.
+//!   zero are stopped first, then the others are scaled in parallel. Each host's Docker
+//!   driver starts instances of a new image without a restart policy; `release` gives
+//!   them the definition's on every host (see `cutover_driver_docker::definition`).
 //! - **`pull`, `set_image`, `restore`, `release`** run on every host in parallel (at most
 //!   `parallel` at once). A failure on some hosts names each of them and the state of
 //!   every host; the core's rollback then restores every host from the fleet snapshot.

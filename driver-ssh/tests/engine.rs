@@ -1,6 +1,7 @@
 //! The core's engine with the SSH driver, the dump backup engine and a SQLite journal
 //! against a real fleet of three hosts (each an sshd with its own Docker engine): a clean
-//! upgrade that migrates once on the leader, a broken release that brings every host back,
+//! upgrade that migrates once on the leader (its instances without a restart policy until
+//! the commit gives them the definition's), a broken release that brings every host back,
 //! and a host whose sshd goes away after the leader migrated.
 
 mod common;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{Fleet, OwnSshd, image, test_hosts};
+use common::{Fleet, OwnSshd, host_docker, image, test_hosts};
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::testkit::dump_engine;
 use cutover_core::{
@@ -89,10 +90,28 @@ async fn a_three_host_upgrade_migrates_once_on_the_leader() {
     f.wait_healthy("1.0.0", HEALTHY).await;
     f.db.seed_items(50).await;
     let items = f.db.count("items").await;
-    let r = run(&f, HEALTHY).await;
+    assert_eq!(restart_policies(&f), ["unless-stopped"; 3]);
+    let mut watched = Watched::new(f.driver.clone());
+    let before_release = Arc::new(RestartProbe {
+        hosts: f.hosts.clone(),
+        base: f.base.clone(),
+        seen: Default::default(),
+    });
+    watched.before_release = Some(before_release.clone());
+    let r = run_with(&f, Arc::new(watched), HEALTHY).await;
 
     let done = r.upgrade("1.1.0").await;
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+    assert_eq!(
+        *before_release.seen.lock().unwrap(),
+        Some(vec!["no".to_string(); 3]),
+        "before the commit no new instance has a restart policy"
+    );
+    assert_eq!(
+        restart_policies(&f),
+        ["unless-stopped"; 3],
+        "at commit every host's instance gets the definition's restart policy"
+    );
 
     let runs: Vec<_> =
         f.db.migration_runs()
@@ -155,8 +174,8 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
     let f = Fleet::start("1.0.0", 1, &[]).await;
     f.wait_healthy("1.0.0", HEALTHY).await;
     f.db.seed_items(20).await;
-    // The broken leader exits and is restarted by its policy, so it is the deadline that
-    // ends the wait: short, but ample for 1.0.0 to come back.
+    // A short deadline, but ample for 1.0.0 to come back: the broken leader, started
+    // without a restart policy, stays down and is detected as crashed well before it.
     let watched = Arc::new(Watched::new(f.driver.clone()));
     let r = run_with(&f, watched.clone(), Duration::from_secs(30)).await;
     let fingerprint = r.fingerprint().await;
@@ -192,14 +211,38 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
     f.driver.close().await;
 }
 
+/// The restart policy of every host's instance `<base>`, in host order.
+fn restart_policies(f: &Fleet) -> Vec<String> {
+    read_restart_policies(&f.hosts, &f.base)
+}
+
+fn read_restart_policies(hosts: &[cutover_tests::SshHost], base: &str) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| {
+            host_docker(
+                h,
+                &[
+                    "inspect",
+                    "--format",
+                    "{{.HostConfig.RestartPolicy.Name}}",
+                    base,
+                ],
+            )
+        })
+        .collect()
+}
+
 /// The SSH driver as the engine uses it, recording every instance it observes and, when
 /// `scale_out` is set, holding the fleet's scale-out (after the leader migrated and became
-/// healthy) until the test lets it go on.
+/// healthy) until the test lets it go on; with `before_release`, reading the instances'
+/// restart policies when the engine calls `release`.
 #[derive(Debug)]
 struct Watched {
     inner: cutover_driver_ssh::SshDriver,
     scale_out: Option<Arc<Gate>>,
     seen: Arc<std::sync::Mutex<Vec<cutover_core::Instance>>>,
+    before_release: Option<Arc<RestartProbe>>,
 }
 
 impl Watched {
@@ -208,8 +251,17 @@ impl Watched {
             inner,
             scale_out: None,
             seen: Arc::default(),
+            before_release: None,
         }
     }
+}
+
+/// What [`Watched`] reads just before `release`: every host's instance's restart policy.
+#[derive(Debug)]
+struct RestartProbe {
+    hosts: Vec<cutover_tests::SshHost>,
+    base: String,
+    seen: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 #[async_trait]
@@ -250,6 +302,10 @@ impl Driver for Watched {
         self.inner.restore(snapshot).await
     }
     async fn release(&self, snapshot: &Snapshot) -> cutover_core::Result<()> {
+        if let Some(probe) = &self.before_release {
+            let policies = read_restart_policies(&probe.hosts, &probe.base);
+            *probe.seen.lock().unwrap() = Some(policies);
+        }
         self.inner.release(snapshot).await
     }
     async fn exec(
@@ -532,6 +588,11 @@ async fn a_committed_upgrade_is_rolled_back_by_hand_on_every_host() {
         "data as before the upgrade"
     );
     f.wait_healthy("1.0.0", HEALTHY).await;
+    assert_eq!(
+        restart_policies(&f),
+        ["unless-stopped"; 3],
+        "1.0.0 back with its definition's restart policy"
+    );
     for i in 0..3 {
         assert!(
             f.healthy_on(i, "1.1.0").is_empty(),
