@@ -57,7 +57,8 @@ pub enum Command {
     ///
     /// Every write made to the database since that upgrade's backup is thrown away, so on a
     /// terminal it first says what comes back and asks; without a terminal, and with
-    /// --output json, it needs --yes.
+    /// --output json, it needs --yes. The data it replaces is first kept in a safety
+    /// backup (unless --no-safety-backup).
     #[command(
         after_help = "Example:\n  cutover rollback\n  cutover rollback --backup 20261125T194500Z-apidog-3f2a9c --yes"
     )]
@@ -68,6 +69,10 @@ pub enum Command {
         /// Do not ask; needed without a terminal and with --output json.
         #[arg(long)]
         yes: bool,
+        /// Do not back up the data being replaced first: what was written since the
+        /// upgrade is then gone for good.
+        #[arg(long)]
+        no_safety_backup: bool,
     },
     /// Continue an interrupted or failed run from its journal.
     #[command(
@@ -104,7 +109,9 @@ pub enum Command {
     ///
     /// Every write made to the database since the backup was taken is thrown away, so on a
     /// terminal it first says which backup, how old, and which runs came since, and asks;
-    /// without a terminal, and with --output json, it needs --yes.
+    /// without a terminal, and with --output json, it needs --yes. The data it replaces is
+    /// first kept in a safety backup (unless --no-safety-backup), which is also put back
+    /// if the restore fails midway.
     #[command(
         after_help = "Example:\n  cutover restore 20261125T194500Z-apidog-3f2a9c\n  cutover restore 20261125T194500Z-apidog-3f2a9c --yes --output json"
     )]
@@ -114,6 +121,10 @@ pub enum Command {
         /// Do not ask; needed without a terminal and with --output json.
         #[arg(long)]
         yes: bool,
+        /// Do not back up the data being replaced first: what was written since the
+        /// backup is then gone for good, and a restore that fails midway is not put back.
+        #[arg(long)]
+        no_safety_backup: bool,
     },
     /// Remove the target's lock. Risky: see the help.
     #[command(

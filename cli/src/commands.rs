@@ -109,16 +109,31 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             let plan = upgrade_plan(&config, args)?;
             finish(drive(&engine, engine.start(plan)).await?, false)
         }
-        Command::Rollback { backup, .. } => {
+        Command::Rollback {
+            backup,
+            no_safety_backup,
+            ..
+        } => {
             let id = backup.as_deref().map(str::parse::<BackupId>).transpose()?;
-            let plan = engine.rollback_plan(id.as_ref()).await?;
+            let mut plan = engine.rollback_plan(id.as_ref()).await?;
+            let Plan::Rollback {
+                snapshot,
+                backup,
+                safety,
+            } = &mut plan
+            else {
+                unreachable!("rollback_plan builds a rollback")
+            };
+            *safety &= !no_safety_backup;
             if ask {
-                let Plan::Rollback { snapshot, backup } = &plan else {
-                    unreachable!("rollback_plan builds a rollback")
-                };
-                let question =
-                    confirm::rollback(&engine, snapshot, backup.as_ref(), &config.backup.paths)
-                        .await?;
+                let question = confirm::rollback(
+                    &engine,
+                    snapshot,
+                    backup.as_ref(),
+                    *safety,
+                    &config.backup.paths,
+                )
+                .await?;
                 if !confirm::ask(question).await? {
                     return Ok(declined());
                 }
@@ -154,16 +169,22 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
         Command::History { limit } => history(&engine, *limit, renderer).await,
         Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?, false),
         Command::Backups(sub) => backups(&config, &engine, sub, renderer).await,
-        Command::Restore { id, .. } => {
+        Command::Restore {
+            id,
+            no_safety_backup,
+            ..
+        } => {
             let backup: BackupId = id.parse()?;
+            let safety = !no_safety_backup;
             if ask {
-                let question = confirm::restore(&engine, &backup, &config.backup.paths).await?;
+                let question =
+                    confirm::restore(&engine, &backup, safety, &config.backup.paths).await?;
                 if !confirm::ask(question).await? {
                     return Ok(declined());
                 }
             }
             finish(
-                drive(&engine, engine.start(Plan::Restore { backup })).await?,
+                drive(&engine, engine.start(Plan::Restore { backup, safety })).await?,
                 false,
             )
         }
@@ -176,7 +197,7 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
 /// they refuse with the reason and the command to run instead.
 fn asks_first(cli: &Cli) -> Outcome<bool> {
     let (yes, what, instead) = match &cli.command {
-        Command::Restore { id, yes } => {
+        Command::Restore { id, yes, .. } => {
             let id: BackupId = id.parse()?;
             (
                 *yes,
@@ -186,7 +207,7 @@ fn asks_first(cli: &Cli) -> Outcome<bool> {
                 format!("cutover restore {id} --yes"),
             )
         }
-        Command::Rollback { backup, yes } => {
+        Command::Rollback { backup, yes, .. } => {
             let id = backup.as_deref().map(str::parse::<BackupId>).transpose()?;
             (
                 *yes,

@@ -55,7 +55,12 @@ pub async fn ask(question: String) -> Result<bool> {
 
 /// The question before `cutover restore ID`. A backup the store does not list is
 /// `NotFound`: the restore would refuse it anyway.
-pub async fn restore(engine: &Engine, id: &BackupId, paths: &[String]) -> Result<String> {
+pub async fn restore(
+    engine: &Engine,
+    id: &BackupId,
+    safety: bool,
+    paths: &[String],
+) -> Result<String> {
     let target = &engine.settings().target;
     let taken = Taken::find(engine, id).await?;
     let mut out = format!(
@@ -66,6 +71,7 @@ pub async fn restore(engine: &Engine, id: &BackupId, paths: &[String]) -> Result
         out.push_str(&runs_since(engine, at, Some(id)).await?);
     }
     out.push_str(&thrown_away(taken.at_ms, paths));
+    out.push_str(&kept_aside(safety, true));
     out.push_str(
         "The application is stopped meanwhile and started again on the image it runs now.\n",
     );
@@ -79,6 +85,7 @@ pub async fn rollback(
     engine: &Engine,
     snapshot: &Snapshot,
     backup: Option<&BackupRef>,
+    safety: bool,
     paths: &[String],
 ) -> Result<String> {
     let target = &engine.settings().target;
@@ -130,6 +137,7 @@ version must work with it.\n",
     }
     if backup.is_some() {
         out.push_str(&thrown_away(since, paths));
+        out.push_str(&kept_aside(safety, false));
     }
     out.push_str("Roll back? Type yes to go on, anything else to stop: ");
     Ok(out)
@@ -307,6 +315,27 @@ fn list_runs(target: &str, runs: &[RunHeader], all_read: bool) -> String {
         ));
     }
     out
+}
+
+/// Whether the data being replaced is kept: the safety backup, or its absence.
+/// `restore`: the run is a restore (whose failure puts the safety backup back).
+fn kept_aside(safety: bool, restore: bool) -> String {
+    match (safety, restore) {
+        (true, true) => {
+            "First, after the stop, a safety backup of the data as it is now is taken: \
+`cutover restore` of it undoes this, and a restore that fails midway is put back from it.\n"
+                .to_string()
+        }
+        (true, false) => {
+            "First, after the stop, a safety backup of the data as it is now is taken: \
+`cutover restore` of it brings that data back.\n"
+                .to_string()
+        }
+        (false, _) => {
+            "NO safety backup is taken (--no-safety-backup): what is thrown away is gone.\n"
+                .to_string()
+        }
+    }
 }
 
 /// What replacing the data throws away.

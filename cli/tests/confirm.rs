@@ -262,6 +262,7 @@ async fn a_restore_on_a_terminal_asks_and_only_yes_replaces_the_data() {
         "Runs of apidog since then:".into(),
         "upgrade  upgraded  to registry.example.com/apidog/server:v2.7.81".into(),
         "Every write made to the database since 20".into(),
+        "a safety backup of the data as it is now is taken".into(),
     ] {
         assert!(question.contains(&says), "{says:?} in:\n{question}");
     }
@@ -302,6 +303,19 @@ async fn a_restore_on_a_terminal_asks_and_only_yes_replaces_the_data() {
     let after = f.runs();
     assert_eq!(after.len(), runs.len() + 1);
     assert_eq!(after[0], ("restore".to_string(), "restored".to_string()));
+
+    // The data it replaced was kept: the safety backup is listed, and restoring it brings
+    // back the write made after the original backup.
+    let safety = f.newest_backup();
+    assert_ne!(safety, id);
+    assert!(text.contains(&format!("safety backup {safety}")), "{text}");
+    f.ok(&["restore", &safety, "--yes", "--no-safety-backup"]);
+    assert_eq!(
+        f.items().await,
+        4,
+        "the safety backup holds the later write"
+    );
+    assert_eq!(f.newest_backup(), safety, "--no-safety-backup took none");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,6 +333,7 @@ async fn a_rollback_on_a_terminal_names_the_upgrade_and_its_backup_and_y_rolls_b
         "it brings back registry.example.com/apidog/server:v2.7.80 with 1 replica(s) and restores backup ",
         "Runs of apidog since then:",
         "Every write made to the database since 20",
+        "a safety backup of the data as it is now is taken",
         "Roll back?",
     ] {
         assert!(question.contains(says), "{says:?} in:\n{question}");
@@ -339,6 +354,15 @@ async fn a_rollback_on_a_terminal_names_the_upgrade_and_its_backup_and_y_rolls_b
     assert_eq!(
         f.runs()[0],
         ("rollback".to_string(), "rolled_back".to_string())
+    );
+    // The write made on the new version is in the rollback's safety backup.
+    let safety = f.newest_backup();
+    assert!(text.contains(&format!("safety backup {safety}")), "{text}");
+    f.ok(&["restore", &safety, "--yes"]);
+    assert_eq!(
+        f.items().await,
+        4,
+        "the safety backup holds the later write"
     );
 }
 

@@ -64,6 +64,7 @@ async fn backup_list_and_restore_through_an_s3_store() {
     scratch.execute("DELETE FROM items WHERE id > 10").await;
     let (code, text) = run(&["restore", &id, "--yes"]);
     assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("safety backup"), "{text}");
     assert_eq!(scratch.count("items").await, 1000);
 
     // Verify (with a restore into a scratch database) and prune are runs in the journal.
@@ -74,7 +75,12 @@ async fn backup_list_and_restore_through_an_s3_store() {
     assert_eq!(code, Some(0), "{text}");
     let (code, text) = run(&["backups", "prune", "--keep", "1", "--output", "json"]);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains(&format!("deleted {id}")), "{text}");
+    // The backup and the restore's safety backup; the newest is kept.
+    let deleted = text
+        .lines()
+        .find_map(|l| l.split_once("\"detail\":\"deleted ").map(|(_, d)| d))
+        .unwrap_or_else(|| panic!("no deletion in: {text}"));
+    assert!(deleted.contains(&id) && deleted.contains(", "), "{deleted}");
     assert!(!server.keys().await.iter().any(|k| k.contains(&id)));
     let (code, text) = run(&["history", "--output", "json"]);
     assert_eq!(code, Some(0), "{text}");

@@ -300,6 +300,7 @@ impl Engine {
                     cause: None,
                     backup: None,
                     stuck_at: None,
+                    safety: None,
                 });
                 let (message, next) = describe(&record.fold().0, &report, &id);
                 return Ok(Finished {
@@ -394,8 +395,10 @@ impl Engine {
                     // That upgrade was rolled back already; older ones are not "the last".
                     break;
                 }
+                // The data it replaces served since that upgrade: keep a copy.
                 return Ok(Plan::Rollback {
                     snapshot,
+                    safety: taken.is_some(),
                     backup: taken,
                 });
             }
@@ -554,6 +557,7 @@ impl Engine {
             && let Some(checked) = self.check_aborted(id, &report).await?
         {
             (message, next) = checked;
+            message.push_str(&safety_note(&report));
         }
         events.emit(EventKind::Outcome {
             outcome: report.outcome,
@@ -605,7 +609,7 @@ impl Engine {
                 } else if record.started_stop() {
                     (
                         format!(
-                            "aborted before the new image ran{cause}; the instances stopped for the backup were started again and the deployment runs as before (observed)"
+                            "aborted{cause}; the instances it had stopped were started again and the deployment runs as before (observed)"
                         ),
                         None,
                     )
@@ -755,7 +759,9 @@ impl Engine {
                 Plan::Rollback {
                     backup: Some(b), ..
                 } => ids.push(b.id.clone()),
-                Plan::Restore { backup } | Plan::Verify { backup, .. } => ids.push(backup.clone()),
+                Plan::Restore { backup, .. } | Plan::Verify { backup, .. } => {
+                    ids.push(backup.clone())
+                }
                 _ => {}
             }
             let Some(record) = self.journal.run(&header.id).await? else {
@@ -788,7 +794,9 @@ impl Engine {
                     self.backups.preflight(driver).await?;
                 }
             }
-            Plan::Rollback { snapshot, backup } => {
+            Plan::Rollback {
+                snapshot, backup, ..
+            } => {
                 if seen.image == snapshot.image {
                     return Err(Error::invalid(format!(
                         "the deployment already runs {}; there is no upgrade to roll back",
@@ -820,7 +828,7 @@ impl Engine {
                     ));
                 }
             }
-            Plan::Restore { backup } => {
+            Plan::Restore { backup, .. } => {
                 self.backups.preflight(driver).await?;
                 self.backups.verify(backup, app).await?;
             }
@@ -928,6 +936,29 @@ impl Bounded {
 
 /// The operator-facing summary of a report and the command to run next.
 pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>) {
+    let (message, next) = describe_outcome(run, report, id);
+    (message + &safety_note(report), next)
+}
+
+/// Where the data a restore or manual rollback replaced is kept, when it took a safety
+/// backup.
+fn safety_note(report: &Report) -> String {
+    let Some(safety) = &report.safety else {
+        return String::new();
+    };
+    let id = &safety.id;
+    match report.outcome {
+        Outcome::Aborted => format!(
+            ". The data was put back from safety backup {id}, taken before the restore began, which is kept"
+        ),
+        Outcome::Failed => format!(". The data as it was before this run is in safety backup {id}"),
+        _ => format!(
+            ". The data it replaced is kept in safety backup {id}: `cutover restore {id}` puts it back"
+        ),
+    }
+}
+
+fn describe_outcome(run: &Run, report: &Report, id: &str) -> (String, Option<String>) {
     let cause = report
         .cause
         .as_ref()

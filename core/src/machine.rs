@@ -159,6 +159,10 @@ pub enum Plan {
         snapshot: Snapshot,
         /// The data as it was; `None` when that upgrade skipped its backup.
         backup: Option<BackupRef>,
+        /// Back up the data being replaced first (after the stop, so every write is in
+        /// it). Journals written before this existed read `false`.
+        #[serde(default)]
+        safety: bool,
     },
     /// Take an online backup.
     Backup,
@@ -166,6 +170,11 @@ pub enum Plan {
     Restore {
         /// The backup to restore.
         backup: BackupId,
+        /// Back up the data being replaced first (after the stop, so every write is in
+        /// it); a restore that then fails puts it back. Journals written before this
+        /// existed read `false`.
+        #[serde(default)]
+        safety: bool,
     },
     /// Check a stored backup's parts against its manifest; with `restore_test`, also
     /// restore it into a scratch database and compare fingerprints. Changes nothing.
@@ -220,6 +229,8 @@ pub enum Step {
     RestoreData,
     RestoreDefinition,
     AwaitRestored,
+    SafetyBackup,
+    PutBack,
     Verify,
 }
 
@@ -246,6 +257,8 @@ impl Step {
             Self::RestoreData => "restore_data",
             Self::RestoreDefinition => "restore_definition",
             Self::AwaitRestored => "await_restored",
+            Self::SafetyBackup => "safety_backup",
+            Self::PutBack => "put_back",
             Self::Verify => "verify",
         }
     }
@@ -423,6 +436,9 @@ pub struct Report {
     pub backup: Option<BackupRef>,
     /// The step to retry, for [`Outcome::Failed`].
     pub stuck_at: Option<Step>,
+    /// The safety backup of the data this run replaced (restore and manual rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<BackupRef>,
 }
 
 /// What the engine does next.
@@ -454,6 +470,8 @@ pub struct Prepared {
     pub to: ImageRef,
     /// The deployment before any change.
     pub snapshot: Snapshot,
+    /// The safety backup of the data a restore or manual rollback replaces, once taken.
+    pub safety: Option<BackupRef>,
 }
 
 /// How the data is protected once the backup step is behind.
@@ -492,6 +510,8 @@ pub struct Ending {
     pub cause: Option<Failure>,
     /// The backup taken.
     pub backup: Option<BackupRef>,
+    /// The safety backup taken.
+    pub safety: Option<BackupRef>,
 }
 
 /// Where a run is. Each variant carries exactly what is known at that point.
@@ -522,9 +542,15 @@ pub enum Phase {
     AwaitRestored(Armed, Option<Failure>),
     /// Backup and restore runs.
     TakeBackup(Base),
+    /// A manual rollback's safety backup, after its stop.
+    RollbackSafety(Armed, Option<Failure>),
     RestoreSnapshot(Base, BackupId),
     RestoreStop(Prepared, BackupId),
+    /// A restore's safety backup, after its stop.
+    RestoreSafety(Prepared, BackupId),
     RestoreBackup(Prepared, BackupId),
+    /// A restore failed: put the safety backup's data back, then restart as before.
+    PutBack(Prepared, Failure),
     RestoreBringBack(Prepared),
     RestoreAwait(Prepared),
     RestoreRelease(Prepared),
@@ -539,6 +565,25 @@ pub enum Phase {
         error: Failure,
     },
     Done(Ending),
+}
+
+impl Phase {
+    /// The safety backup taken so far by a restore or manual rollback in this phase.
+    fn safety(&self) -> Option<&BackupRef> {
+        match self {
+            Phase::RollbackSafety(a, _)
+            | Phase::RestoreData(a, _)
+            | Phase::RestoreDefinition(a, _)
+            | Phase::AwaitRestored(a, _) => a.prep.safety.as_ref(),
+            Phase::RestoreBackup(p, _)
+            | Phase::PutBack(p, _)
+            | Phase::RestoreBringBack(p)
+            | Phase::RestoreAwait(p)
+            | Phase::RestoreRelease(p)
+            | Phase::RestartOld(p, _) => p.safety.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// A run: its plan and where it is.
@@ -689,7 +734,14 @@ fn end(outcome: Outcome, cause: Option<Failure>, backup: Option<BackupRef>) -> E
         outcome,
         cause,
         backup,
+        safety: None,
     }
+}
+
+/// `ending` with the safety backup `prep` took, if any.
+fn with_safety(mut ending: Ending, prep: &Prepared) -> Ending {
+    ending.safety = prep.safety.clone();
+    ending
 }
 
 /// The effect a phase performs.
@@ -758,6 +810,24 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
             Protection::Skipped => unreachable_phase(phase),
         },
         Phase::RestoreBackup(_, id) => perform(Step::RestoreData, Action::RestoreData(id.clone())),
+        Phase::RollbackSafety(a, _) => perform(
+            Step::SafetyBackup,
+            Action::Backup {
+                image: a.prep.base.from.clone(),
+                snapshot: None,
+            },
+        ),
+        Phase::RestoreSafety(p, _) => perform(
+            Step::SafetyBackup,
+            Action::Backup {
+                image: p.snapshot.image.clone(),
+                snapshot: Some(p.snapshot.clone()),
+            },
+        ),
+        Phase::PutBack(p, _) => match &p.safety {
+            Some(b) => perform(Step::PutBack, Action::RestoreData(b.id.clone())),
+            None => unreachable_phase(phase),
+        },
         Phase::RestoreDefinition(a, _) => perform(
             Step::RestoreDefinition,
             Action::RestoreDefinition(a.prep.snapshot.clone()),
@@ -789,19 +859,29 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
         ),
         Phase::PruneBackups(keep) => perform(Step::Prune, Action::PruneTo(*keep)),
         Phase::Unlock(_) => perform(Step::Unlock, Action::Unlock),
-        Phase::Failed { step, error, .. } => Next::Stop(Report {
+        Phase::Failed { retry, step, error } => Next::Stop(Report {
             outcome: Outcome::Failed,
             cause: Some(error.clone()),
             backup: None,
             stuck_at: Some(*step),
+            safety: retry.safety().cloned(),
         }),
         Phase::Done(e) => Next::Stop(Report {
             outcome: e.outcome,
             cause: e.cause.clone(),
             backup: e.backup.clone(),
             stuck_at: None,
+            safety: e.safety.clone(),
         }),
     }
+}
+
+/// Whether the plan asks for a safety backup of the data it replaces.
+fn safety_wanted(plan: &Plan) -> bool {
+    matches!(
+        plan,
+        Plan::Restore { safety: true, .. } | Plan::Rollback { safety: true, .. }
+    )
 }
 
 fn unreachable_phase(phase: &Phase) -> Next {
@@ -815,6 +895,7 @@ fn unreachable_phase(phase: &Phase) -> Next {
         )),
         backup: None,
         stuck_at: None,
+        safety: None,
     })
 }
 
@@ -834,17 +915,20 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
         (P::Lock(base), Ok(_)) => match plan {
             Plan::Upgrade { .. } => P::Pull(base),
             Plan::Backup => P::TakeBackup(base),
-            Plan::Restore { backup } => P::RestoreSnapshot(base, backup.clone()),
+            Plan::Restore { backup, .. } => P::RestoreSnapshot(base, backup.clone()),
             Plan::Verify {
                 backup,
                 restore_test,
             } => P::CheckBackup(backup.clone(), *restore_test),
             Plan::Prune { keep } => P::PruneBackups(*keep),
-            Plan::Rollback { snapshot, backup } => P::RollbackPull(Armed {
+            Plan::Rollback {
+                snapshot, backup, ..
+            } => P::RollbackPull(Armed {
                 prep: Prepared {
                     to: snapshot.image.clone(),
                     base,
                     snapshot: snapshot.clone(),
+                    safety: None,
                 },
                 protection: backup
                     .clone()
@@ -866,6 +950,7 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
                 base,
                 to: to.clone(),
                 snapshot,
+                safety: None,
             };
             match backup {
                 BackupMode::Offline => P::StopThenBackup(prep),
@@ -931,14 +1016,27 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
         (P::RollbackPull(a), Ok(_)) => P::RollbackStop(a, None),
         (P::RollbackPull(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
         (P::RollbackStop(a, cause), Ok(_)) => match a.protection {
+            Protection::Backup(_) if safety_wanted(plan) && a.prep.safety.is_none() => {
+                P::RollbackSafety(a, cause)
+            }
             Protection::Backup(_) => P::RestoreData(a, cause),
             Protection::Skipped => P::RestoreDefinition(a, cause),
         },
+        (P::RollbackSafety(mut a, cause), Ok(Output::Backup(b))) => {
+            a.prep.safety = Some(b);
+            P::RestoreData(a, cause)
+        }
+        (P::RollbackSafety(a, cause), Err(e)) => {
+            failed(P::RollbackSafety(a, cause), Step::SafetyBackup, e)
+        }
         (P::RestoreData(a, cause), Ok(_)) => P::RestoreDefinition(a, cause),
         (P::RestoreDefinition(a, cause), Ok(_)) => P::AwaitRestored(a, cause),
         (P::AwaitRestored(a, cause), Ok(_)) => {
             let backup = a.protection.backup().cloned();
-            P::Unlock(end(Outcome::RolledBack, cause, backup))
+            P::Unlock(with_safety(
+                end(Outcome::RolledBack, cause, backup),
+                &a.prep,
+            ))
         }
         (P::RollbackStop(a, cause), Err(e)) => {
             failed(P::RollbackStop(a, cause), Step::RollbackStop, e)
@@ -975,21 +1073,37 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
                 to: snapshot.image.clone(),
                 base,
                 snapshot,
+                safety: None,
             },
             id,
         ),
         (P::RestoreSnapshot(..), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::RestoreStop(p, id), Ok(_)) if safety_wanted(plan) && p.safety.is_none() => {
+            P::RestoreSafety(p, id)
+        }
         (P::RestoreStop(p, id), Ok(_)) => P::RestoreBackup(p, id),
         (P::RestoreStop(p, id), Err(e)) => failed(P::RestoreStop(p, id), Step::Stop, e),
+        (P::RestoreSafety(mut p, id), Ok(Output::Backup(b))) => {
+            p.safety = Some(b);
+            P::RestoreBackup(p, id)
+        }
+        // Nothing was replaced yet: start the stopped instances again.
+        (P::RestoreSafety(p, _), Err(e)) => P::RestartOld(p, end(Outcome::Aborted, Some(e), None)),
         (P::RestoreBackup(p, _), Ok(_)) => P::RestoreBringBack(p),
+        (P::RestoreBackup(p, _), Err(e)) if p.safety.is_some() => P::PutBack(p, e),
         (P::RestoreBackup(p, id), Err(e)) => failed(P::RestoreBackup(p, id), Step::RestoreData, e),
+        (P::PutBack(p, cause), Ok(_)) => {
+            let ending = with_safety(end(Outcome::Aborted, Some(cause), None), &p);
+            P::RestartOld(p, ending)
+        }
+        (P::PutBack(p, cause), Err(e)) => failed(P::PutBack(p, cause), Step::PutBack, e),
         (P::RestoreBringBack(p), Ok(_)) => P::RestoreAwait(p),
         (P::RestoreBringBack(p), Err(e)) => {
             failed(P::RestoreBringBack(p), Step::RestoreDefinition, e)
         }
         (P::RestoreAwait(p), Ok(_)) => P::RestoreRelease(p),
         (P::RestoreAwait(p), Err(e)) => failed(P::RestoreAwait(p), Step::AwaitRestored, e),
-        (P::RestoreRelease(_), _) => P::Unlock(end(Outcome::Restored, None, None)),
+        (P::RestoreRelease(p), _) => P::Unlock(with_safety(end(Outcome::Restored, None, None), &p)),
 
         // Releasing the backend lock is housekeeping too.
         (P::Unlock(ending), _) => P::Done(ending),
@@ -1004,6 +1118,8 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
             | P::BackupOffline(_)
             | P::TakeBackup(_)
             | P::RestoreSnapshot(..)
+            | P::RollbackSafety(..)
+            | P::RestoreSafety(..)
             | P::CheckBackup(..)
             | P::PruneBackups(_)),
             Ok(other),

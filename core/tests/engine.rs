@@ -506,6 +506,7 @@ async fn backups_setup(
         let failed = e
             .start(Plan::Restore {
                 backup: "b-1".parse().unwrap(),
+                safety: false,
             })
             .await
             .unwrap();
@@ -924,7 +925,14 @@ async fn backup_and_restore_runs() {
     assert_eq!(taken.report.outcome, Outcome::BackedUp);
     let id = taken.report.backup.unwrap().id;
     fake.write_rows(7);
-    let restored = e.start(Plan::Restore { backup: id }).await.unwrap();
+    let written = fake.data().rows;
+    let restored = e
+        .start(Plan::Restore {
+            backup: id,
+            safety: true,
+        })
+        .await
+        .unwrap();
     assert_eq!(
         restored.report.outcome,
         Outcome::Restored,
@@ -933,10 +941,29 @@ async fn backup_and_restore_runs() {
     );
     assert_eq!(fake.data().rows, 1000);
     assert_eq!(fake.definition(), (img(OLD), REPLICAS));
+    // The data it replaced is in the safety backup, which a restore brings back.
+    let safety = restored.report.safety.expect("a safety backup was taken");
+    assert!(
+        restored
+            .message
+            .contains(&format!("cutover restore {}", safety.id)),
+        "{}",
+        restored.message
+    );
+    let undone = e
+        .start(Plan::Restore {
+            backup: safety.id,
+            safety: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(undone.report.outcome, Outcome::Restored);
+    assert_eq!(fake.data().rows, written);
 
     let missing = e
         .start(Plan::Restore {
             backup: "b-77".parse().unwrap(),
+            safety: true,
         })
         .await
         .unwrap();

@@ -519,10 +519,37 @@ async fn an_online_backup_under_writes_has_the_dump_s_exact_fingerprint() {
                 n
             })
         };
-        let taken = f
-            .backup()
-            .await
-            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        // MariaDB's global read lock waits for every statement on the server, and the
+        // tests share one: when another test's long statement outlasts the wait, the
+        // backup rightly falls back (and says so). Only then is it tried again.
+        let mut attempts = 0;
+        let taken = loop {
+            attempts += 1;
+            let (events, mut rx) = EventSink::channel();
+            let taken = f
+                .backups
+                .backup(
+                    BackupScope {
+                        app: APP,
+                        image: &f.image,
+                        snapshot: None,
+                        driver: &f.driver as &dyn Driver,
+                    },
+                    &events,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+            drop(events);
+            let mut unpinned = false;
+            while let Some(e) = rx.recv().await {
+                if let cutover_core::EventKind::Warning { message } = &e.kind {
+                    unpinned |= message.contains("no global read lock");
+                }
+            }
+            if !unpinned || attempts == 3 {
+                break taken;
+            }
+        };
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let written = writer.await.unwrap();
         assert!(written > 0, "{engine}: no write happened during the backup");
@@ -741,7 +768,6 @@ async fn a_row_at_the_server_s_statement_limit_is_restored_and_one_above_is_refu
 /// restoring are one transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restore_that_fails_midway_leaves_the_database_as_it_was() {
-    use sha2::Digest;
     let f = fixture(Engine::Postgres).await;
     let taken = f.backup().await.unwrap();
     f.scratch
@@ -750,12 +776,27 @@ async fn a_postgres_restore_that_fails_midway_leaves_the_database_as_it_was() {
     f.scratch.execute("CREATE TABLE added_since (id int)").await;
     let before = f.scratch.independent_state();
 
-    // The dump cut at 60 %: pg_restore dies there, after the schema and part of the data.
-    let part = dump_part(&f.store_path, taken.id.as_str());
+    // pg_restore dies at the cut, after the schema and part of the data.
+    cut_dump(&f, &taken.id);
+    let err = f.restore(&taken.id, APP).await.unwrap_err();
+    let message = err.report();
+    assert!(message.contains("rolled back"), "{message}");
+    assert_eq!(
+        before.differences(&f.scratch.independent_state()),
+        Vec::<String>::new(),
+        "a failed restore changed the database"
+    );
+}
+
+/// Cuts backup `id`'s dump at 60 % and makes its manifest agree (checksums and sizes), so
+/// that the backup verifies and its restore fails midway.
+fn cut_dump(f: &Fixture, id: &cutover_core::BackupId) {
+    use sha2::Digest;
+    let part = dump_part(&f.store_path, id.as_str());
     let raw = zstd::decode_all(std::fs::File::open(&part).unwrap()).unwrap();
     let cut = zstd::encode_all(&raw[..raw.len() * 6 / 10], 1).unwrap();
     std::fs::write(&part, &cut).unwrap();
-    let mut manifest = f.manifest(&taken.id);
+    let mut manifest = f.manifest(id);
     let db = manifest
         .parts
         .iter_mut()
@@ -767,16 +808,92 @@ async fn a_postgres_restore_that_fails_midway_leaves_the_database_as_it_was() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let path = f.store_path.join(taken.id.as_str()).join("manifest.json");
+    let path = f.store_path.join(id.as_str()).join("manifest.json");
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
 
-    let err = f.restore(&taken.id, APP).await.unwrap_err();
-    let message = err.report();
-    assert!(message.contains("rolled back"), "{message}");
+/// A restore run over `f`'s database and store, with the fake deployment.
+async fn restore_run(
+    f: &Fixture,
+    journal: &Path,
+    id: &cutover_core::BackupId,
+    safety: bool,
+) -> cutover_core::Finished {
+    let backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&f.store_path)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let engine = cutover_core::Engine::new(
+        Arc::new(f.driver.clone()),
+        Arc::new(backups),
+        Arc::new(cutover_core::SqliteJournal::open(journal).await.unwrap()),
+        cutover_core::Settings::new(APP),
+    );
+    engine
+        .start(cutover_core::Plan::Restore {
+            backup: id.clone(),
+            safety,
+        })
+        .await
+        .expect("the journal works")
+}
+
+/// A MariaDB restore is not one transaction: one whose dump gives out midway has already
+/// emptied the database. The restore run's safety backup, taken after the stop, is put
+/// back automatically and the run ends aborted with the data as it was (independent
+/// comparison) — where the same failure without a safety backup loses the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_restore_that_fails_midway_is_put_back_from_its_safety_backup() {
+    let f = fixture(Engine::MariaDb).await;
+    let taken = f.backup().await.unwrap();
+    f.scratch
+        .execute("UPDATE customers SET name = 'written after the backup' WHERE id < 50")
+        .await;
+    f.scratch.execute("CREATE TABLE added_since (id int)").await;
+    let before = f.scratch.independent_state();
+    cut_dump(&f, &taken.id);
+    let dir = tempfile::tempdir().unwrap();
+
+    let done = restore_run(&f, &dir.path().join("journal.db"), &taken.id, true).await;
+    assert_eq!(
+        done.report.outcome,
+        cutover_core::Outcome::Aborted,
+        "{}",
+        done.message
+    );
+    let safety = done
+        .report
+        .safety
+        .clone()
+        .expect("a safety backup was taken");
+    assert!(
+        done.message
+            .contains(&format!("put back from safety backup {}", safety.id))
+            && done.message.contains("runs as before (observed)"),
+        "{}",
+        done.message
+    );
     assert_eq!(
         before.differences(&f.scratch.independent_state()),
         Vec::<String>::new(),
-        "a failed restore changed the database"
+        "the safety backup did not bring the data back"
+    );
+    f.backups.verify(&safety.id, APP).await.unwrap();
+
+    // Without it, the same failure leaves the database half restored.
+    let done = restore_run(&f, &dir.path().join("journal-2.db"), &taken.id, false).await;
+    assert_eq!(
+        done.report.outcome,
+        cutover_core::Outcome::Failed,
+        "{}",
+        done.message
+    );
+    assert_ne!(
+        before.differences(&f.scratch.independent_state()),
+        Vec::<String>::new(),
+        "the failure this test provokes must change the database"
     );
 }
 
