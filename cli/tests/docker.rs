@@ -155,7 +155,11 @@ paths = ["/data/storage"]
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.1.0");
     assert!(db.has_column("items", "name_folded").await);
-    assert_eq!(app.image(), env.specimen_tag("1.1.0"));
+    let running = app.image();
+    assert!(
+        cutover_tests::is_image(&running, &env.specimen_tag("1.1.0")),
+        "{running}"
+    );
     // Written after the upgrade: a rollback to the upgrade's backup drops it.
     client.create_item("after", "after the upgrade").await;
     client
@@ -197,6 +201,12 @@ paths = ["/data/storage"]
 
     let history = cutover(&config, &password, &["history"]);
     assert!(text(&history).contains("rolled_back"), "{}", text(&history));
+    // The digest the upgrade pulled and pinned is shown with its run.
+    assert!(
+        text(&history).contains(&format!("pulled: {} (sha256:", env.specimen_tag("1.1.0"))),
+        "{}",
+        text(&history)
+    );
     let all = text(&up) + &text(&back) + &text(&broken) + &text(&history);
     assert!(!all.contains(&password), "the password in cutover's output");
 }

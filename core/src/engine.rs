@@ -759,10 +759,7 @@ impl Engine {
                 self.backups.verify(backup, app).await?;
             }
         }
-        Ok(Output::Observed(Baseline {
-            image: seen.image,
-            replicas: seen.replicas,
-        }))
+        Ok(Output::Observed(Baseline::of(&seen)))
     }
 }
 
