@@ -7,11 +7,11 @@ use async_trait::async_trait;
 #[cfg(feature = "s3")]
 use cutover_core::backup::S3Store;
 use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
-use cutover_core::journal::{Journal, RunStatus};
+use cutover_core::journal::{Entry, Journal, RunStatus};
 use cutover_core::machine::{Baseline, Run, Step, refuse_upgrade};
 use cutover_core::{
     BackupId, BackupMode, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error,
-    ErrorKind, EventSink, ExecTarget, Finished, Plan, Settings, SqliteJournal,
+    ErrorKind, EventSink, ExecTarget, Finished, Output, Plan, Settings, SqliteJournal,
 };
 use serde_json::json;
 
@@ -364,11 +364,7 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
         unreachable!("upgrade_plan builds an upgrade")
     };
     let seen = engine.driver().observe().await?;
-    let baseline = Baseline {
-        image: seen.image.clone(),
-        replicas: seen.replicas,
-        instances: seen.instances.clone(),
-    };
+    let baseline = Baseline::of(&seen);
     let mut warnings = Vec::new();
     if let Some(refusal) = refuse_upgrade(
         &seen.image,
@@ -575,6 +571,14 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
             .as_ref()
             .and_then(|rep| rep.backup.as_ref())
             .map(|b| b.id.to_string());
+        // What `pull` resolved the target to: the digest the run pinned the definition to.
+        let pulled = record.records.iter().find_map(|r| match &r.entry {
+            Entry::Finished {
+                output: Output::Pulled(p),
+                ..
+            } => Some(json!({ "image": p.image.to_string(), "digest": p.digest })),
+            _ => None,
+        });
         let steps: Vec<_> = record
             .step_durations()
             .into_iter()
@@ -588,6 +592,7 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
             "millis": total,
             "backup": backup,
             "cause": header.report.as_ref().and_then(|rep| rep.cause.as_ref()).map(|c| c.message.clone()),
+            "pulled": pulled,
             "steps": steps,
         }));
     }
@@ -602,6 +607,12 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
                 row["millis"].as_u64().map_or("-".into(), seconds),
                 row["backup"].as_str().unwrap_or("-"),
             ));
+            if let Some(image) = row["pulled"]["image"].as_str() {
+                let digest = row["pulled"]["digest"]
+                    .as_str()
+                    .unwrap_or("no digest reported");
+                out.push_str(&format!("    pulled: {image} ({digest})\n"));
+            }
             if let Some(c) = row["cause"].as_str() {
                 out.push_str(&format!("    cause: {c}\n"));
             }

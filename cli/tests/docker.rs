@@ -186,7 +186,11 @@ async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.1.0");
     assert!(db.has_column("items", "name_folded").await);
-    assert_eq!(app.image(), env.specimen_tag("1.1.0"));
+    let running = app.image();
+    assert!(
+        cutover_tests::is_image(&running, &env.specimen_tag("1.1.0")),
+        "{running}"
+    );
     assert_eq!(
         app.supervision(),
         "unless-stopped 0 running",
@@ -234,6 +238,12 @@ async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
 
     let history = cutover(&config, &password, &["history"]);
     assert!(text(&history).contains("rolled_back"), "{}", text(&history));
+    // The digest the upgrade pulled and pinned is shown with its run.
+    assert!(
+        text(&history).contains(&format!("pulled: {} (sha256:", env.specimen_tag("1.1.0"))),
+        "{}",
+        text(&history)
+    );
     let all = text(&up) + &text(&back) + &text(&broken) + &text(&history);
     assert!(!all.contains(&password), "the password in cutover's output");
 }

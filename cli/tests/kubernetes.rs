@@ -15,7 +15,9 @@ async fn wait_ready(emulator: &Emulator, name: &str, image: &str) {
         let d = emulator.object("deployments", "apps", name).unwrap();
         let ready = d["status"]["readyReplicas"].as_u64() == Some(3)
             && d["status"]["updatedReplicas"].as_u64() == Some(3)
-            && d["spec"]["template"]["spec"]["containers"][0]["image"] == image;
+            && d["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .is_some_and(|configured| cutover_tests::is_image(configured, image));
         if ready {
             return;
         }

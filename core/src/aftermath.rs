@@ -114,6 +114,7 @@ mod tests {
                 instance("app-1", "a", "1.0.0", true),
                 instance("app-2", "b", "1.0.0", false),
             ],
+            digest: None,
         }
     }
 

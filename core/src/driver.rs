@@ -91,6 +91,25 @@ pub struct Instance {
     pub ready: bool,
 }
 
+impl Instance {
+    /// Whether this instance runs `image`: the same repository and tag and, when `image`
+    /// pins a digest, that digest. The digest the backend reports decides over the one
+    /// the instance's reference pins, since it is what actually runs; an instance with
+    /// neither does not run a pinned image (nothing shows which image it runs).
+    pub fn runs(&self, image: &ImageRef) -> bool {
+        same_image(&self.image, image)
+            && image
+                .digest()
+                .is_none_or(|want| self.running_digest() == Some(want))
+    }
+
+    /// The digest of what runs: the one the backend reports, else the one the instance's
+    /// reference pins.
+    pub fn running_digest(&self) -> Option<&str> {
+        self.digest.as_deref().or(self.image.digest())
+    }
+}
+
 /// What a driver sees of the deployment right now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observed {
@@ -103,12 +122,27 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Instances of `image` that run and are ready.
+    /// Instances of `image` that run and are ready (see [`Instance::runs`] for how a
+    /// pinned digest counts).
     pub fn ready_of(&self, image: &ImageRef) -> usize {
         self.instances
             .iter()
-            .filter(|i| i.running && i.ready && same_image(&i.image, image))
+            .filter(|i| i.running && i.ready && i.runs(image))
             .count()
+    }
+
+    /// Instances of `image`'s repository and tag that do not run the digest `image` pins:
+    /// they run another one (the tag moved after it was resolved), or one nobody can name
+    /// (created from the tag, with no digest reported). Empty when `image` pins none.
+    pub fn moved_from(&self, image: &ImageRef) -> Vec<&Instance> {
+        let Some(want) = image.digest() else {
+            return Vec::new();
+        };
+        self.instances
+            .iter()
+            .filter(|i| i.image.repository() == image.repository() && i.image.tag() == image.tag())
+            .filter(|i| i.running_digest() != Some(want))
+            .collect()
     }
 
     /// Instances that run, of any image.
@@ -276,6 +310,10 @@ pub trait Driver: fmt::Debug + Send + Sync + 'static {
     /// - Side-effect free: changes nothing in the backend, however often it is called.
     /// - Lists every instance of the application that exists, running or not, except
     ///   instances the driver keeps aside for rollback.
+    /// - An instance created from a pinned reference (`repo:tag@sha256:…`) reports that
+    ///   reference, or at least its digest in [`Instance::digest`]: the core waits for
+    ///   the digest it pulled and fails on an instance of the tag that shows another or
+    ///   none.
     /// - Fails with [`crate::ErrorKind::NotFound`] when the target does not exist at all.
     async fn observe(&self) -> Result<Observed>;
 

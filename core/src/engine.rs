@@ -833,11 +833,7 @@ impl Engine {
                 self.backups.verify(backup, app).await?;
             }
         }
-        Ok(Output::Observed(Baseline {
-            image: seen.image,
-            replicas: seen.replicas,
-            instances: seen.instances,
-        }))
+        Ok(Output::Observed(Baseline::of(&seen)))
     }
 }
 

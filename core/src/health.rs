@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::driver::Driver;
+use crate::driver::{Driver, Instance};
 use crate::event::{EventSink, Unit};
 use crate::{Error, ErrorKind, ImageRef, Result};
 
@@ -151,6 +151,34 @@ impl HealthCheck {
     }
 }
 
+/// The failure for instances of `image`'s tag that do not run the digest it pins.
+fn moved_tag(image: &ImageRef, moved: &[&Instance]) -> Error {
+    let want = image.digest().unwrap_or_default();
+    let tag = image.without_digest();
+    let which = moved
+        .iter()
+        .map(|i| {
+            let at = if i.location.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", i.location)
+            };
+            match i.running_digest() {
+                Some(have) => format!("{}{at} runs {have}", i.id),
+                None => format!("{}{at} runs {tag} with no digest to check", i.id),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "the tag {tag} moved: {want} was pulled and checked, but {which}. Someone re-tagged or pushed {tag} after the pull, or the driver started the tag instead of the pinned digest; cutover does not run an image it did not pull"
+        ),
+    )
+    .with_operation("await ready")
+}
+
 /// How many consecutive looks at an image with every instance stopped count as a crash.
 const CRASHED_AFTER: u32 = 3;
 
@@ -163,6 +191,9 @@ const CRASHED_AFTER: u32 = 3;
 /// 2. Once enough instances are ready, runs the probes; all must pass.
 /// 3. Fails early when every instance of `image` has stopped for several looks in a row
 ///    (the process crashed, e.g. a failed migration), instead of waiting for the deadline.
+///    When `image` pins a digest, fails at once with [`ErrorKind::Integrity`] if an
+///    instance of its tag runs another digest or one that cannot be known (the tag moved
+///    between pull and start, and was started by tag), naming both digests.
 /// 4. Fails with [`ErrorKind::Timeout`] at the deadline, saying what was last seen.
 pub async fn await_ready(
     driver: &dyn Driver,
@@ -180,11 +211,11 @@ pub async fn await_ready(
             Ok(seen) => {
                 let ready = seen.ready_of(image) as u32;
                 events.progress(u64::from(ready), Some(u64::from(replicas)), Unit::Instances);
-                let mine: Vec<_> = seen
-                    .instances
-                    .iter()
-                    .filter(|i| crate::driver::same_image(&i.image, image))
-                    .collect();
+                let moved = seen.moved_from(image);
+                if !moved.is_empty() {
+                    return Err(moved_tag(image, &moved));
+                }
+                let mine: Vec<_> = seen.instances.iter().filter(|i| i.runs(image)).collect();
                 if !mine.is_empty() && mine.iter().all(|i| !i.running) {
                     stopped_looks += 1;
                 } else {

@@ -104,6 +104,14 @@ impl ImageRef {
         })
     }
 
+    /// The same reference without a digest: what a tag names, whatever it names now.
+    pub fn without_digest(&self) -> ImageRef {
+        ImageRef {
+            digest: None,
+            ..self.clone()
+        }
+    }
+
     /// The same reference pinned to `digest` (`sha256:` and 64 lowercase hex digits).
     ///
     /// The tag, if any, is kept: `name:tag@digest` is valid and the digest decides what is
@@ -777,6 +785,7 @@ mod tests {
             pinned.to_string(),
             format!("localhost:5000/a/b:v2.7.81@{digest}")
         );
+        assert_eq!(pinned.without_digest(), retagged);
 
         for bad in ["", "a b", "x;y", "-x", &"t".repeat(129)] {
             let err = image.with_tag(bad).unwrap_err();

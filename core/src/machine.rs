@@ -9,11 +9,14 @@
 //! # The upgrade
 //! 1. `preflight`: observe the deployment (read-only); refuse a downgrade unless allowed.
 //! 2. `lock`: the backend-side lock.
-//! 3. `pull`: the new image, everywhere; touches no instance.
+//! 3. `pull`: the new image, everywhere; touches no instance. The digest it reports pins
+//!    the target from here on ([`Prepared::target`]).
 //! 4. `snapshot`: the definition and instances, for restore.
 //! 5. `stop` (scale 0) and `backup` — backup after stop (offline, default), before stop
 //!    (online), or not at all (skip).
-//! 6. `set_image`: the definition now names the new image.
+//! 6. `set_image`: the definition now names the new image, pinned to the pulled digest;
+//!    readiness then waits for that digest, and an instance of the tag running another
+//!    fails the step.
 //! 7. `start_leader` (scale 1) and `await_leader`: the one instance that migrates.
 //! 8. `scale_out` (scale N) and `await_all`.
 //! 9. `release`, `prune`, `unlock`: commit.
@@ -39,7 +42,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupId, BackupRef, Swept};
-use crate::driver::{Instance, Pulled, Snapshot};
+use crate::driver::{Instance, Observed, Pulled, Snapshot, same_image};
 use crate::error::{ErrorKind, Failure};
 use crate::image::{ImageRef, Version};
 
@@ -355,6 +358,35 @@ pub struct Baseline {
     /// (empty in journals written before it was recorded).
     #[serde(default)]
     pub instances: Vec<Instance>,
+    /// The digest of the image the instances ran (see [`Baseline::of`]); absent in
+    /// journals written before digests were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Baseline {
+    /// The baseline of an observation. `digest` is the one digest that every instance of
+    /// the definition's repository and tag runs (by the backend's report, else by its
+    /// reference); with no such instance, the digest the definition pins; `None` when the
+    /// driver reports none or the instances disagree (then no single image ran).
+    pub fn of(seen: &Observed) -> Self {
+        let image = &seen.image;
+        let mut digests = seen
+            .instances
+            .iter()
+            .filter(|i| i.image.repository() == image.repository() && i.image.tag() == image.tag())
+            .map(|i| i.running_digest());
+        let digest = match digests.next() {
+            None => image.digest(),
+            Some(first) => first.filter(|d| digests.all(|other| other == Some(*d))),
+        };
+        Baseline {
+            image: image.clone(),
+            replicas: seen.replicas,
+            instances: seen.instances.clone(),
+            digest: digest.map(str::to_owned),
+        }
+    }
 }
 
 /// The result of a successful step, as journaled.
@@ -386,7 +418,10 @@ impl Output {
     pub fn detail(&self) -> String {
         match self {
             Self::Observed(b) => format!("{} × {}", b.image, b.replicas),
-            Self::Pulled(p) => p.digest.clone().unwrap_or_else(|| p.image.to_string()),
+            Self::Pulled(p) => match &p.digest {
+                Some(d) => format!("{} is {d}", p.image),
+                None => format!("{} (the driver reports no digest)", p.image),
+            },
             Self::Snapshot(s) => format!("{} × {}", s.image, s.replicas),
             Self::Backup(b) => format!("{} ({} bytes)", b.id, b.bytes),
             Self::Pruned { deleted, swept } if deleted.is_empty() && swept.is_empty() => {
@@ -459,6 +494,24 @@ pub struct Base {
     pub old_replicas: u32,
     /// Replicas the run ends with.
     pub replicas: u32,
+    /// The digest the instances of `from` ran at preflight, when known.
+    #[serde(default)]
+    pub from_digest: Option<String>,
+}
+
+impl Base {
+    /// The image that ran before the run, pinned to the digest that ran when known: what
+    /// a backup records as its identity.
+    pub fn running(&self) -> ImageRef {
+        pin(&self.from, self.from_digest.as_deref())
+    }
+}
+
+/// `image` pinned to `digest`; unpinned when there is none or it is not a `sha256:` digest.
+fn pin(image: &ImageRef, digest: Option<&str>) -> ImageRef {
+    digest
+        .and_then(|d| image.with_digest(d).ok())
+        .unwrap_or_else(|| image.clone())
 }
 
 /// What is known once the deployment is snapshotted.
@@ -468,10 +521,22 @@ pub struct Prepared {
     pub base: Base,
     /// The image to move to.
     pub to: ImageRef,
+    /// The digest `pull` resolved `to` to, when the driver reported one: the definition
+    /// is pinned to it, so a tag moved after the pull starts nothing unchecked.
+    #[serde(default)]
+    pub digest: Option<String>,
     /// The deployment before any change.
     pub snapshot: Snapshot,
     /// The safety backup of the data a restore or manual rollback replaces, once taken.
     pub safety: Option<BackupRef>,
+}
+
+impl Prepared {
+    /// The reference the definition gets and readiness waits for: `to` pinned to the
+    /// pulled digest, or `to` itself when the driver reported none.
+    pub fn target(&self) -> ImageRef {
+        pin(&self.to, self.digest.as_deref())
+    }
 }
 
 /// How the data is protected once the backup step is behind.
@@ -760,26 +825,26 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
         Phase::BackupOnline(p) | Phase::BackupOffline(p) => perform(
             Step::Backup,
             Action::Backup {
-                image: p.base.from.clone(),
+                image: p.base.running(),
                 snapshot: Some(p.snapshot.clone()),
             },
         ),
         Phase::TakeBackup(base) => perform(
             Step::Backup,
             Action::Backup {
-                image: base.from.clone(),
+                image: base.running(),
                 snapshot: None,
             },
         ),
         Phase::StopThenBackup(_) | Phase::StopAfterBackup(_) | Phase::RestoreStop(..) => {
             perform(Step::Stop, Action::Scale(0))
         }
-        Phase::SetImage(a) => perform(Step::SetImage, Action::SetImage(a.prep.to.clone())),
+        Phase::SetImage(a) => perform(Step::SetImage, Action::SetImage(a.prep.target())),
         Phase::StartLeader(_) => perform(Step::StartLeader, Action::Scale(1)),
         Phase::AwaitLeader(a) => perform(
             Step::AwaitLeader,
             Action::AwaitReady {
-                image: a.prep.to.clone(),
+                image: a.prep.target(),
                 replicas: 1,
             },
         ),
@@ -787,7 +852,7 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
         Phase::AwaitAll(a) => perform(
             Step::AwaitAll,
             Action::AwaitReady {
-                image: a.prep.to.clone(),
+                image: a.prep.target(),
                 replicas: a.prep.base.replicas,
             },
         ),
@@ -926,6 +991,7 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
             } => P::RollbackPull(Armed {
                 prep: Prepared {
                     to: snapshot.image.clone(),
+                    digest: None,
                     base,
                     snapshot: snapshot.clone(),
                     safety: None,
@@ -939,16 +1005,20 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
         // `resume --rollback`): release it. Unlock never releases another holder's lock.
         (P::Lock(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
 
-        (P::Pull(base), Ok(Output::Pulled(pulled))) => P::Snapshot(base, pulled),
+        (P::Pull(base), Ok(Output::Pulled(pulled))) => match unpinnable(plan, &pulled) {
+            Some(e) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+            None => P::Snapshot(base, pulled),
+        },
         (P::Pull(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
 
-        (P::Snapshot(base, _pulled), Ok(Output::Snapshot(snapshot))) => {
+        (P::Snapshot(base, pulled), Ok(Output::Snapshot(snapshot))) => {
             let Plan::Upgrade { to, backup, .. } = plan else {
                 return P::Done(end(Outcome::Aborted, None, None));
             };
             let prep = Prepared {
                 base,
                 to: to.clone(),
+                digest: pulled.digest,
                 snapshot,
                 safety: None,
             };
@@ -1071,6 +1141,7 @@ fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>) -> Phase 
         (P::RestoreSnapshot(base, id), Ok(Output::Snapshot(snapshot))) => P::RestoreStop(
             Prepared {
                 to: snapshot.image.clone(),
+                digest: None,
                 base,
                 snapshot,
                 safety: None,
@@ -1155,7 +1226,24 @@ fn after_preflight(plan: &Plan, seen: Baseline) -> Phase {
         from: seen.image,
         old_replicas: seen.replicas,
         replicas,
+        from_digest: seen.digest,
     })
+}
+
+/// Why a pulled digest cannot pin the target, if it cannot: the definition would then
+/// name a tag that may move, so the run stops before any downtime.
+fn unpinnable(plan: &Plan, pulled: &Pulled) -> Option<Failure> {
+    let (Plan::Upgrade { to, .. }, Some(digest)) = (plan, &pulled.digest) else {
+        return None;
+    };
+    let problem = to.with_digest(digest).err()?;
+    Some(failure(
+        ErrorKind::Other,
+        format!(
+            "the driver reported {digest:?} as the digest of {to}, which cannot pin it ({}); nothing was changed",
+            problem.message()
+        ),
+    ))
 }
 
 /// Why an upgrade from `from` to `to` must not start, if it must not.
@@ -1171,7 +1259,8 @@ pub fn refuse_upgrade(
             "the deployment asks for 0 replicas and no replica count was given; set [app] replicas or pass --replicas".into(),
         ));
     }
-    if from == to {
+    // A definition cutover pinned names its tag too: the same tag is the same release.
+    if same_image(from, to) {
         return Some(failure(
             ErrorKind::InvalidInput,
             format!("the deployment already runs {to}; nothing to upgrade"),
@@ -1225,6 +1314,7 @@ mod tests {
             image: img("1.0.0"),
             replicas: 3,
             instances: Vec::new(),
+            digest: None,
         }
     }
 
@@ -1322,6 +1412,241 @@ mod tests {
             );
             assert_eq!(performed.last(), Some(&Step::Unlock), "{performed:?}");
         }
+    }
+
+    const PULLED: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const RAN: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    /// The effects of a run in which every step succeeds, preflight observing `seen` and
+    /// pull reporting `digest`.
+    fn effects_with(plan: Plan, seen: Baseline, digest: Option<&str>) -> Vec<Effect> {
+        let mut run = Run::new(plan);
+        let mut effects = Vec::new();
+        while let Next::Perform(effect) = run.next() {
+            let output = match &effect.action {
+                Action::Preflight => Output::Observed(seen.clone()),
+                Action::Pull(image) => Output::Pulled(Pulled {
+                    image: image.clone(),
+                    digest: digest.map(str::to_owned),
+                }),
+                other => success(other),
+            };
+            effects.push(effect);
+            run = step(run, Input::Completed(Ok(output))).0;
+        }
+        effects
+    }
+
+    #[test]
+    fn the_pulled_digest_pins_set_image_and_readiness_and_the_backup_names_what_ran() {
+        let seen = Baseline {
+            digest: Some(RAN.into()),
+            ..seen()
+        };
+        let effects = effects_with(upgrade(BackupMode::Offline), seen, Some(PULLED));
+        let pinned = img("1.1.0").with_digest(PULLED).unwrap();
+        let actions: Vec<&Action> = effects.iter().map(|e| &e.action).collect();
+        assert!(
+            actions.contains(&&Action::SetImage(pinned.clone())),
+            "{actions:?}"
+        );
+        let awaited: Vec<&ImageRef> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::AwaitReady { image, .. } => Some(image),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(awaited, [&pinned, &pinned], "{actions:?}");
+        let backed_up: Vec<&ImageRef> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Backup { image, .. } => Some(image),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(backed_up, [&img("1.0.0").with_digest(RAN).unwrap()]);
+        assert!(
+            actions.contains(&&Action::Pull(img("1.1.0"))),
+            "pull asks for the tag"
+        );
+    }
+
+    #[test]
+    fn without_a_digest_the_tag_is_used_as_before() {
+        let effects = effects_with(upgrade(BackupMode::Online), seen(), None);
+        let actions: Vec<&Action> = effects.iter().map(|e| &e.action).collect();
+        assert!(
+            actions.contains(&&Action::SetImage(img("1.1.0"))),
+            "{actions:?}"
+        );
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::AwaitReady { image, replicas: 3 } if *image == img("1.1.0")
+        )));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Backup { image, .. } if *image == img("1.0.0")
+        )));
+    }
+
+    #[test]
+    fn a_digest_that_cannot_pin_the_target_aborts_before_any_change() {
+        let effects = effects_with(upgrade(BackupMode::Offline), seen(), Some("md5:abc"));
+        let steps: Vec<Step> = effects.iter().map(|e| e.step).collect();
+        assert_eq!(
+            steps,
+            [Step::Preflight, Step::Lock, Step::Pull, Step::Unlock]
+        );
+        let mut run = Run::new(upgrade(BackupMode::Offline));
+        for output in [
+            Output::Observed(seen()),
+            Output::Done,
+            Output::Pulled(Pulled {
+                image: img("1.1.0"),
+                digest: Some("md5:abc".into()),
+            }),
+            Output::Done,
+        ] {
+            run = step(run, Input::Completed(Ok(output))).0;
+        }
+        let Next::Stop(report) = run.next() else {
+            panic!("the run goes on: {run:?}");
+        };
+        assert_eq!(report.outcome, Outcome::Aborted);
+        let cause = report.cause.unwrap().message;
+        assert!(
+            cause.contains("md5:abc") && cause.contains("nothing was changed"),
+            "{cause}"
+        );
+    }
+
+    /// Journals and states written before digests were recorded: a baseline without
+    /// `digest` and a `Prepared` without `digest` read as "no digest", and the run goes on
+    /// with the tag.
+    #[test]
+    fn journals_and_states_from_before_digests_still_fold() {
+        let observed: Output = serde_json::from_str(
+            r#"{"output":"observed","image":"registry.test/app:1.0.0","replicas":3}"#,
+        )
+        .unwrap();
+        assert_eq!(observed, Output::Observed(seen()));
+        let mut run = Run::new(upgrade(BackupMode::Offline));
+        let old_journal = [
+            r#"{"output":"observed","image":"registry.test/app:1.0.0","replicas":3}"#,
+            r#"{"output":"done"}"#,
+            r#"{"output":"pulled","image":"registry.test/app:1.1.0","digest":null}"#,
+            r#"{"output":"snapshot","driver":"test","image":"registry.test/app:1.0.0","replicas":3,"data":null}"#,
+            r#"{"output":"done"}"#,
+            r#"{"output":"backup","id":"b-1","bytes":1}"#,
+        ];
+        for entry in old_journal {
+            let output: Output = serde_json::from_str(entry).unwrap();
+            run = step(run, Input::Completed(Ok(output))).0;
+        }
+        let Next::Perform(effect) = run.next() else {
+            panic!("{run:?}");
+        };
+        assert_eq!(effect.action, Action::SetImage(img("1.1.0")));
+
+        // A serialised state of that time (Base without `from_digest`, Prepared without
+        // `digest`) reads too, and pins nothing.
+        let mut json = serde_json::to_value(&run).unwrap();
+        let prep = &mut json["phase"]["SetImage"]["prep"];
+        prep.as_object_mut().unwrap().remove("digest").unwrap();
+        prep["base"]
+            .as_object_mut()
+            .unwrap()
+            .remove("from_digest")
+            .unwrap();
+        let old: Run = serde_json::from_value(json).unwrap();
+        assert_eq!(old, run);
+    }
+
+    #[test]
+    fn the_baseline_digest_is_the_one_every_instance_of_the_tag_runs() {
+        use crate::driver::Instance;
+        let instance = |image: ImageRef, digest: Option<&str>| Instance {
+            id: "i".into(),
+            uid: None,
+            location: String::new(),
+            image,
+            digest: digest.map(str::to_owned),
+            running: true,
+            ready: true,
+        };
+        let observed = |image: ImageRef, instances| Observed {
+            image,
+            replicas: 2,
+            instances,
+        };
+        let old = img("1.0.0");
+        let pinned = old.with_digest(RAN).unwrap();
+        let cases = [
+            (
+                observed(
+                    old.clone(),
+                    vec![
+                        instance(old.clone(), Some(RAN)),
+                        instance(old.clone(), Some(RAN)),
+                    ],
+                ),
+                Some(RAN),
+            ),
+            (
+                observed(
+                    old.clone(),
+                    vec![
+                        instance(old.clone(), Some(RAN)),
+                        instance(old.clone(), Some(PULLED)),
+                    ],
+                ),
+                None,
+            ),
+            (
+                observed(
+                    old.clone(),
+                    vec![
+                        instance(old.clone(), Some(RAN)),
+                        instance(old.clone(), None),
+                    ],
+                ),
+                None,
+            ),
+            (
+                observed(old.clone(), vec![instance(pinned.clone(), None)]),
+                Some(RAN),
+            ),
+            (observed(pinned.clone(), vec![]), Some(RAN)),
+            (observed(old.clone(), vec![]), None),
+        ];
+        for (seen, digest) in cases {
+            assert_eq!(Baseline::of(&seen).digest.as_deref(), digest, "{seen:?}");
+        }
+
+        // Waiting for a pinned image: an instance of its tag with another digest, or with
+        // none that can be known, has not started what was pulled.
+        let target = img("1.1.0").with_digest(PULLED).unwrap();
+        let seen = observed(
+            old,
+            vec![
+                instance(target.clone(), None),
+                instance(img("1.1.0"), Some(PULLED)),
+                instance(img("1.1.0"), Some(RAN)),
+                instance(img("1.1.0"), None),
+            ],
+        );
+        assert_eq!(seen.ready_of(&target), 2);
+        assert_eq!(seen.moved_from(&target).len(), 2);
+        assert!(seen.moved_from(&img("1.1.0")).is_empty());
+    }
+
+    #[test]
+    fn a_pinned_definition_of_the_target_tag_is_already_running() {
+        let pinned = img("1.1.0").with_digest(PULLED).unwrap();
+        let refusal = refuse_upgrade(&pinned, &img("1.1.0"), false, 3).unwrap();
+        assert!(refusal.message.contains("already runs"), "{refusal:?}");
+        assert!(refuse_upgrade(&pinned, &img("1.2.0"), false, 3).is_none());
     }
 
     proptest! {

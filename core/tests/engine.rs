@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cutover_core::journal::{Entry, Journal};
 use cutover_core::machine::{Plan, RunKind, Step};
-use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method};
+use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method, registry_digest};
 use cutover_core::{
     BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck, ImageRef, Outcome,
     Settings, SqliteJournal,
@@ -62,6 +62,13 @@ fn upgrade(to: &str) -> Plan {
     }
 }
 
+/// `image` pinned to the digest the fake registry serves for it.
+fn pinned(image: &str) -> ImageRef {
+    img(image)
+        .with_digest(&registry_digest(&img(image)))
+        .unwrap()
+}
+
 async fn memory_journal() -> Arc<dyn Journal> {
     Arc::new(SqliteJournal::in_memory().await.expect("journal"))
 }
@@ -93,9 +100,15 @@ async fn assert_settled(fake: &FakeDriver, journal: &dyn Journal, finished: &Fin
         "data after {outcome}; history {:#?}",
         fake.history()
     );
+    // An upgrade pins the definition to the digest it pulled.
+    let expect_definition = if outcome == Outcome::Upgraded {
+        pinned(to)
+    } else {
+        img(OLD)
+    };
     assert_eq!(
         fake.definition(),
-        (img(expect_image), REPLICAS),
+        (expect_definition, REPLICAS),
         "definition after {outcome}"
     );
     let seen = cutover_core::Driver::observe(fake).await.unwrap();
@@ -1284,4 +1297,137 @@ async fn resume_notes_come_after_the_run_started_event() {
         matches!(second.kind, EventKind::Warning { .. }),
         "{second:?}"
     );
+}
+
+/// Runs `f` once, right after the `pull` step finished and before the next step starts
+/// (the engine emits events synchronously, between the two).
+fn after_pull(f: impl Fn() + Send + Sync + 'static) -> EventSink {
+    EventSink::new(move |e| {
+        if let EventKind::StepFinished { step, .. } = &e.kind
+            && step == "pull"
+        {
+            f();
+        }
+    })
+}
+
+/// The tag is moved locally (as `docker tag 1.0.0 1.1.0` would) between pull and start:
+/// the definition is pinned to what was pulled, so the release that was pulled runs.
+#[tokio::test]
+async fn a_tag_moved_after_the_pull_starts_the_pulled_image() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let moved = fake.clone();
+    let engine = engine(&fake, journal.clone(), Duration::from_secs(30))
+        .with_events(after_pull(move || moved.move_tag(&img(NEW), &img(OLD))));
+
+    let done = engine.start(upgrade(NEW)).await.unwrap();
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+    assert_eq!(
+        fake.digest_of(&img(NEW)),
+        fake.digest_of(&img(OLD)),
+        "the tag moved"
+    );
+    let seen = cutover_core::Driver::observe(&fake).await.unwrap();
+    let pulled = registry_digest(&img(NEW));
+    for i in &seen.instances {
+        assert_eq!(i.digest.as_deref(), Some(pulled.as_str()), "{i:?}");
+    }
+    assert_eq!(seen.image, pinned(NEW));
+    assert_settled(&fake, journal.as_ref(), &done, NEW).await;
+    let record = journal.run(&done.run).await.unwrap().unwrap();
+    let journaled = record.records.iter().find_map(|r| match &r.entry {
+        Entry::Finished {
+            output: cutover_core::Output::Pulled(p),
+            ..
+        } => p.digest.clone(),
+        _ => None,
+    });
+    assert_eq!(journaled, Some(pulled));
+}
+
+/// A driver that creates instances from the tag whatever the definition pins (as a
+/// third-party driver might): the digest check after start catches the moved tag.
+#[derive(Debug)]
+struct Unpinning(FakeDriver);
+
+#[async_trait::async_trait]
+impl cutover_core::Driver for Unpinning {
+    fn info(&self) -> cutover_core::DriverInfo {
+        self.0.info()
+    }
+    fn capabilities(&self) -> cutover_core::Capabilities {
+        self.0.capabilities()
+    }
+    async fn observe(&self) -> cutover_core::Result<cutover_core::Observed> {
+        self.0.observe().await
+    }
+    async fn pull(
+        &self,
+        image: &ImageRef,
+        events: &EventSink,
+    ) -> cutover_core::Result<cutover_core::Pulled> {
+        self.0.pull(image, events).await
+    }
+    async fn snapshot(&self) -> cutover_core::Result<cutover_core::Snapshot> {
+        self.0.snapshot().await
+    }
+    async fn set_image(&self, image: &ImageRef) -> cutover_core::Result<()> {
+        self.0.set_image(&image.without_digest()).await
+    }
+    async fn scale(&self, replicas: u32) -> cutover_core::Result<()> {
+        self.0.scale(replicas).await
+    }
+    async fn restore(&self, snapshot: &cutover_core::Snapshot) -> cutover_core::Result<()> {
+        self.0.restore(snapshot).await
+    }
+    async fn release(&self, snapshot: &cutover_core::Snapshot) -> cutover_core::Result<()> {
+        self.0.release(snapshot).await
+    }
+    async fn lock(&self, holder: &cutover_core::Holder) -> cutover_core::Result<()> {
+        self.0.lock(holder).await
+    }
+    async fn unlock(&self, holder: &cutover_core::Holder) -> cutover_core::Result<()> {
+        self.0.unlock(holder).await
+    }
+}
+
+#[tokio::test]
+async fn an_instance_of_a_moved_tag_fails_the_step_naming_both_digests_and_rolls_back() {
+    let fake = fake();
+    let journal = memory_journal().await;
+    let moved = fake.clone();
+    let engine = Engine::new(
+        Arc::new(Unpinning(fake.clone())),
+        Arc::new(fake.backups()),
+        journal.clone(),
+        settings(Duration::from_secs(30)),
+    )
+    .with_events(after_pull(move || moved.move_tag(&img(NEW), &img(OLD))));
+
+    let done = engine.start(upgrade(NEW)).await.unwrap();
+    assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
+    let cause = done.report.cause.clone().expect("a cause");
+    assert_eq!(cause.kind, ErrorKind::Integrity, "{}", cause.message);
+    let pulled = registry_digest(&img(NEW));
+    let ran = registry_digest(&img(OLD));
+    for needle in [pulled.as_str(), ran.as_str(), "moved", NEW] {
+        assert!(
+            cause.message.contains(needle),
+            "{needle}: {}",
+            cause.message
+        );
+    }
+    let record = journal.run(&done.run).await.unwrap().unwrap();
+    assert!(
+        record.records.iter().any(|r| matches!(
+            r.entry,
+            Entry::Failed {
+                step: Step::AwaitLeader,
+                ..
+            }
+        )),
+        "the leader's wait failed"
+    );
+    assert_settled(&fake, journal.as_ref(), &done, NEW).await;
 }

@@ -572,6 +572,22 @@ services:
         assert!(out.contains("    image: \"mariadb:11\" # pinned\n"));
     }
 
+    /// The core pins the definition to the pulled digest; the file gets that reference.
+    #[test]
+    fn a_reference_pinned_to_a_digest_is_written_and_read_back() {
+        let pinned = format!(
+            "registry.example.com/apidog/server:v2.7.81@sha256:{}",
+            "0".repeat(64)
+        );
+        let out = with_image(FILE, "server", &pinned).unwrap();
+        only_line_changed(FILE, &out, 18);
+        assert!(out.contains(&format!("    image: {pinned}   # bumped by cutover\n")));
+        assert_eq!(find_image(&out, "server").unwrap().value, pinned);
+        let quoted = with_image(FILE, "worker", &pinned).unwrap();
+        assert!(quoted.contains(&format!("      image: '{pinned}'\n")));
+        assert_eq!(find_image(&quoted, "worker").unwrap().value, pinned);
+    }
+
     #[test]
     fn crlf_files_keep_their_line_breaks() {
         let crlf = FILE.replace('\n', "\r\n");

@@ -217,30 +217,35 @@ impl DockerDriver {
         Ok(sources)
     }
 
+    /// The digest each instance runs, by container name: among the repository digests
+    /// of its image, the one its reference pins if listed (an image pushed under several
+    /// manifests has several), else the first of its repository.
     async fn digests(&self, seen: &Containers) -> HashMap<String, Option<String>> {
+        let mut repo_digests: HashMap<String, Vec<String>> = HashMap::new();
         let mut out = HashMap::new();
         for c in &seen.instances {
             let Some(id) = c.image.clone() else { continue };
-            if out.contains_key(&id) {
-                continue;
+            if !repo_digests.contains_key(&id) {
+                let listed = match self.docker.inspect_image(&id).await {
+                    Ok(i) => i.repo_digests.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                repo_digests.insert(id.clone(), listed);
             }
-            let repository = target::image_of(c)
-                .parse::<ImageRef>()
-                .map(|i| i.repository())
-                .unwrap_or_default();
-            let digest = match self.docker.inspect_image(&id).await {
-                Ok(i) => i
-                    .repo_digests
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find_map(|d| {
-                        d.split_once('@')
-                            .filter(|(r, _)| *r == repository)
-                            .map(|(_, d)| d.to_string())
-                    }),
-                Err(_) => None,
-            };
-            out.insert(id, digest);
+            let reference = target::image_of(c).parse::<ImageRef>().ok();
+            let repository = reference.as_ref().map(|i| i.repository());
+            let of_repository: Vec<&str> = repo_digests[&id]
+                .iter()
+                .filter_map(|d| d.split_once('@'))
+                .filter(|(r, _)| Some(*r) == repository.as_deref())
+                .map(|(_, d)| d)
+                .collect();
+            let pinned = reference
+                .as_ref()
+                .and_then(|r| r.digest())
+                .filter(|d| of_repository.contains(d));
+            let digest = pinned.or(of_repository.first().copied());
+            out.insert(target::name_of(c).to_string(), digest.map(str::to_owned));
         }
         out
     }
@@ -291,10 +296,7 @@ impl Driver for DockerDriver {
                     uid: c.id.clone(),
                     location: String::new(),
                     image: parse_image(target::image_of(c), "observe", name)?,
-                    digest: c
-                        .image
-                        .as_ref()
-                        .and_then(|id| digests.get(id).cloned().flatten()),
+                    digest: digests.get(name).cloned().flatten(),
                     running: target::is_running(c) && !target::is_crash_looping(c),
                     ready: target::is_ready(c) && !target::is_crash_looping(c),
                 })

@@ -39,6 +39,9 @@ pub(crate) async fn pull(docker: &Docker, image: &ImageRef, events: &EventSink) 
     // Per layer: (downloaded, size).
     let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut reported = Instant::now() - PROGRESS_EVERY;
+    // The engine's own "Digest: sha256:…" line names the manifest it pulled; reading the
+    // tag afterwards could see someone's `docker tag` made in between.
+    let mut pulled_digest = None;
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| error::docker("pull", &subject, e))?;
         if let Some(detail) = info.error_detail {
@@ -49,6 +52,13 @@ pub(crate) async fn pull(docker: &Docker, image: &ImageRef, events: &EventSink) 
                 ErrorKind::Other
             };
             return Err(error::driver(kind, "pull", &subject, message));
+        }
+        if let Some(d) = info
+            .status
+            .as_deref()
+            .and_then(|s| s.strip_prefix("Digest: "))
+        {
+            pulled_digest = Some(d.trim().to_string());
         }
         let (Some(id), Some(status)) = (info.id, info.status) else {
             continue;
@@ -70,6 +80,12 @@ pub(crate) async fn pull(docker: &Docker, image: &ImageRef, events: &EventSink) 
         }
     }
     report(&layers, events);
+    if let Some(digest) = pulled_digest {
+        return Ok(Pulled {
+            image: image.clone(),
+            digest: Some(digest),
+        });
+    }
     let digest = match docker.inspect_image(&subject).await {
         Ok(i) => i
             .repo_digests

@@ -141,7 +141,9 @@ impl Project {
                     "--format",
                     "{{.Config.Image}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
                     n,
-                ]) == format!("{want} healthy")
+                ])
+                .strip_suffix(" healthy")
+                .is_some_and(|configured| cutover_tests::is_image(configured, &want))
             })
             .map(str::to_string)
             .collect()
@@ -263,10 +265,14 @@ async fn a_compose_v1_service_upgrades_and_rolls_back_with_its_image_line() {
     p.wait_healthy("1.1.0", 2).await;
     let upgraded = std::fs::read_to_string(p.file()).unwrap();
     assert_eq!(changed_lines(&original, &upgraded), [11], "{upgraded}");
-    assert!(upgraded.contains(&format!(
-        "    image: {}   # bumped by cutover\n",
-        image("1.1.0")
-    )));
+    // The file names the release pinned to the digest that was pulled, so that the next
+    // `docker-compose up` starts the same image even if the tag moves.
+    let line = upgraded.lines().nth(10).unwrap();
+    let pinned = line
+        .strip_prefix(&format!("    image: {}@sha256:", image("1.1.0")))
+        .and_then(|rest| rest.strip_suffix("   # bumped by cutover"))
+        .unwrap_or_else(|| panic!("line 11 is {line:?}"));
+    assert_eq!(pinned.len(), 64, "{line}");
     assert_eq!(
         p.ps(),
         before_ps,

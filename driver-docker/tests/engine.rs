@@ -1,18 +1,22 @@
 //! The core's engine with the Docker driver, the dump backup engine and a SQLite journal
 //! against a real specimen deployment: a clean upgrade with three replicas, automatic
-//! rollbacks of a broken and an unhealthy release, and a missing tag.
+//! rollbacks of a broken and an unhealthy release, a missing tag, and a tag moved between
+//! pull and start.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Deployment, image};
 use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
+use cutover_core::journal::Entry;
 use cutover_core::testkit::dump_engine;
-use cutover_core::{BackupMode, Engine, ErrorKind, Finished, Outcome, Plan};
-use cutover_tests::docker;
+use cutover_core::{
+    BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, ImageRef, Outcome, Output, Plan,
+};
+use cutover_tests::{docker, docker_command, unique_name};
 
 const HEALTHY: Duration = Duration::from_secs(60);
 
@@ -257,4 +261,186 @@ async fn a_missing_tag_aborts_without_touching_a_container() {
         "a container was created, removed or renamed"
     );
     assert_eq!(d.healthy_of("1.0.0").len(), 2);
+}
+
+/// A repository of the test registry of this test's own, holding the specimen's 1.0.0
+/// and 1.1.0 (whose version is baked into the image, not read from the tag): moving its
+/// tags disturbs no other test on the shared engine. Its local references are removed
+/// on drop.
+struct PrivateRepository {
+    name: String,
+}
+
+impl PrivateRepository {
+    fn push(versions: &[&str]) -> Self {
+        let registry = image("1.0.0").registry().unwrap().to_string();
+        let unique = unique_name("ctdigest").replace('_', "-").to_lowercase();
+        let repo = Self {
+            name: format!("{registry}/{unique}"),
+        };
+        for version in versions {
+            docker(&["tag", &image(version).to_string(), &repo.tag(version)]);
+            docker(&["push", "--quiet", &repo.tag(version)]);
+        }
+        repo
+    }
+
+    fn tag(&self, version: &str) -> String {
+        format!("{}:{version}", self.name)
+    }
+
+    fn image(&self, version: &str) -> ImageRef {
+        self.tag(version).parse().unwrap()
+    }
+
+    /// The registry digest of `reference`'s image in this repository (from its
+    /// RepoDigests, which the push recorded).
+    fn digest_of(&self, reference: &str) -> String {
+        let listed = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            reference,
+        ]);
+        let listed: Vec<String> = serde_json::from_str(&listed).unwrap();
+        listed
+            .iter()
+            .find_map(|d| d.strip_prefix(&format!("{}@", self.name)))
+            .unwrap_or_else(|| panic!("{reference} has no digest in {}: {listed:?}", self.name))
+            .to_string()
+    }
+}
+
+impl Drop for PrivateRepository {
+    fn drop(&mut self) {
+        let listed = docker(&[
+            "image",
+            "ls",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Tag}} {{.Digest}}",
+            &self.name,
+        ]);
+        for line in listed.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if let [repo, tag, digest] = fields[..] {
+                if tag != "<none>" {
+                    let _ = docker_command()
+                        .args(["rmi", &format!("{repo}:{tag}")])
+                        .output();
+                }
+                if digest != "<none>" {
+                    let _ = docker_command()
+                        .args(["rmi", &format!("{repo}@{digest}")])
+                        .output();
+                }
+            }
+        }
+    }
+}
+
+fn image_id(reference: &str) -> String {
+    docker(&["image", "inspect", "--format", "{{.Id}}", reference])
+}
+
+/// Someone moves the local tag of the target to another release (`docker tag`) after
+/// cutover pulled it and before it starts it: the definition is pinned to the pulled
+/// digest, so the release that was pulled (1.1.0) starts and migrates, not the one the
+/// tag names now (1.2.0). The digests are in the journal's pull output, the pull step's
+/// detail and the backup manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moved_between_pull_and_start_starts_the_pulled_image() {
+    let repo = PrivateRepository::push(&["1.0.0", "1.1.0"]);
+    let pulled = repo.digest_of(&repo.tag("1.1.0"));
+    let ran = repo.digest_of(&repo.tag("1.0.0"));
+    let d = Deployment::start_image(&repo.image("1.0.0"), 2).await;
+    d.wait_healthy_image(&repo.image("1.0.0"), 2, HEALTHY).await;
+    d.db.seed_items(20).await;
+    let r = run(&d, HEALTHY).await;
+
+    // The engine emits events synchronously: the tag is moved after `pull` finished and
+    // before the next step begins.
+    let details = Arc::new(Mutex::new(Vec::new()));
+    let engine = {
+        let (target, other) = (repo.tag("1.1.0"), image("1.2.0").to_string());
+        let details = details.clone();
+        r.engine.clone().with_events(EventSink::new(move |e| {
+            if let EventKind::StepFinished { step, detail, .. } = &e.kind {
+                details.lock().unwrap().push(format!("{step}: {detail}"));
+                if step == "pull" {
+                    docker(&["tag", &other, &target]);
+                }
+            }
+        }))
+    };
+    let done = engine
+        .start(Plan::Upgrade {
+            to: repo.image("1.1.0"),
+            backup: BackupMode::Offline,
+            replicas: None,
+            allow_downgrade: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+
+    // The tag did move, so the test acted between pull and start.
+    assert_eq!(
+        image_id(&repo.tag("1.1.0")),
+        image_id(&image("1.2.0").to_string())
+    );
+    let pinned = format!("{}@{pulled}", repo.tag("1.1.0"));
+    let want_id = image_id(&image("1.1.0").to_string());
+    d.wait_healthy_image(&repo.image("1.1.0"), 2, HEALTHY).await;
+    let instances: Vec<String> = d
+        .all_containers()
+        .into_iter()
+        .filter(|n| !n.contains("cutover") && *n != d.toolbox)
+        .collect();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    for name in &instances {
+        let seen = docker(&["inspect", "--format", "{{.Config.Image}} {{.Image}}", name]);
+        assert_eq!(seen, format!("{pinned} {want_id}"), "{name}");
+    }
+    let migrated: Vec<String> =
+        d.db.migration_runs()
+            .await
+            .into_iter()
+            .map(|m| m.version)
+            .filter(|v| v != "1.0.0")
+            .collect();
+    assert_eq!(migrated, ["1.1.0"], "only the pulled release migrated");
+
+    // Recorded: the journal's pull output, the step's detail, the backup manifest.
+    let record = r.engine.journal().run(&done.run).await.unwrap().unwrap();
+    let journaled = record.records.iter().find_map(|rec| match &rec.entry {
+        Entry::Finished {
+            output: Output::Pulled(p),
+            ..
+        } => Some(p.clone()),
+        _ => None,
+    });
+    assert_eq!(journaled.and_then(|p| p.digest), Some(pulled.clone()));
+    let details = details.lock().unwrap().clone();
+    assert!(
+        details
+            .iter()
+            .any(|l| l.starts_with("pull: ") && l.contains(&pulled)),
+        "{details:?}"
+    );
+    let backup = done.report.backup.as_ref().expect("a backup was taken");
+    let manifest = std::fs::read(
+        r.dir
+            .path()
+            .join("backups")
+            .join(backup.id.as_str())
+            .join("manifest.json"),
+    )
+    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["digest"], ran.as_str(), "{manifest:#}");
+    assert_eq!(manifest["image"], repo.tag("1.0.0").as_str());
+    r.assert_no_secret(&d.password);
+    drop(d);
 }

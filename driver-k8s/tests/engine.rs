@@ -15,6 +15,7 @@ use cutover_core::testkit::dump_engine;
 use cutover_core::{BackupMode, Driver, Engine, Finished, Outcome, Plan};
 use cutover_driver_k8s::KubernetesDriver;
 use cutover_kube_emulator::{HistoryEvent, existing_pods};
+use cutover_tests::is_image;
 
 struct Run {
     engine: Engine,
@@ -99,6 +100,21 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     let done = r.upgrade("1.1.0").await;
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
     c.wait_ready("1.1.0", 3).await;
+    // The template names the release pinned to the digest the registry check reported,
+    // and the pods report running it.
+    let o = c.driver.observe().await.unwrap();
+    let pinned = o
+        .image
+        .digest()
+        .expect("the template is pinned to a digest");
+    assert!(is_image(&o.image.to_string(), &image("1.1.0").to_string()));
+    assert!(
+        o.instances
+            .iter()
+            .all(|i| i.digest.as_deref() == Some(pinned)),
+        "{:?}",
+        o.instances
+    );
 
     let history = c.emulator.history();
     let old = image("1.0.0").to_string();
@@ -113,8 +129,7 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
                 .collect()
         })
         .collect();
-    let is_new_pod =
-        |e: &HistoryEvent| matches!(e, HistoryEvent::PodCreated { image, .. } if *image == new);
+    let is_new_pod = |e: &HistoryEvent| matches!(e, HistoryEvent::PodCreated { image, .. } if is_image(image, &new));
 
     // Went to 0: the workload was scaled to 0 and every old pod was gone before the first
     // new pod was created.
@@ -156,7 +171,7 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     );
     for (i, pods) in existing.iter().enumerate().skip(first_new) {
         assert!(
-            pods.iter().all(|(_, image)| *image == new),
+            pods.iter().all(|(_, image)| is_image(image, &new)),
             "an old pod ({old}) existed next to a new one at event {i}: {pods:?}"
         );
     }

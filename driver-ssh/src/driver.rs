@@ -503,6 +503,13 @@ impl Driver for SshDriver {
             })
             .await;
         let pulled = self.all("pull", pulled).await?;
+        let named: Vec<(&str, &Pulled)> = pulled
+            .iter()
+            .map(|(i, p)| (self.hosts[*i].host.name.as_str(), p))
+            .collect();
+        if let Some(message) = disagreeing_digests(image, &named) {
+            return Err(error::driver(ErrorKind::Conflict, "pull", "", message));
+        }
         let leader = pulled
             .into_iter()
             .find(|(i, _)| *i == self.leader)
@@ -720,6 +727,30 @@ async fn watched<T>(conn: &Connection, result: Result<T>) -> Result<T> {
     result
 }
 
+/// Why the hosts' pulls of one tag cannot start one release, if they cannot: the tag
+/// named different images on different hosts (a push to the registry during the pull,
+/// or a host's own `docker tag`). The core pins the definition to the leader's digest;
+/// a host with another would fail to start it, or start an image nobody checked.
+fn disagreeing_digests(image: &ImageRef, pulled: &[(&str, &Pulled)]) -> Option<String> {
+    let first = pulled.first()?.1.digest.as_ref();
+    if pulled.iter().all(|(_, p)| p.digest.as_ref() == first) {
+        return None;
+    }
+    let hosts = pulled
+        .iter()
+        .map(|(name, p)| {
+            let digest = p.digest.as_deref().unwrap_or("no digest");
+            format!("{name}: {digest}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "the hosts pulled different images for {image} ({hosts}); the tag moved during the pull \
+         (a push to the registry, or a host's own `docker tag`). Nothing was changed; run the \
+         upgrade again once the tag names one image"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,6 +776,38 @@ mod tests {
         let mut config = SshConfig::new(hosts, DockerConfig::containers("app"));
         config.leader = leader.map(str::to_string);
         SshDriver::new(&config).unwrap()
+    }
+
+    #[test]
+    fn hosts_that_pulled_different_digests_are_named_with_them() {
+        let image: ImageRef = "127.0.0.1:5000/app:1.1.0".parse().unwrap();
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let pulled = |d: Option<&str>| Pulled {
+            image: image.clone(),
+            digest: d.map(str::to_owned),
+        };
+        let same = [pulled(Some(&a)), pulled(Some(&a)), pulled(Some(&a))];
+        let named: Vec<(&str, &Pulled)> = ["h1", "h2", "h3"].into_iter().zip(&same).collect();
+        assert_eq!(disagreeing_digests(&image, &named), None);
+        let none = [pulled(None), pulled(None)];
+        let named: Vec<(&str, &Pulled)> = ["h1", "h2"].into_iter().zip(&none).collect();
+        assert_eq!(disagreeing_digests(&image, &named), None);
+
+        let moved = [pulled(Some(&a)), pulled(Some(&b)), pulled(None)];
+        let named: Vec<(&str, &Pulled)> = ["h1", "h2", "h3"].into_iter().zip(&moved).collect();
+        let message = disagreeing_digests(&image, &named).expect("refused");
+        for needle in [
+            format!("h1: {a}"),
+            format!("h2: {b}"),
+            "h3: no digest".to_string(),
+            image.to_string(),
+            "moved".to_string(),
+        ] {
+            assert!(message.contains(&needle), "{needle}: {message}");
+        }
     }
 
     #[test]

@@ -14,6 +14,15 @@ pub fn docker_command() -> Command {
     command
 }
 
+/// Whether a container's configured image (`.Config.Image`, a pod's image) is `want`, as
+/// written or pinned to a digest (`want@sha256:…`, what cutover's upgrades write).
+pub fn is_image(configured: &str, want: &str) -> bool {
+    configured == want
+        || configured
+            .strip_prefix(want)
+            .is_some_and(|rest| rest.starts_with("@sha256:"))
+}
+
 /// Runs `docker ARGS…` and returns its stdout, trimmed.
 ///
 /// # Panics

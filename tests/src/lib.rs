@@ -22,7 +22,7 @@ mod specimen;
 
 pub use corpus::IndependentState;
 pub use database::{Engine, MigrationRun, ScratchDatabase};
-pub use docker::{DockerVolume, docker, docker_command};
+pub use docker::{DockerVolume, docker, docker_command, is_image};
 pub use env::{EnvError, SshHost, TestEnv, UP_HINT};
 pub use files::{assert_no_file_contains, files_under};
 pub use http::{Items, SpecimenClient, StoredItem};

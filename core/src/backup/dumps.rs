@@ -352,7 +352,9 @@ impl DumpBackups {
             id: id.clone(),
             created: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             app: scope.app.to_string(),
-            image: scope.image.to_string(),
+            // The reference as operators name it; what ran, by content, beside it.
+            image: scope.image.without_digest().to_string(),
+            digest: scope.image.digest().map(str::to_owned),
             snapshot: scope.snapshot.cloned(),
             database: DatabaseInfo {
                 engine: self.database.engine(),

@@ -206,8 +206,12 @@ pub struct Manifest {
     pub created: String,
     /// The application it belongs to: restores refuse another application's backup.
     pub app: String,
-    /// The image that ran.
+    /// The image that ran, as its repository and tag (without a digest).
     pub image: String,
+    /// The content digest (`sha256:…`) of the image that ran when the backup was taken,
+    /// when the driver reported one; added within v1, absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// The deployment's snapshot, when an upgrade took the backup.
     pub snapshot: Option<Snapshot>,
     /// The database.
@@ -247,5 +251,38 @@ impl Manifest {
     /// Total stored size.
     pub fn bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.bytes).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest written before image digests were recorded reads with no digest; one
+    /// with a digest round-trips it.
+    #[test]
+    fn the_image_digest_is_optional() {
+        let id: BackupId = "b-1".parse().unwrap();
+        let old = serde_json::json!({
+            "schema": MANIFEST_SCHEMA, "id": "b-1", "created": "2026-11-01T00:00:00Z",
+            "app": "apidog", "image": "registry.example.com/apidog/server:v2.7.80",
+            "snapshot": null,
+            "database": {"engine": "postgres", "server_version": "15", "name": "apidog"},
+            "parts": [], "fingerprint": {"tables": {}, "schema": ""}, "fingerprint_exact": true,
+        });
+        let bytes = serde_json::to_vec(&old).unwrap();
+        let mut manifest = Manifest::from_stored(&bytes, &id, "test").unwrap();
+        assert_eq!(manifest.digest, None);
+        assert!(
+            !String::from_utf8(serde_json::to_vec(&manifest).unwrap())
+                .unwrap()
+                .contains("digest")
+        );
+
+        let digest = format!("sha256:{}", "a".repeat(64));
+        manifest.digest = Some(digest.clone());
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let read = Manifest::from_stored(&bytes, &id, "test").unwrap();
+        assert_eq!(read.digest, Some(digest));
     }
 }

@@ -114,7 +114,8 @@ pub struct BackupRef {
 pub struct BackupScope<'a> {
     /// The application's name (the backup's identity: restore refuses another app's).
     pub app: &'a str,
-    /// The image running when the backup was taken.
+    /// The image running when the backup was taken, pinned to the digest that ran when
+    /// the driver reported one (the engine does this from preflight's observation).
     pub image: &'a ImageRef,
     /// The driver's snapshot of the deployment at that moment, when one was taken.
     pub snapshot: Option<&'a Snapshot>,

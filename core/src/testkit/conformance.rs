@@ -228,6 +228,63 @@ pub async fn pull_touches_no_instance(d: &dyn Driver, f: &Fixture) {
     );
 }
 
+/// A reference pinned to the digest `pull` reported is what the core gives `set_image`:
+/// the definition names it, and `scale` starts instances of that digest. Skipped for a
+/// driver whose `pull` reports no digest (the core then uses the tag, as before).
+pub async fn a_pinned_reference_runs_the_pulled_digest(d: &dyn Driver, f: &Fixture) {
+    let pulled = d
+        .pull(&f.new, &EventSink::discard())
+        .await
+        .expect("pull(new)");
+    let Some(digest) = pulled.digest else {
+        return;
+    };
+    let pinned = f.new.with_digest(&digest).unwrap_or_else(|e| {
+        panic!(
+            "pull reported {digest:?}, which cannot pin {}: {}",
+            f.new,
+            e.report()
+        )
+    });
+    let snap = d.snapshot().await.expect("snapshot");
+    d.scale(0).await.expect("scale(0)");
+    d.set_image(&pinned)
+        .await
+        .unwrap_or_else(|e| panic!("set_image({pinned}): {}", e.report()));
+    d.set_image(&pinned)
+        .await
+        .expect("set_image(pinned) again must succeed");
+    assert_eq!(
+        observe(d).await.image,
+        pinned,
+        "the definition does not name the pinned reference"
+    );
+    d.scale(1)
+        .await
+        .unwrap_or_else(|e| panic!("scale(1) of {pinned}: {}", e.report()));
+    let o = observe(d).await;
+    let running: Vec<_> = o.instances.iter().filter(|i| i.running).collect();
+    assert_eq!(running.len(), 1, "scale(1) of {pinned}: {running:?}");
+    assert!(
+        running[0].runs(&pinned),
+        "the instance does not run {pinned}: {:?}",
+        running[0]
+    );
+    if let Some(have) = &running[0].digest {
+        assert_eq!(
+            have, &digest,
+            "the instance runs another digest than pulled"
+        );
+    }
+    d.restore(&snap).await.expect("restore");
+    d.release(&snap).await.expect("release");
+    assert_eq!(
+        images(&observe(d).await).len(),
+        f.replicas as usize,
+        "restore did not bring back the instances"
+    );
+}
+
 /// Methods of missing capabilities return the typed unsupported error.
 pub async fn unsupported_capabilities_are_typed(d: &dyn Driver, f: &Fixture) {
     let caps = d.capabilities();
@@ -309,6 +366,7 @@ macro_rules! conformance_tests {
             set_image_restarts_nothing,
             snapshot_restore_round_trips,
             pull_touches_no_instance,
+            a_pinned_reference_runs_the_pulled_digest,
             unsupported_capabilities_are_typed,
             exec_streams_output,
             lock_excludes_other_holders,

@@ -84,6 +84,8 @@ pub struct FakeData {
 struct FakeInstance {
     id: String,
     image: ImageRef,
+    /// The digest of the image it was created from.
+    digest: String,
     running: bool,
     started: Instant,
 }
@@ -93,9 +95,12 @@ struct State {
     definition: ImageRef,
     replicas: u32,
     instances: Vec<FakeInstance>,
-    /// Images that exist in the "registry".
+    /// Images that exist in the "registry" (tags; each names [`registry_digest`]).
     registry: Vec<ImageRef>,
-    pulled: Vec<ImageRef>,
+    /// Tags present on the backend and the digest each names there.
+    local: HashMap<ImageRef, String>,
+    /// Digests of images present on the backend.
+    present: Vec<String>,
     data: FakeData,
     backups: BTreeMap<String, (FakeData, String, u64)>,
     /// Leftovers of backups that never completed: id → bytes.
@@ -172,7 +177,11 @@ impl FakeDriver {
     pub fn new(config: FakeConfig) -> Self {
         let tag = config.image.tag().unwrap_or("latest").to_string();
         let mut registry = config.available.clone();
-        registry.push(config.image.clone());
+        registry.push(config.image.without_digest());
+        let digest = config
+            .image
+            .digest()
+            .map_or_else(|| registry_digest(&config.image), str::to_owned);
         let long_ago = Instant::now()
             .checked_sub(Duration::from_secs(3600))
             .unwrap_or_else(Instant::now);
@@ -180,6 +189,7 @@ impl FakeDriver {
             .map(|i| FakeInstance {
                 id: format!("app-{}", i + 1),
                 image: config.image.clone(),
+                digest: digest.clone(),
                 running: true,
                 started: long_ago,
             })
@@ -189,7 +199,8 @@ impl FakeDriver {
             replicas: config.replicas,
             instances,
             registry,
-            pulled: vec![config.image.clone()],
+            local: HashMap::from([(config.image.without_digest(), digest.clone())]),
+            present: vec![digest],
             data: FakeData {
                 version: tag,
                 rows: 1000,
@@ -290,6 +301,25 @@ impl FakeDriver {
         self.lock_state().unfinished.keys().cloned().collect()
     }
 
+    /// Points the backend's tag `image` at what its tag `to` names there, as someone's
+    /// `docker tag` would: instances created from the tag afterwards run `to`'s image.
+    /// Panics if `to` is not present.
+    pub fn move_tag(&self, image: &ImageRef, to: &ImageRef) {
+        let mut s = self.lock_state();
+        let digest = s
+            .resolve(to)
+            .unwrap_or_else(|| panic!("{to} is not present on the fake backend"));
+        s.local.insert(image.without_digest(), digest);
+    }
+
+    /// The digest the backend's tag `image` names now, if the tag is present.
+    pub fn digest_of(&self, image: &ImageRef) -> Option<String> {
+        self.lock_state()
+            .local
+            .get(&image.without_digest())
+            .cloned()
+    }
+
     /// The backend-side lock holder.
     pub fn lock_holder(&self) -> Option<Holder> {
         self.lock_state().lock.clone()
@@ -338,7 +368,24 @@ impl FakeDriver {
     }
 }
 
+/// The digest the fake registry serves for a tag: a hash of the tag's reference.
+pub fn registry_digest(image: &ImageRef) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(image.without_digest().to_string().as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 impl State {
+    /// The digest `image` names on the backend: the one it pins if that image is present,
+    /// else what its tag names; `None` if absent.
+    fn resolve(&self, image: &ImageRef) -> Option<String> {
+        match image.digest() {
+            Some(d) => self.present.iter().any(|p| p == d).then(|| d.to_owned()),
+            None => self.local.get(image).cloned(),
+        }
+    }
+
     fn start_instance(&mut self, image: &ImageRef) {
         let id = format!("app-{}", self.next_id);
         self.next_id += 1;
@@ -390,9 +437,11 @@ impl State {
             true
         };
         self.history.push(format!("start {id} {image}"));
+        let digest = self.resolve(image).unwrap_or_default();
         self.instances.push(FakeInstance {
             id,
             image: image.clone(),
+            digest,
             running,
             started: Instant::now(),
         });
@@ -437,7 +486,7 @@ impl Driver for FakeDriver {
                         uid: None,
                         location: String::new(),
                         image: i.image.clone(),
-                        digest: None,
+                        digest: Some(i.digest.clone()).filter(|d| !d.is_empty()),
                         running: i.running,
                         ready: self.is_ready(i, now),
                     })
@@ -449,9 +498,15 @@ impl Driver for FakeDriver {
 
     async fn pull(&self, image: &ImageRef, events: &EventSink) -> Result<Pulled> {
         let crash = self.enter(Method::Pull).await?;
-        {
+        let digest = {
             let mut s = self.lock_state();
-            if !s.registry.contains(image) {
+            let tag = image.without_digest();
+            let served = registry_digest(&tag);
+            let known = match image.digest() {
+                Some(d) => d == served || s.present.iter().any(|p| p == d),
+                None => true,
+            };
+            if !s.registry.contains(&tag) || !known {
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!("{image} does not exist in the registry"),
@@ -459,15 +514,20 @@ impl Driver for FakeDriver {
                 .with_driver("fake")
                 .with_operation("pull"));
             }
-            if !s.pulled.contains(image) {
-                s.pulled.push(image.clone());
+            let digest = image.digest().map_or(served, str::to_owned);
+            if image.digest().is_none() {
+                s.local.insert(tag, digest.clone());
+            }
+            if !s.present.contains(&digest) {
+                s.present.push(digest.clone());
                 s.history.push(format!("pull {image}"));
             }
-        }
+            digest
+        };
         events.progress(1, Some(1), Unit::Items);
         let pulled = Pulled {
             image: image.clone(),
-            digest: Some(format!("sha256:{:064x}", image.to_string().len())),
+            digest: Some(digest),
         };
         self.leave(crash, Ok(pulled)).await
     }
@@ -490,7 +550,7 @@ impl Driver for FakeDriver {
         let crash = self.enter(Method::SetImage).await?;
         {
             let mut s = self.lock_state();
-            if !s.pulled.contains(image) {
+            if s.resolve(image).is_none() {
                 return Err(
                     Error::new(ErrorKind::NotFound, format!("{image} was not pulled"))
                         .with_driver("fake"),
@@ -574,9 +634,11 @@ impl Driver for FakeDriver {
                             s.data.version
                         ));
                     }
+                    let digest = s.resolve(&image).unwrap_or_default();
                     s.instances.push(FakeInstance {
                         id,
                         image,
+                        digest,
                         running: true,
                         started: Instant::now(),
                     });

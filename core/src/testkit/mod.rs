@@ -12,5 +12,7 @@ mod fake;
 mod local;
 
 pub use conformance::Fixture;
-pub use fake::{FakeBackups, FakeConfig, FakeData, FakeDriver, Fault, FaultKind, Method};
+pub use fake::{
+    FakeBackups, FakeConfig, FakeData, FakeDriver, Fault, FaultKind, Method, registry_digest,
+};
 pub use local::dump_engine;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use cutover_core::testkit::Fixture;
 use cutover_core::{ExecTarget, ImageRef};
 use cutover_driver_docker::{DockerConfig, DockerDriver, connect};
-use cutover_tests::{Engine, ScratchDatabase, TestEnv, docker, docker_command, unique_name};
+use cutover_tests::{
+    Engine, ScratchDatabase, TestEnv, docker, docker_command, is_image, unique_name,
+};
 
 /// A specimen deployment on the test engine.
 pub struct Deployment {
@@ -31,7 +33,12 @@ pub fn image(version: &str) -> ImageRef {
 impl Deployment {
     /// `replicas` containers of `version`, with `extra` environment.
     pub async fn start(version: &str, replicas: u32, extra: &[(&str, &str)]) -> Self {
-        Self::start_on(version, replicas, extra, true).await
+        Self::start_on(&image(version), replicas, extra, true).await
+    }
+
+    /// `replicas` containers of `image` (a specimen image under another name).
+    pub async fn start_image(image: &ImageRef, replicas: u32) -> Self {
+        Self::start_on(image, replicas, &[], true).await
     }
 
     /// `replicas` containers of `version` that never reach their database: they run,
@@ -41,7 +48,7 @@ impl Deployment {
     /// driver rightly reports as not running.
     pub async fn start_without_database(version: &str, replicas: u32) -> Self {
         Self::start_on(
-            version,
+            &image(version),
             replicas,
             &[("SPECIMEN_DATABASE_WAIT_SECONDS", "86400")],
             false,
@@ -50,7 +57,7 @@ impl Deployment {
     }
 
     async fn start_on(
-        version: &str,
+        image: &ImageRef,
         replicas: u32,
         extra: &[(&str, &str)],
         database: bool,
@@ -84,7 +91,7 @@ impl Deployment {
             db,
             password: password.to_string(),
         };
-        docker(&["pull", "-q", &image(version).to_string()]);
+        docker(&["pull", "-q", &image.to_string()]);
         for slot in 1..=replicas {
             let name = if slot == 1 {
                 deployment.base.clone()
@@ -99,7 +106,7 @@ impl Deployment {
             for (k, v) in extra {
                 command.args(["-e", &format!("{k}={v}")]);
             }
-            command.arg(image(version).to_string());
+            command.arg(image.to_string());
             let out = command.output().expect("docker run");
             assert!(
                 out.status.success(),
@@ -107,13 +114,13 @@ impl Deployment {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        deployment.start_toolbox(version);
+        deployment.start_toolbox(image);
         deployment
     }
 
     /// A container with the host's coreutils mounted, for exec and archive tests (the
     /// specimen image has no shell and no echo).
-    fn start_toolbox(&mut self, version: &str) {
+    fn start_toolbox(&mut self, image: &ImageRef) {
         docker(&[
             "run",
             "-d",
@@ -131,7 +138,7 @@ impl Deployment {
             "/lib64:/lib64:ro",
             "--entrypoint",
             "/usr/bin/sleep",
-            &image(version).to_string(),
+            &image.to_string(),
             "infinity",
         ]);
     }
@@ -162,15 +169,20 @@ impl Deployment {
 
     /// Waits until `n` containers of `version` report healthy.
     pub async fn wait_healthy(&self, version: &str, n: usize, timeout: Duration) {
+        self.wait_healthy_image(&image(version), n, timeout).await
+    }
+
+    /// Waits until `n` containers of `image` (as written or pinned) report healthy.
+    pub async fn wait_healthy_image(&self, image: &ImageRef, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let healthy = self.healthy_of(version);
+            let healthy = self.healthy_of_image(image);
             if healthy.len() >= n {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "only {healthy:?} healthy on {version} after {timeout:?}"
+                "only {healthy:?} healthy on {image} after {timeout:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -178,7 +190,12 @@ impl Deployment {
 
     /// Names of healthy instance containers running `version`.
     pub fn healthy_of(&self, version: &str) -> Vec<String> {
-        let want = image(version).to_string();
+        self.healthy_of_image(&image(version))
+    }
+
+    /// Names of healthy instance containers of `image`, as written or pinned.
+    pub fn healthy_of_image(&self, image: &ImageRef) -> Vec<String> {
+        let want = image.to_string();
         self.all_containers()
             .into_iter()
             .filter(|n| !n.contains("cutover") && *n != self.toolbox)
@@ -189,7 +206,8 @@ impl Deployment {
                     "{{.Config.Image}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
                     n,
                 ]);
-                s == format!("{want} healthy")
+                s.strip_suffix(" healthy")
+                    .is_some_and(|configured| is_image(configured, &want))
             })
             .collect()
     }

@@ -290,7 +290,8 @@ impl Fleet {
                         n,
                     ],
                 );
-                s == format!("{want} healthy")
+                s.strip_suffix(" healthy")
+                    .is_some_and(|configured| cutover_tests::is_image(configured, &want))
             })
             .collect()
     }

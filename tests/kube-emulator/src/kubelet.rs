@@ -20,8 +20,9 @@ use tokio::sync::watch;
 use crate::store::now_rfc3339;
 use crate::{HistoryEvent, PodHandle, Shared};
 
-/// Splits `repo:tag` (a registry port is not a tag).
+/// Splits `repo:tag` (a registry port is not a tag; a pinned `@digest` is dropped).
 pub(crate) fn split_image(image: &str) -> (&str, &str) {
+    let image = image.split_once('@').map_or(image, |(named, _)| named);
     match image.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (image, "latest"),
