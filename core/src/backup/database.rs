@@ -874,7 +874,9 @@ pub(super) fn quote_my(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
-/// Read size from a tool's stdout (a dump streams gigabytes).
+/// Read size from a tool's stdout (a dump streams gigabytes), and how much is taken at
+/// once from what feeds its stdin (a restore streams as much): `tokio::io::copy`'s own
+/// 8 KiB meant a wake-up and a pipe write per 8 KiB.
 const PIPE_BUFFER: usize = 256 * 1024;
 
 /// How much of a tool's stderr to keep for error messages.
@@ -909,8 +911,9 @@ pub async fn run_local(
         Error::new(ErrorKind::NotFound, format!("cannot run {program}")).with_source(e)
     })?;
     let feed = async {
-        if let (Some(mut input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            let copied = tokio::io::copy(&mut input, &mut pipe).await;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let mut input = tokio::io::BufReader::with_capacity(PIPE_BUFFER, input);
+            let copied = tokio::io::copy_buf(&mut input, &mut pipe).await;
             drop(pipe);
             copied.map(|_| ())
         } else {
