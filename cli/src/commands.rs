@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use cutover_core::backup::S3Store;
 use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
 use cutover_core::journal::{Entry, Journal, RunStatus};
-use cutover_core::machine::{Baseline, Run, Step, refuse_upgrade};
+use cutover_core::machine::{Baseline, Run, Step};
 use cutover_core::{
     BackupId, BackupMode, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error,
     ErrorKind, EventSink, ExecTarget, Finished, Output, Plan, Settings, SqliteJournal,
@@ -352,27 +352,35 @@ const DOWNTIME: [Step; 5] = [
     Step::AwaitLeader,
 ];
 
+/// How `plan` words a failed preflight check among its warnings.
+const PREFLIGHT_STOP: &str = "the upgrade would stop in preflight";
+
 async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer) -> Outcome {
     let plan = upgrade_plan(config, args)?;
     let Plan::Upgrade {
         to,
         backup,
         replicas,
-        allow_downgrade,
+        ..
     } = &plan
     else {
         unreachable!("upgrade_plan builds an upgrade")
     };
-    let seen = engine.driver().observe().await?;
+    // The upgrade's own preflight checks, made by the same code.
+    let (seen, checks) = engine.checks(&plan).await;
+    let Some(seen) = seen else {
+        // Without an observation there are no steps to show: the driver's error says why.
+        let failed = checks.into_iter().find_map(|c| c.result.err());
+        return Err(failed
+            .unwrap_or_else(|| Error::new(ErrorKind::Other, "the deployment could not be observed"))
+            .into());
+    };
     let baseline = Baseline::of(&seen);
     let mut warnings = Vec::new();
-    if let Some(refusal) = refuse_upgrade(
-        &seen.image,
-        to,
-        *allow_downgrade,
-        replicas.unwrap_or(seen.replicas),
-    ) {
-        warnings.push(format!("the upgrade would stop in preflight: {refusal}"));
+    for check in &checks {
+        if let Err(e) = &check.result {
+            warnings.push(format!("{PREFLIGHT_STOP} ({}): {}", check.name, e.report()));
+        }
     }
     match backup {
         BackupMode::Online => warnings.push(
@@ -382,20 +390,6 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
             "NO BACKUP: a rollback restores the image only; the old image may fail on the migrated schema".into(),
         ),
         BackupMode::Offline => {}
-    }
-    if *backup != BackupMode::Skip {
-        if config.database.is_none() && config.driver.kind != "fake" {
-            warnings.push(
-                "no [database] is configured: the backup step would stop the upgrade in preflight; configure it or pass --backup skip".into(),
-            );
-        }
-        let caps = engine.driver().capabilities();
-        if !config.backup.paths.is_empty() && !caps.archive {
-            warnings.push(format!(
-                "[backup] paths {:?} cannot be backed up: the {} driver cannot archive files; the upgrade would stop in preflight",
-                config.backup.paths, config.driver.kind
-            ));
-        }
     }
     if let Some(open) = engine.open_run().await? {
         warnings.push(format!(
@@ -431,7 +425,7 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
         .map(|e| {
             json!({
                 "step": e.step.as_str(),
-                "about": cutover_core::engine::about(&e.action),
+                "about": cutover_core::engine::about(e),
                 "downtime": DOWNTIME.contains(&e.step),
             })
         })
@@ -444,6 +438,10 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
             "replicas": replicas.unwrap_or(seen.replicas),
             "steps": step_docs,
             "downtime_estimate_ms": estimate_ms,
+            "checks": checks.iter().map(|c| match &c.result {
+                Ok(detail) => json!({ "check": c.name, "passed": true, "detail": detail }),
+                Err(e) => json!({ "check": c.name, "passed": false, "error": e.report() }),
+            }).collect::<Vec<_>>(),
             "warnings": warnings,
         }),
         || {
@@ -461,8 +459,18 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
                     "{:>3}. {mark} {:<16} {}\n",
                     i + 1,
                     e.step.as_str(),
-                    cutover_core::engine::about(&e.action)
+                    cutover_core::engine::about(e)
                 ));
+            }
+            out.push_str(
+                "\npreflight checks (what the upgrade checks before it changes anything):\n",
+            );
+            for c in &checks {
+                let (mark, text) = match &c.result {
+                    Ok(detail) => ("ok", detail.clone()),
+                    Err(e) => ("FAILED", e.report()),
+                };
+                out.push_str(&format!("  {mark:<6} {:<22} {text}\n", c.name));
             }
             out.push_str(&format!(
                 "\ndowntime (▼, from stop until the leader is healthy): {}\n",
@@ -471,7 +479,14 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
                     |ms| { format!("about {} (from the last upgrade)", seconds(ms)) }
                 )
             ));
-            for w in &warnings {
+            // A failed check is shown above; the warnings repeat it only for JSON readers.
+            let stops = checks.iter().filter(|c| !c.is_ok()).count();
+            if stops > 0 {
+                out.push_str(&format!(
+                    "warning: the upgrade would stop in preflight: {stops} check(s) FAILED above\n"
+                ));
+            }
+            for w in warnings.iter().filter(|w| !w.starts_with(PREFLIGHT_STOP)) {
                 out.push_str(&format!("warning: {w}\n"));
             }
             out

@@ -25,13 +25,17 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::{BackupScope, Backups};
-use crate::driver::{Driver, Holder};
+use crate::backup::{BackupId, BackupScope, Backups};
+use crate::check::{self, Check};
+use crate::driver::{Driver, Holder, Observed};
 use crate::error::Failure;
 use crate::event::{EventKind, EventSink, Unit, human_bytes, human_rate};
 use crate::health::{HealthCheck, await_ready};
 use crate::journal::{Entry, Journal, RunHeader, RunStatus, new_run_id, now_ms, this_host};
-use crate::machine::{Action, Baseline, Input, Next, Outcome, Phase, Plan, Report, Run, step};
+use crate::machine::{
+    Action, Baseline, Effect, Input, Next, Outcome, Phase, Plan, Report, Run, Step, refuse_upgrade,
+    step,
+};
 use crate::{Error, ErrorKind, Output, Result};
 
 /// What an engine needs to know about its target beyond the driver.
@@ -472,7 +476,7 @@ impl Engine {
                 .await?;
             events.emit(EventKind::StepStarted {
                 step: effect.step.to_string(),
-                about: about(&effect.action),
+                about: about(&effect),
             });
             let began = tokio::time::Instant::now();
             // The bytes a step reports moving, for the rate in its finished detail.
@@ -782,58 +786,144 @@ impl Engine {
         Ok(ids)
     }
 
-    /// Read-only checks before a run changes anything.
+    /// Read-only checks before a run changes anything: the first failed one of
+    /// [`Engine::checks`].
     async fn preflight(&self, plan: &Plan) -> Result<Output> {
-        self.settings.health.validate()?;
+        let (seen, checks) = self.checks(plan).await;
+        check::first_failure(checks)?;
+        match seen {
+            Some(seen) => Ok(Output::Observed(Baseline::of(&seen))),
+            // `checks` lists a failed driver check whenever it has no observation.
+            None => Err(Error::new(
+                ErrorKind::Other,
+                "the deployment could not be observed",
+            )),
+        }
+    }
+
+    /// Every check the preflight step of `plan` makes, in order, with what each found,
+    /// and the deployment as observed (`None` when the driver could not observe it).
+    /// Changes nothing; `cutover plan` shows these, and preflight fails with the first
+    /// failed one.
+    pub async fn checks(&self, plan: &Plan) -> (Option<Observed>, Vec<Check>) {
         let driver = self.driver.as_ref();
-        let seen = driver.observe().await?;
         let app = self.settings.target.as_str();
+        let mut checks = vec![Check::of(
+            "settings",
+            self.settings
+                .health
+                .validate()
+                .map(|()| "the health check is valid".into()),
+        )];
+        let seen = match driver.observe().await {
+            Ok(seen) => {
+                checks.push(Check::passed(
+                    "driver",
+                    format!(
+                        "{} answers: the definition runs {} with {} replicas",
+                        driver.info().kind,
+                        seen.image,
+                        seen.replicas
+                    ),
+                ));
+                Some(seen)
+            }
+            Err(e) => {
+                checks.push(Check::failed("driver", e));
+                None
+            }
+        };
         match plan {
-            Plan::Upgrade { backup, .. } => {
+            Plan::Upgrade {
+                to,
+                backup,
+                replicas,
+                allow_downgrade,
+            } => {
+                if let Some(seen) = &seen {
+                    let replicas = replicas.unwrap_or(seen.replicas);
+                    checks.push(
+                        match refuse_upgrade(&seen.image, to, *allow_downgrade, replicas) {
+                            Some(refusal) => {
+                                Check::failed("upgrade", Error::new(refusal.kind, refusal.message))
+                            }
+                            None => Check::passed(
+                                "upgrade",
+                                format!("{} to {to}, {replicas} replicas", seen.image),
+                            ),
+                        },
+                    );
+                }
                 if *backup != crate::BackupMode::Skip {
-                    self.backups.preflight(driver).await?;
+                    checks.extend(self.backups.checks(driver).await);
                 }
             }
             Plan::Rollback {
                 snapshot, backup, ..
             } => {
-                if seen.image == snapshot.image {
-                    return Err(Error::invalid(format!(
-                        "the deployment already runs {}; there is no upgrade to roll back",
-                        snapshot.image
-                    )));
-                }
                 let kind = driver.info().kind;
-                if snapshot.driver != kind {
-                    return Err(Error::invalid(format!(
-                        "the snapshot to roll back to was taken by the {} driver, not {kind}",
-                        snapshot.driver
-                    )));
-                }
+                checks.push(if snapshot.driver != kind {
+                    Check::failed(
+                        "rollback",
+                        Error::invalid(format!(
+                            "the snapshot to roll back to was taken by the {} driver, not {kind}",
+                            snapshot.driver
+                        )),
+                    )
+                } else if seen.as_ref().is_some_and(|s| s.image == snapshot.image) {
+                    Check::failed(
+                        "rollback",
+                        Error::invalid(format!(
+                            "the deployment already runs {}; there is no upgrade to roll back",
+                            snapshot.image
+                        )),
+                    )
+                } else {
+                    Check::passed(
+                        "rollback",
+                        format!("back to {}, {} replicas", snapshot.image, snapshot.replicas),
+                    )
+                });
                 if let Some(b) = backup {
-                    self.backups.preflight(driver).await?;
-                    self.backups.verify(&b.id, app).await?;
+                    checks.extend(self.backups.checks(driver).await);
+                    checks.push(self.verified(&b.id, app).await);
                 }
             }
-            Plan::Backup => self.backups.preflight(driver).await?,
+            Plan::Backup => checks.extend(self.backups.checks(driver).await),
             Plan::Verify { restore_test, .. } => {
                 if *restore_test {
-                    self.backups.preflight(driver).await?;
+                    checks.extend(self.backups.checks(driver).await);
                 }
             }
             Plan::Prune { keep } => {
-                if *keep == 0 {
-                    return Err(Error::invalid(
-                        "keeping 0 backups would delete every backup, including the one a rollback needs; keep at least 1",
-                    ));
-                }
+                checks.push(if *keep == 0 {
+                    Check::failed(
+                        "keep",
+                        Error::invalid(
+                            "keeping 0 backups would delete every backup, including the one a rollback needs; keep at least 1",
+                        ),
+                    )
+                } else {
+                    Check::passed("keep", format!("the newest {keep}"))
+                });
             }
             Plan::Restore { backup, .. } => {
-                self.backups.preflight(driver).await?;
-                self.backups.verify(backup, app).await?;
+                checks.extend(self.backups.checks(driver).await);
+                checks.push(self.verified(backup, app).await);
             }
         }
-        Ok(Output::Observed(Baseline::of(&seen)))
+        (seen, checks)
+    }
+
+    /// The check that backup `id` of `app` is intact.
+    async fn verified(&self, id: &BackupId, app: &str) -> Check {
+        Check::of(
+            "backup",
+            self.backups
+                .verify(id, app)
+                .await
+                .map(|b| format!("{id} is intact ({})", human_bytes(b.bytes))),
+        )
     }
 }
 
@@ -869,9 +959,31 @@ fn step_detail(output: &Output, moved: u64, millis: u64) -> String {
     }
 }
 
-/// A human description of what an action does.
-pub fn about(action: &Action) -> String {
-    match action {
+/// A human description of what a step does.
+pub fn about(effect: &Effect) -> String {
+    match (effect.step, &effect.action) {
+        (Step::SafetyBackup, Action::Backup { .. }) => {
+            return "back up the data about to be replaced (the safety backup), then verify it"
+                .into();
+        }
+        (Step::PutBack, Action::RestoreData(id)) => {
+            return format!("put the data back from safety backup {id}");
+        }
+        (Step::StartLeader, Action::Scale(_)) => {
+            return "start one instance of the new image alone: it runs the migrations".into();
+        }
+        (Step::ScaleOut, Action::Scale(n)) => {
+            return format!("start the other instances: {n} in all");
+        }
+        (Step::RestartOld, Action::RestoreDefinition(s)) => {
+            return format!(
+                "start the instances that were stopped again, as they were ({} × {})",
+                s.image, s.replicas
+            );
+        }
+        _ => {}
+    }
+    match &effect.action {
         Action::Preflight => "check that the run can proceed; change nothing".into(),
         Action::Lock => "take the backend-side lock".into(),
         Action::Unlock => "release the backend-side lock".into(),
@@ -881,8 +993,7 @@ pub fn about(action: &Action) -> String {
             format!("back up the database (and storage) of {image}, then verify it")
         }
         Action::Scale(0) => "stop every instance".into(),
-        Action::Scale(1) => "start one instance alone: it runs the migrations".into(),
-        Action::Scale(n) => format!("scale to {n} instances"),
+        Action::Scale(n) => format!("scale to {n} instance(s)"),
         Action::SetImage(image) => format!("point the definition at {image}; nothing restarts"),
         Action::AwaitReady { image, replicas } => {
             format!("wait until {replicas} instance(s) of {image} are ready and healthy")

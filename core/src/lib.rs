@@ -17,6 +17,7 @@
 
 mod aftermath;
 pub mod backup;
+pub mod check;
 pub mod driver;
 pub mod engine;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod machine;
 pub mod testkit;
 
 pub use backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups};
+pub use check::Check;
 pub use driver::{
     ByteSink, ByteStream, Capabilities, Driver, DriverExt, DriverInfo, ExecIo, ExecTarget,
     ExitStatus, Holder, Instance, Observed, Pulled, SharedDriver, Snapshot,

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::database::{Consistency, DUMP_STARTED_MARKER, Database};
+use super::database::{Conn, Consistency, DUMP_STARTED_MARKER, Database};
 use super::floats;
 use super::manifest::{
     DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
@@ -38,6 +38,7 @@ use super::manifest::{
 use super::pipeline::{Watch, decompress, hash, store_compressed};
 use super::store::{Store, UNFINISHED_MIN_AGE};
 use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
+use crate::check::{self, Check};
 use crate::driver::{Driver, ExecTarget};
 use crate::event::{EventSink, Unit, human_bytes};
 use crate::{Error, ErrorKind, Result};
@@ -83,6 +84,38 @@ impl DumpBackups {
     pub fn with_unfinished_min_age(mut self, age: Duration) -> Self {
         self.unfinished_min_age = age;
         self
+    }
+
+    /// Whether the store has room for a backup of a database of `size` bytes: the size
+    /// times what the newest backup took of its database; without one, half (a
+    /// compressed dump is usually far smaller).
+    async fn room_for(&self, size: u64) -> Result<String> {
+        let (ratio, basis) = match self.last_ratio().await {
+            Some((ratio, id)) => (ratio, format!("the ratio of backup {id}")),
+            None => (0.5, "half, with no earlier backup to go by".to_string()),
+        };
+        let estimate = (size as f64 * ratio).ceil() as u64;
+        match self.store.available().await? {
+            Some(free) if free < estimate => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the backup store {} has {} free; the backup needs about {} (the database's {} times {basis}); free some space or prune backups; nothing was changed",
+                    self.store.describe(),
+                    human_bytes(free),
+                    human_bytes(estimate),
+                    human_bytes(size),
+                ),
+            )),
+            Some(free) => Ok(format!(
+                "{} free; the backup needs about {}",
+                human_bytes(free),
+                human_bytes(estimate)
+            )),
+            None => Ok(format!(
+                "the store does not report its free space; the backup needs about {}",
+                human_bytes(estimate)
+            )),
+        }
     }
 
     /// Writes and removes a small part through the store's own staging, as a backup
@@ -371,6 +404,32 @@ impl DumpBackups {
     }
 }
 
+/// Whether the dump's longest statement, estimated from the largest row, is one the
+/// server accepts (MySQL/MariaDB; PostgreSQL has no such limit below its 1 GB field).
+/// The backup measures the dump's real longest statement again.
+async fn largest_row_fits(conn: &mut Conn) -> Result<String> {
+    let Some(limit) = conn.max_statement().await? else {
+        return Ok("no statement limit to fit".into());
+    };
+    let Some((table, bytes)) = conn.largest_row(limit).await? else {
+        return Ok(format!(
+            "no table can hold a row near max_allowed_packet ({})",
+            human_bytes(limit)
+        ));
+    };
+    let statement = Statement {
+        bytes,
+        table: Some(table),
+    };
+    fits_packet(&statement, limit, "this server", "backup")?;
+    Ok(format!(
+        "{} takes about {} in the dump; max_allowed_packet is {}",
+        statement.describe(),
+        human_bytes(bytes),
+        human_bytes(limit)
+    ))
+}
+
 /// Whether a dump statement fits the `max_allowed_packet` (`limit`) of the server it
 /// would be restored into; `what` is refused otherwise, naming the table, the size
 /// needed and the setting.
@@ -562,53 +621,79 @@ async fn compare(database: &Database, manifest: &Manifest) -> Result<()> {
 #[async_trait]
 impl Backups for DumpBackups {
     async fn preflight(&self, driver: &dyn Driver) -> Result<()> {
-        let mut conn = self.database.connect().await?;
-        let size = conn.size().await?;
-        floats::check(&mut conn).await?;
-        self.database.check_tools(driver).await?;
-        // A row too large to restore is refused before anything changes; the backup
-        // itself measures the dump's real longest statement again.
-        if let Some(limit) = conn.max_statement().await?
-            && let Some((table, bytes)) = conn.largest_row(limit).await?
-        {
-            let statement = Statement {
-                bytes,
-                table: Some(table),
-            };
-            fits_packet(&statement, limit, "this server", "backup")?;
-        }
-        if !self.paths.is_empty() && !driver.capabilities().archive {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "[backup] paths {:?} cannot be backed up: the {} driver cannot archive files",
-                    self.paths,
-                    driver.info().kind
-                ),
-            ));
-        }
-        // The backup's size: the database's times what the newest backup's took of its
-        // database; without one, half (a compressed dump is usually far smaller).
-        let (ratio, basis) = match self.last_ratio().await {
-            Some((ratio, id)) => (ratio, format!("the ratio of backup {id}")),
-            None => (0.5, "half, with no earlier backup to go by".to_string()),
+        check::first_failure(self.checks(driver).await)
+    }
+
+    async fn checks(&self, driver: &dyn Driver) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let size = match self.database.connect().await {
+            Ok(mut conn) => {
+                let found = async {
+                    let version = conn.server_version().await?;
+                    let size = conn.size().await?;
+                    Ok::<_, Error>((version, size))
+                }
+                .await;
+                match found {
+                    Ok((version, size)) => {
+                        checks.push(Check::passed(
+                            "database",
+                            format!("reachable: server {version}, {}", human_bytes(size)),
+                        ));
+                        checks.push(Check::of(
+                            "float values",
+                            floats::check(&mut conn)
+                                .await
+                                .map(|()| "every FLOAT survives a dump, or has a key".into()),
+                        ));
+                        checks.push(Check::of("largest row", largest_row_fits(&mut conn).await));
+                        Some(size)
+                    }
+                    Err(e) => {
+                        checks.push(Check::failed("database", e));
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                checks.push(Check::failed("database", e));
+                None
+            }
         };
-        let estimate = (size as f64 * ratio).ceil() as u64;
-        if let Some(free) = self.store.available().await?
-            && free < estimate
-        {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "the backup store {} has {} free; the backup needs about {} (the database's {} times {basis}); free some space or prune backups; nothing was changed",
-                    self.store.describe(),
-                    human_bytes(free),
-                    human_bytes(estimate),
-                    human_bytes(size),
-                ),
-            ));
+        checks.push(Check::of(
+            "dump tools",
+            self.database
+                .check_tools(driver)
+                .await
+                .map(|()| "present and answering --version".into()),
+        ));
+        if !self.paths.is_empty() {
+            checks.push(if driver.capabilities().archive {
+                Check::passed("storage paths", format!("{:?} can be archived", self.paths))
+            } else {
+                Check::failed(
+                    "storage paths",
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "[backup] paths {:?} cannot be backed up: the {} driver cannot archive files",
+                            self.paths,
+                            driver.info().kind
+                        ),
+                    ),
+                )
+            });
         }
-        self.probe_store().await
+        if let Some(size) = size {
+            checks.push(Check::of("backup store room", self.room_for(size).await));
+        }
+        checks.push(Check::of(
+            "backup store writable",
+            self.probe_store()
+                .await
+                .map(|()| format!("{} takes a part", self.store.describe())),
+        ));
+        checks
     }
 
     async fn backup(&self, scope: BackupScope<'_>, events: &EventSink) -> Result<BackupRef> {

@@ -27,6 +27,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::check::Check;
 use crate::driver::{Driver, Snapshot};
 use crate::event::EventSink;
 use crate::{Error, ImageRef, Result};
@@ -176,8 +177,19 @@ impl fmt::Display for Swept {
 #[async_trait]
 pub trait Backups: fmt::Debug + Send + Sync {
     /// Checks, without changing anything, that a backup and a restore can run: database
-    /// reachable with the needed tools, store writable with room.
+    /// reachable with the needed tools, store writable with room. Fails exactly when
+    /// [`Backups::checks`] lists a failed check, with that check's error.
     async fn preflight(&self, driver: &dyn Driver) -> Result<()>;
+
+    /// The checks [`Backups::preflight`] makes, each with what it found, for `cutover
+    /// plan`. The default reports preflight as one check; implementations that make
+    /// several should list them, and make `preflight` their [`crate::check::first_failure`].
+    async fn checks(&self, driver: &dyn Driver) -> Vec<Check> {
+        vec![Check::of(
+            "backups",
+            self.preflight(driver).await.map(|()| "ready".into()),
+        )]
+    }
 
     /// Takes and verifies a backup.
     async fn backup(&self, scope: BackupScope<'_>, events: &EventSink) -> Result<BackupRef>;
