@@ -124,8 +124,8 @@ fn cases() -> Vec<Case> {
             ..BASE
         },
         Case {
+            // Refused by preflight, which only reads: nothing to observe afterwards.
             name: "a downgrade",
-            observed: true,
             to: "0.9.0",
             cause: "downgrade",
             ..BASE
