@@ -37,6 +37,13 @@ pub struct Cli {
     /// How to report.
     #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// Also log what core and the drivers do on stderr: -v informational, -vv debugging
+    /// (CUTOVER_LOG, e.g. `info,cutover_driver_ssh=debug`, selects it instead).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Human output: only warnings, failures and the outcome, no step lines.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -9,6 +9,7 @@ mod commands;
 pub mod config;
 mod confirm;
 pub mod exit;
+mod logging;
 pub mod registry;
 pub mod render;
 
@@ -42,7 +43,11 @@ pub fn main_with(registry: Registry) -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    let renderer = render::Renderer::new(cli.output);
+    let renderer = render::Renderer::new(cli.output).quiet(cli.quiet);
+    if let Err(e) = logging::install(renderer.sink(), cli.verbose) {
+        eprintln!("error: {}", e.message());
+        return ExitCode::from(exit::USAGE);
+    }
     // The command runs on a worker thread, not this one: the workers drive the I/O, so a
     // task there is woken without a switch to another thread. A dump tool writing its
     // output 4 KiB at a time wakes the reader a quarter of a million times per GB.

@@ -13,6 +13,28 @@ use cutover_core::event::{human_bytes, human_rate};
 use cutover_core::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+// Output that cannot be written (a closed terminal after SIGHUP, a closed pipe) is
+// dropped, never a panic: the renderer runs inside the engine's event sink, and a run
+// must reach its end state whether or not anyone still reads it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! esay {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -26,6 +48,8 @@ pub enum Output {
 #[derive(Debug, Clone)]
 pub struct Renderer {
     output: Output,
+    /// Human output without the run's start and its steps' lines and progress.
+    quiet: bool,
     state: Arc<Mutex<State>>,
 }
 
@@ -62,8 +86,15 @@ impl Renderer {
     pub fn new(output: Output) -> Self {
         Self {
             output,
+            quiet: false,
             state: Arc::new(Mutex::new(State::default())),
         }
+    }
+
+    /// With `quiet`, human output shows only warnings, failures and the outcome.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
     }
 
     /// The output mode.
@@ -95,6 +126,17 @@ impl Renderer {
     }
 
     fn human(&self, e: &Event) {
+        if self.quiet
+            && matches!(
+                e.kind,
+                EventKind::RunStarted { .. }
+                    | EventKind::StepStarted { .. }
+                    | EventKind::Progress { .. }
+                    | EventKind::StepFinished { .. }
+            )
+        {
+            return;
+        }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match &e.kind {
             EventKind::RunStarted {
@@ -103,7 +145,7 @@ impl Renderer {
                 resumed,
             } => {
                 let verb = if *resumed { "resuming" } else { "starting" };
-                println!("{verb} {} of {target} (run {})", kind.as_str(), e.run);
+                say!("{verb} {} of {target} (run {})", kind.as_str(), e.run);
             }
             EventKind::StepStarted { step, about } => {
                 if Self::tty() {
@@ -120,7 +162,7 @@ impl Renderer {
                     state.bar = Some(bar);
                 } else {
                     state.last_line = Some((Instant::now(), 0));
-                    println!("  {step:<18} {about}");
+                    say!("  {step:<18} {about}");
                 }
             }
             EventKind::Progress {
@@ -131,7 +173,7 @@ impl Renderer {
             } => {
                 if state.bar.is_none() && *unit == Unit::Bytes {
                     if let Some(line) = state.progress_line(step, *done, *total) {
-                        println!("{line}");
+                        say!("{line}");
                     }
                 } else if let Some(bar) = &state.bar {
                     if *unit == Unit::Bytes {
@@ -162,7 +204,7 @@ impl Renderer {
                 } else {
                     format!("  {detail}")
                 };
-                println!("✓ {step:<18} {}{detail}", seconds(*millis));
+                say!("✓ {step:<18} {}{detail}", seconds(*millis));
             }
             EventKind::StepFailed {
                 step,
@@ -173,13 +215,13 @@ impl Renderer {
                     bar.finish_and_clear();
                 }
                 state.last_line = None;
-                println!("✗ {step:<18} {}  {error}", seconds(*millis));
+                say!("✗ {step:<18} {}  {error}", seconds(*millis));
             }
             EventKind::Warning { message } => {
                 if let Some(bar) = &state.bar {
-                    bar.suspend(|| eprintln!("! {message}"));
+                    bar.suspend(|| esay!("! {message}"));
                 } else {
-                    eprintln!("! {message}");
+                    esay!("! {message}");
                 }
             }
             EventKind::Outcome {
@@ -190,12 +232,12 @@ impl Renderer {
                 if let Some(bar) = state.bar.take() {
                     bar.finish_and_clear();
                 }
-                println!("{}: {message}", outcome.as_str().to_uppercase());
+                say!("{}: {message}", outcome.as_str().to_uppercase());
                 if let Some(next) = next {
-                    println!("next: {next}");
+                    say!("next: {next}");
                 }
             }
-            other => println!("{other:?}"),
+            other => say!("{other:?}"),
         }
     }
 
@@ -212,9 +254,9 @@ impl Renderer {
                     "message": message,
                     "exit_code": exit_code,
                 });
-                println!("{line}");
+                say!("{line}");
             }
-            Output::Human => eprintln!("error: {message}"),
+            Output::Human => esay!("error: {message}"),
         }
     }
 
@@ -226,9 +268,9 @@ impl Renderer {
                 if let (Some(d), Some(extra)) = (doc.as_object_mut(), json.as_object()) {
                     d.extend(extra.clone());
                 }
-                println!("{doc}");
+                say!("{doc}");
             }
-            Output::Human => print!("{}", human()),
+            Output::Human => say_raw!("{}", human()),
         }
     }
 }

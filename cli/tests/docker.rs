@@ -4,7 +4,7 @@
 //! stored files; then a broken release, rolled back automatically with exit code 5. And a
 //! broken leader whose cutover process is killed: Docker does not restart it, so its
 //! migration runs once; `resume` rolls it back, and a later upgrade's instances get the
-//! restart policy at commit.
+//! restart policy at commit. And SIGTERM during the leader's migration rolls the upgrade back.
 
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
@@ -162,6 +162,53 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `cutover --output json ARGS` started in the background, and its events, read to the
+/// end on a thread of their own so that it never blocks on a full pipe.
+fn spawn_json(
+    config: &Path,
+    password: &str,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut run = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(["--output", "json"])
+        .args(args)
+        .env("CUTOVER_DATABASE__PASSWORD", password)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Its few lines of stderr (a JSON run writes its events to stdout) fit the pipe.
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cutover");
+    let (lines, events) = std::sync::mpsc::channel::<String>();
+    let stdout = run.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (run, events)
+}
+
+/// Reads `events` until step `step` starts; the lines read.
+fn wait_for_step(events: &std::sync::mpsc::Receiver<String>, step: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let line = events
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("the run never began {step}: {seen:#?}"));
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        seen.push(line);
+        if event["type"] == "step_started" && event["step"] == step {
+            return seen;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
     let env = TestEnv::get();
@@ -272,38 +319,8 @@ async fn a_broken_leader_is_not_restarted_while_its_killed_run_waits_for_resume(
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &app, &db);
 
-    let mut run = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .args(["--output", "json", "upgrade", "--to", "1.1.0-broken"])
-        .env("CUTOVER_DATABASE__PASSWORD", &password)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run cutover");
-    // Its events, read to the end on a thread of their own so that it never blocks on a
-    // full pipe.
-    let (lines, events) = std::sync::mpsc::channel::<String>();
-    let stdout = run.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        let line = events
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("the run never began to await its leader: {seen:#?}"));
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        seen.push(line);
-        if event["type"] == "step_started" && event["step"] == "await_leader" {
-            break;
-        }
-    }
+    let (mut run, events) = spawn_json(&config, &password, &["upgrade", "--to", "1.1.0-broken"]);
+    let seen = wait_for_step(&events, "await_leader");
     let migrations = || async {
         db.migration_runs()
             .await
@@ -368,4 +385,57 @@ async fn a_broken_leader_is_not_restarted_while_its_killed_run_waits_for_resume(
         "unless-stopped 0 running",
         "at commit the instance gets the definition's restart policy"
     );
+}
+
+/// systemd, CI runners and `timeout` stop a process with SIGTERM, not Ctrl-C: the run must
+/// take it as a cancellation — the upgrade rolled back, exit 5, the lock released — not
+/// die mid-step and leave the deployment to `resume`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_leader_migrates_rolls_the_upgrade_back_and_releases_the_lock() {
+    let db = ScratchDatabase::create(Engine::Postgres).await;
+    let stretch = [("SPECIMEN_MIGRATION_SECONDS", "3")];
+    let app = App::run("1.0.0", &db, DockerVolume::create(), &stretch);
+    app.wait_healthy().await;
+    let client = app.client();
+    for i in 0..5 {
+        client.create_item(&format!("item {i}"), "before").await;
+    }
+    let before = client.items().await;
+    let (_, password) = db.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &app, &db);
+
+    let (run, events) = spawn_json(&config, &password, &["upgrade", "--to", "1.1.0"]);
+    let mut seen = wait_for_step(&events, "await_leader");
+    let pid = run.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
+    assert!(kill.status.success(), "kill -TERM {pid}");
+    let out = run.wait_with_output().unwrap();
+    seen.extend(events.iter());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "rolled back after SIGTERM: {stderr}{seen:#?}"
+    );
+    assert!(stderr.contains("SIGTERM: cancelling"), "{stderr}");
+    let outcome: serde_json::Value = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["type"] == "outcome")
+        .unwrap_or_else(|| panic!("no outcome event: {seen:#?}"));
+    assert_eq!(outcome["outcome"], "rolled_back", "{outcome}");
+    assert!(
+        outcome["message"].as_str().unwrap().contains("cancel"),
+        "the cause is the cancellation: {outcome}"
+    );
+
+    app.wait_healthy().await;
+    assert_eq!(client.version().await["version"], "1.0.0");
+    assert_eq!(client.items().await.checksum, before.checksum);
+    let status = cutover(&config, &password, &["--output", "json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("status JSON ({e}): {}", text(&status)));
+    assert!(status["lock"].is_null(), "the lock is released: {status}");
+    assert!(status["resume"].is_null(), "nothing to resume: {status}");
 }

@@ -1,5 +1,7 @@
 //! `cutover upgrade` with `kind = "kubernetes"` end to end: the binary against the
-//! Kubernetes API emulator (whose pods run the specimen) and the test PostgreSQL.
+//! Kubernetes API emulator (whose pods run the specimen) and the test PostgreSQL. The
+//! deployment says it is managed by a Helm release, so the driver warns that the chart's
+//! values must follow: the warning reaches human and JSON output.
 
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,8 @@ async fn upgrade_through_the_cli_on_the_kubernetes_emulator() {
             "deployments",
             "apps",
             json!({
-                "metadata": {"name": "server"},
+                "metadata": {"name": "server",
+                    "annotations": {"meta.helm.sh/release-name": "server-release"}},
                 "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "server"}},
                     "template": {"metadata": {"labels": {"app": "server"}},
                         "spec": {"containers": [{"name": "app", "image": old, "env": env_list}]}}},
@@ -123,5 +126,42 @@ url = "{url}"
     assert!(
         !text.contains(&password),
         "the password in cutover's output"
+    );
+    // The driver's tracing warning (not the one its pull sends as an event), rendered like
+    // the engine's own warnings.
+    const TRACED: &str = "update the chart's values after the upgrade";
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("! ") && l.contains(TRACED)),
+        "the driver's Helm warning in human output: {text}"
+    );
+
+    let out = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(["--output", "json", "upgrade", "--to", "1.2.0"])
+        .env("CUTOVER_DATABASE__PASSWORD", &password)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_ready(&emulator, "server", &env.specimen_tag("1.2.0")).await;
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let run = events[0]["run"].as_str().unwrap();
+    assert!(!run.is_empty(), "{stdout}");
+    assert!(
+        events.iter().any(|e| e["type"] == "warning"
+            && e["run"] == run
+            && e["message"].as_str().unwrap().contains(TRACED)),
+        "the driver's Helm warning as a warning event of the run: {stdout}"
     );
 }

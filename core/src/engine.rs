@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backup::{BackupId, BackupScope, Backups};
 use crate::check::{self, Check};
@@ -425,14 +426,18 @@ impl Engine {
         let target = self.settings.target.clone();
         let holder = holder.clone();
         let every = self.settings.heartbeat;
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = journal.heartbeat(&target, &holder).await {
-                    tracing::warn!(error = %e.report(), "lock heartbeat failed");
+        let span = run_span(&holder.run);
+        AbortOnDrop(tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = journal.heartbeat(&target, &holder).await {
+                        tracing::warn!(error = %e.report(), "lock heartbeat failed");
+                    }
                 }
             }
-        }))
+            .instrument(span),
+        ))
     }
 
     async fn drive(
@@ -442,7 +447,11 @@ impl Engine {
         resumed: bool,
         notes: Vec<String>,
     ) -> Result<Finished> {
-        let result = self.steps(holder, run, resumed, notes).await;
+        // Whatever core and the driver log during the run names it (see `run_span`).
+        let result = self
+            .steps(holder, run, resumed, notes)
+            .instrument(run_span(&holder.run))
+            .await;
         self.renew_cancellation();
         result
     }
@@ -925,6 +934,14 @@ impl Engine {
                 .map(|b| format!("{id} is intact ({})", human_bytes(b.bytes))),
         )
     }
+}
+
+/// The tracing span of run `id`: every record core and the driver log while the run
+/// performs its steps, or from its lock heartbeat, is inside it, with the field `run`.
+/// A subscriber can so attribute a warning to its run (the CLI turns each into the run's
+/// `warning` event).
+pub fn run_span(id: &str) -> tracing::Span {
+    tracing::info_span!("cutover_run", run = id)
 }
 
 /// The detail of a finished step: its output's, with the bytes it moved and the average
