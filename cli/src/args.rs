@@ -16,7 +16,7 @@ Exit codes:
   5    upgrade failed and was rolled back (old image, old data)
   6    needs intervention: run the printed `next` command (usually `cutover resume`)
   7    not confirmed: restore or rollback was answered other than `yes` (nothing was done)
-  130  stopped by a second Ctrl-C; `cutover resume` continues";
+  130  stopped by a second Ctrl-C, SIGTERM or SIGHUP; `cutover resume` continues";
 
 /// Upgrade self-hosted containerised applications safely, and roll them back with their data.
 #[derive(Debug, Parser)]
@@ -144,6 +144,32 @@ Example:\n  cutover unlock --force"
         #[arg(long)]
         force: bool,
     },
+    /// Test the configuration against the real deployment, changing nothing: the backend
+    /// answers, the database takes the backup's connections and privileges, the dump tools
+    /// fit the server, the store is writable with room, the journal; with --to, the tag is
+    /// pulled (into the engine's image cache only) and the upgrade's own checks run.
+    ///
+    /// Exits 0 when every check passed, else 2, naming each failed check.
+    #[command(after_help = "Example:
+  cutover check
+  cutover check --to v2.7.81 --output json")]
+    Check {
+        /// Also check the upgrade to this tag: it resolves in the registry and is not a
+        /// downgrade.
+        #[arg(long, value_name = "TAG")]
+        to: Option<String>,
+    },
+    /// Print a shell completion script (e.g. `cutover completions bash >
+    /// /etc/bash_completion.d/cutover`).
+    #[command(after_help = "Example:
+  cutover completions zsh > \"${fpath[1]}/_cutover\"")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `cutover man > /usr/local/share/man/man1/cutover.1`.
+    Man,
 }
 
 /// `backups` subcommands.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use clap::CommandFactory as _;
 #[cfg(feature = "s3")]
 use cutover_core::backup::S3Store;
 use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
@@ -52,6 +53,13 @@ impl From<crate::config::ConfigError> for Failed {
     }
 }
 
+impl Failed {
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 type Outcome<T = u8> = std::result::Result<T, Failed>;
 
 /// Runs the parsed command line; returns the exit code.
@@ -73,16 +81,45 @@ struct Setup {
 
 async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Setup> {
     let config = Config::load(Some(&cli.config))?;
-    let target = registry
+    let kind = config.driver.kind.clone();
+    let built = registry
         .build(DriverContext {
-            kind: config.driver.kind.clone(),
+            kind: kind.clone(),
             table: config.driver_table(),
             repository: config.repository(),
             app: config.app.name.clone(),
             base_dir: config.base_dir.clone(),
             source: cli.config.display().to_string(),
         })
-        .await?;
+        .await;
+    let target = match built {
+        Ok(target) => target,
+        // A setting the driver refuses is a configuration error like any other.
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound) => {
+            return Err(e.into());
+        }
+        // What the journal and the store answer does not need the backend.
+        Err(e) if reads_only(&cli.command) => {
+            tracing::warn!(
+                "the {kind} backend could not be reached, so what runs is not shown: {}",
+                e.report()
+            );
+            crate::registry::Target::new(Arc::new(crate::unreachable::Unreachable::new(&kind, &e)))
+        }
+        // Reaching the backend is part of the configuration (an unreachable socket or
+        // host). Nothing was done.
+        Err(e) => {
+            return Err(Failed {
+                kind: "config".into(),
+                message: format!(
+                    "driver {kind} ([driver.{kind}] in {}): {}. Nothing was done; fix the setting or make the backend reachable, then `cutover check` tests it",
+                    cli.config.display(),
+                    e.report()
+                ),
+                code: exit::USAGE,
+            });
+        }
+    };
     let backups: Arc<dyn Backups> = match (&config.database, target.backups.clone()) {
         (Some(db), _) => Arc::new(dump_backups(&config, db)?),
         (None, Some(own)) => own,
@@ -101,7 +138,36 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
     Ok(Setup { config, engine })
 }
 
+/// Whether the command only reads the journal and the store (and observes, if it can).
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Status
+            | Command::History { .. }
+            | Command::Backups(BackupsCommand::List | BackupsCommand::Show { .. })
+    )
+}
+
 async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
+    match &cli.command {
+        Command::Check { to } => {
+            return Ok(crate::check::run(&cli, &registry, renderer, to.as_deref()).await);
+        }
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut Cli::command(), "cutover", &mut out);
+            return Ok(exit::SUCCESS);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout().lock())
+                .map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("writing the manual page: {e}"))
+                })?;
+            return Ok(exit::SUCCESS);
+        }
+        _ => {}
+    }
     // Before anything is opened: a command that must ask and cannot stops here.
     let ask = asks_first(&cli)?;
     let Setup { config, engine } = setup(&cli, &registry, renderer.sink()).await?;
@@ -191,6 +257,9 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             )
         }
         Command::Unlock { force } => unlock(&engine, *force, renderer).await,
+        Command::Check { .. } | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the setup")
+        }
     }
 }
 
@@ -244,18 +313,14 @@ fn declined() -> u8 {
 }
 
 /// The backup engine of `[database]` and `[backup]`.
-fn dump_backups(config: &Config, db: &crate::config::DatabaseConfig) -> Outcome<DumpBackups> {
-    let password = match (&db.password, &db.password_file) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(file)) => {
-            let path = config.resolve(&file.to_string_lossy());
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Error::invalid(format!("database.password_file {}: {e}", path.display()))
-            })?;
-            Some(text.lines().next().unwrap_or_default().to_string())
-        }
-        (None, None) => None,
-    };
+pub(crate) fn dump_backups(
+    config: &Config,
+    db: &crate::config::DatabaseConfig,
+) -> Outcome<DumpBackups> {
+    let resolved = crate::database::resolve(config, db, |var| std::env::var(var).ok())?;
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
+    }
     let site = match (&db.exec_in, &db.exec_on_host) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid(
@@ -267,7 +332,7 @@ fn dump_backups(config: &Config, db: &crate::config::DatabaseConfig) -> Outcome<
         (None, Some(host)) => ToolSite::Exec(ExecTarget::Host(host.clone())),
         (None, None) => ToolSite::Local,
     };
-    let database = Database::new(db.engine, &db.url, password, site)?;
+    let database = Database::new(db.engine, &resolved.url, resolved.password, site)?;
     Ok(DumpBackups::new(
         database,
         store(config)?,
@@ -775,7 +840,7 @@ async fn unlock(engine: &Engine, force: bool, r: &Renderer) -> Outcome {
 
 /// The backup engine when no `[database]` is configured.
 #[derive(Debug)]
-struct NoBackups;
+pub(crate) struct NoBackups;
 
 impl NoBackups {
     fn error(&self) -> Error {

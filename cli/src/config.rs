@@ -66,16 +66,45 @@ pub struct DriverSection {
 }
 
 /// `[database]`.
+///
+/// Where the connection comes from: `url`, or the application's own settings (`app_env`,
+/// read through `vars`), with `host`, `port`, `user` and `name` overriding single parts
+/// (see `crate::database`).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `mysql`, `mariadb` or `postgres`.
     pub engine: DatabaseEngine,
     /// The connection URL without password, as reachable from this machine.
-    pub url: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file of `KEY=value` lines the application reads its settings from (a Compose
+    /// project's `.env`): host, port, user, database and password are taken from it
+    /// through `vars`.
+    #[serde(default)]
+    pub app_env: Option<PathBuf>,
+    /// The names of the application's variables; the vendor's usual names by default.
+    #[serde(default)]
+    pub vars: AppVars,
+    /// The host as this machine reaches it (the app's may be a Compose service name).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The database name.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The password; from `CUTOVER_DATABASE__PASSWORD`, never from the file or a flag.
     #[serde(default, skip_serializing)]
     pub password: Option<String>,
+    /// The name of an environment variable of cutover's process that holds the password
+    /// (one the operator's shell or service manager already sets).
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// A file holding the password (its first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -93,12 +122,46 @@ impl fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("engine", &self.engine)
             .field("url", &self.url)
+            .field("app_env", &self.app_env)
+            .field("vars", &self.vars)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("name", &self.name)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
             .field("password_file", &self.password_file)
             .field("exec_in", &self.exec_in)
             .field("exec_on_host", &self.exec_on_host)
             .finish()
     }
+}
+
+/// `[database.vars]`: which of the application's variables hold each setting. Unset
+/// names take the vendor's usual ones (`MYSQL_HOST`, `MYSQL_USER_NAME` or `MYSQL_USER`,
+/// …, `DATABASE_URL`; for PostgreSQL `POSTGRES_*`/`PG*`), listed by
+/// `crate::database::default_vars`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppVars {
+    /// A whole connection URL (it wins over the parts).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The port.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// The user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The database name.
+    #[serde(default)]
+    pub database: Option<String>,
 }
 
 pub use cutover_core::backup::DatabaseEngine;

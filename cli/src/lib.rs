@@ -5,13 +5,16 @@
 //! extra drivers builds its own binary with [`main_with`].
 
 pub mod args;
+mod check;
 mod commands;
 pub mod config;
 mod confirm;
+mod database;
 pub mod exit;
 mod logging;
 pub mod registry;
 pub mod render;
+mod unreachable;
 
 use std::process::ExitCode;
 

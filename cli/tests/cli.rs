@@ -75,11 +75,44 @@ fn help_of_every_command_shows_an_example() {
         vec!["backups", "prune"],
         vec!["restore"],
         vec!["unlock"],
+        vec!["check"],
+        vec!["completions"],
     ] {
         let out = Command::new(BIN).args(&sub).arg("--help").output().unwrap();
         assert!(out.status.success(), "{sub:?}");
         assert!(text(&out).contains("Example"), "{sub:?}: {}", text(&out));
     }
+}
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["upgrade", "rollback", "check", "no-safety-backup"] {
+            assert!(script.contains(word), "{shell} completes {word}: {script}");
+        }
+    }
+    let out = Command::new(BIN).arg("man").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH cutover 1"), "{page}");
+    assert!(page.contains("upgrade"), "{page}");
+    // Neither needs a configuration.
+    let none = Command::new(BIN)
+        .args([
+            "--config",
+            "/nonexistent/cutover.toml",
+            "completions",
+            "bash",
+        ])
+        .output()
+        .unwrap();
+    assert!(none.status.success(), "{}", text(&none));
 }
 
 #[test]

@@ -181,10 +181,16 @@ impl Database {
             }
             _ => ErrorKind::Other,
         };
+        // A refused login without a password is most often a password nobody passed on.
+        let hint = if self.password.is_none() && matches!(e, sqlx::Error::Database(_)) {
+            "; no password was given: set CUTOVER_DATABASE__PASSWORD, or [database] password_env, password_file or app_env"
+        } else {
+            ""
+        };
         Error::new(
             kind,
             format!(
-                "{what} ({} database {} on {}:{})",
+                "{what} ({} database {} on {}:{}){hint}",
                 self.engine.as_str(),
                 self.name,
                 self.host,
