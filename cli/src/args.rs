@@ -159,6 +159,24 @@ Example:\n  cutover unlock --force"
         #[arg(long, value_name = "TAG")]
         to: Option<String>,
     },
+    /// Write a commented configuration (to --config, default cutover.toml) from a running
+    /// Docker deployment: one of the application's containers names the Compose service or
+    /// the `docker run` containers, the image, replicas, health check, storage volumes and
+    /// the database settings from the application's own variables (never a secret).
+    #[command(
+        after_help = "Example:\n  cutover init --container vendor-server-1\n  cutover check --to v2.7.81"
+    )]
+    Init {
+        /// One container of the application (`docker ps` lists them).
+        #[arg(long, value_name = "NAME")]
+        container: String,
+        /// The Docker engine (default: $DOCKER_HOST, else the local socket).
+        #[arg(long, value_name = "URL")]
+        docker_host: Option<String>,
+        /// Replace an existing configuration file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a shell completion script (e.g. `cutover completions bash >
     /// /etc/bash_completion.d/cutover`).
     #[command(after_help = "Example:

@@ -153,6 +153,24 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
         Command::Check { to } => {
             return Ok(crate::check::run(&cli, &registry, renderer, to.as_deref()).await);
         }
+        Command::Init {
+            container,
+            docker_host,
+            force,
+        } => {
+            let text =
+                crate::init::run(container, docker_host.clone(), &cli.config, *force).await?;
+            renderer.document(
+                json!({ "command": "init", "path": cli.config.display().to_string(), "config": text }),
+                || {
+                    format!(
+                        "wrote {} from container {container}; read it, then run `cutover check` (add --to TAG to test an upgrade's tag)\n",
+                        cli.config.display()
+                    )
+                },
+            );
+            return Ok(exit::SUCCESS);
+        }
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(*shell, &mut Cli::command(), "cutover", &mut out);
@@ -257,7 +275,10 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             )
         }
         Command::Unlock { force } => unlock(&engine, *force, renderer).await,
-        Command::Check { .. } | Command::Completions { .. } | Command::Man => {
+        Command::Check { .. }
+        | Command::Init { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled before the setup")
         }
     }

@@ -11,6 +11,7 @@ pub mod config;
 mod confirm;
 mod database;
 pub mod exit;
+mod init;
 mod logging;
 pub mod registry;
 pub mod render;

@@ -17,6 +17,7 @@
 pub mod compose;
 mod config;
 pub mod definition;
+pub mod discover;
 mod driver;
 mod error;
 mod exec;

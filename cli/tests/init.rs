@@ -1,0 +1,204 @@
+//! `cutover init` on a vendor-style Compose project (Debian's docker-compose 1.29): the
+//! settings in `.env` with the vendor's `MYSQL_*` names, anchors and merge keys, comments,
+//! a named storage volume. The written config names the project, the file, the `.env` and
+//! the volume and holds no secret; `cutover check` passes with it; and the upgrade
+//! succeeds with no password given to cutover (it reads the app's own `.env`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover_tests::{
+    Engine, ScratchDatabase, SpecimenClient, TestEnv, UP_HINT, docker, free_port, unique_name,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+
+/// The project: `docker-compose down -v` on drop.
+struct Project {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("docker-compose.yml")
+    }
+
+    fn compose(&self, args: &[&str]) -> String {
+        let out = Command::new("docker-compose")
+            .env("DOCKER_HOST", TestEnv::get().docker_host())
+            .current_dir(self.dir.path())
+            .arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(self.file())
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run docker-compose: {e}; it is installed by {UP_HINT}")
+            });
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .env("DOCKER_HOST", TestEnv::get().docker_host())
+            .current_dir(self.dir.path())
+            .arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(self.file())
+            .args(["down", "-v"])
+            .output();
+    }
+}
+
+fn cutover(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("CUTOVER_DATABASE__PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cutover")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_writes_a_config_that_checks_and_upgrades_a_vendor_compose_project() {
+    let env = TestEnv::get();
+    let db = ScratchDatabase::create(Engine::MariaDb).await;
+    let port = free_port();
+    let project = Project {
+        name: unique_name("ctinit").replace('-', "_").to_lowercase(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let mut dotenv = String::from("# Vendor settings: edit these, then `docker-compose up -d`.\n");
+    for (k, v) in db.app_env() {
+        dotenv.push_str(&format!("{k}={v}\n"));
+    }
+    dotenv.push_str(&format!("PORT={port}\n"));
+    std::fs::write(project.dir.path().join(".env"), &dotenv).unwrap();
+    let image = env.specimen_tag("1.0.0");
+    std::fs::write(
+        project.file(),
+        format!(
+            "\
+# The vendor's compose file.
+version: \"2.4\"
+
+x-common: &common
+  restart: unless-stopped   # both services
+  env_file: .env
+
+services:
+  server:
+    <<: *common
+    image: \"{image}\"   # the release
+    network_mode: host
+    volumes:
+      - storage:/data/storage
+
+  # A second service of the project, which cutover must leave alone.
+  helper:
+    <<: *common
+    image: \"{image}\"
+    network_mode: none
+    command: [\"/specimen\", \"--help\"]
+    restart: \"no\"
+
+volumes:
+  storage: {{}}
+"
+        ),
+    )
+    .unwrap();
+    docker(&["pull", "-q", &image]);
+    project.compose(&["up", "-d", "server"]);
+    let client = SpecimenClient::new(format!("http://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.health().await != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the specimen never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let container = format!("{}_server_1", project.name);
+
+    let config = project.dir.path().join("cutover.toml");
+    let out = cutover(
+        &config,
+        &[
+            "init",
+            "--container",
+            &container,
+            "--docker-host",
+            env.docker_host(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let written = std::fs::read_to_string(&config).unwrap();
+    let (_, password) = db.credentials();
+    assert!(
+        !written.contains(&password),
+        "a secret in the config: {written}"
+    );
+    for want in [
+        format!("project = \"{}\", service = \"server\"", project.name),
+        format!("file = \"{}\"", project.file().display()),
+        "app_env = \".env\"".to_string(),
+        "engine = \"mariadb\"".to_string(),
+        "paths = [\"/data/storage\"]".to_string(),
+        format!("image = \"{}\"", env.specimen_image()),
+    ] {
+        assert!(written.contains(&want), "{want}: {written}");
+    }
+    // init never replaces a config.
+    let again = cutover(
+        &config,
+        &[
+            "init",
+            "--container",
+            &container,
+            "--docker-host",
+            env.docker_host(),
+        ],
+    );
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+
+    let check = cutover(&config, &["check", "--to", "1.1.0"]);
+    assert_eq!(check.status.code(), Some(0), "{}\n{written}", text(&check));
+
+    let up = cutover(&config, &["upgrade", "--to", "1.1.0"]);
+    assert_eq!(up.status.code(), Some(0), "{}\n{written}", text(&up));
+    assert!(
+        !text(&up).contains(&password),
+        "the password in cutover's output"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.version().await["version"] != "1.1.0" {
+        assert!(Instant::now() < deadline, "1.1.0 never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The compose file now names the release, so Compose keeps running it.
+    let file = std::fs::read_to_string(project.file()).unwrap();
+    assert!(file.contains(&env.specimen_tag("1.1.0")), "{file}");
+}
