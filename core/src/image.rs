@@ -444,8 +444,10 @@ fn quote(text: &str) -> String {
 /// Accepts an optional leading `v`, one to four dot-separated numbers and an optional
 /// `-suffix`: `v2.7.81`, `2.7.81`, `1.1.0-broken`, `1.2`, `10`. Missing numbers count as
 /// 0, so `1.2 == 1.2.0`. As with semver pre-releases, a suffix sorts before the same
-/// numbers without one; suffixes compare as text among themselves. Equality and hashing
-/// use that order, while [`Display`](fmt::Display) prints the tag as written.
+/// numbers without one, and suffixes compare by semver's pre-release rules: dot-separated
+/// identifiers in turn, numbers by value and before text, so `rc.9 < rc.10` and `alpha <
+/// alpha.1 < beta`. Equality and hashing use that order, while
+/// [`Display`](fmt::Display) prints the tag as written.
 ///
 /// ```
 /// use cutover_core::image::Version;
@@ -453,6 +455,7 @@ fn quote(text: &str) -> String {
 /// assert!(v("v2.7.81") > v("v2.7.9"));
 /// assert!(v("1.1.0-broken") < v("1.1.0"));
 /// assert_eq!(v("1.2"), v("1.2.0"));
+/// assert!(v("1.0.0-rc.9") < v("1.0.0-rc.10"));
 /// assert!(Version::from_tag("latest").is_none());
 /// ```
 #[derive(Debug, Clone)]
@@ -507,9 +510,34 @@ impl Ord for Version {
                 (None, None) => Ordering::Equal,
                 (None, Some(_)) => Ordering::Greater,
                 (Some(_), None) => Ordering::Less,
-                (Some(a), Some(b)) => a.cmp(b),
+                (Some(a), Some(b)) => pre_release_order(a, b),
             })
     }
+}
+
+/// One dot-separated identifier of a suffix, as semver orders them: numbers by value,
+/// before any text.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Identifier<'a> {
+    Number(u64),
+    Text(&'a str),
+}
+
+fn identifiers(suffix: &str) -> impl Iterator<Item = Identifier<'_>> {
+    suffix.split('.').map(|part| {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse()
+                .map_or(Identifier::Text(part), Identifier::Number)
+        } else {
+            Identifier::Text(part)
+        }
+    })
+}
+
+/// Semver's pre-release precedence (`rc.9 < rc.10`, `alpha < alpha.1 < beta`): the
+/// identifiers compared in turn, a shorter list first when one is a prefix of the other.
+fn pre_release_order(a: &str, b: &str) -> Ordering {
+    identifiers(a).cmp(identifiers(b))
 }
 
 impl PartialOrd for Version {
@@ -529,7 +557,12 @@ impl Eq for Version {}
 impl Hash for Version {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.numbers.hash(state);
-        self.suffix().hash(state);
+        // As the order compares them: `rc.01` equals `rc.1`.
+        if let Some(suffix) = self.suffix() {
+            for identifier in identifiers(suffix) {
+                identifier.hash(state);
+            }
+        }
     }
 }
 
@@ -827,6 +860,13 @@ mod tests {
         assert!(v("10") > v("9.9.9.9"));
         assert!(v("1.2.3.4") > v("1.2.3"));
         assert!(v("1.2-rc.1") < v("1.2"));
+        // Semver's pre-release precedence, not text order.
+        assert!(v("1.0.0-rc.9") < v("1.0.0-rc.10"));
+        assert!(v("1.0.0-alpha") < v("1.0.0-alpha.1"));
+        assert!(v("1.0.0-alpha.1") < v("1.0.0-alpha.beta"));
+        assert!(v("1.0.0-beta.2") < v("1.0.0-beta.11"));
+        assert!(v("1.0.0-beta.11") < v("1.0.0-rc.1"));
+        assert_eq!(v("1.0.0-rc.01"), v("1.0.0-rc.1"));
 
         let hash = |x: &Version| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -834,6 +874,7 @@ mod tests {
             h.finish()
         };
         assert_eq!(hash(&v("1.2")), hash(&v("v1.2.0")));
+        assert_eq!(hash(&v("1.0.0-rc.01")), hash(&v("1.0.0-rc.1")));
 
         assert_eq!(v("v2.7.81").to_string(), "v2.7.81");
         assert_eq!(v("1.1.0-broken").to_string(), "1.1.0-broken");
@@ -982,6 +1023,13 @@ mod tests {
             prop_assert_eq!(va.cmp(&vb), pad(&a).cmp(&pad(&b)));
             let pre = Version::from_tag(&format!("v{}-rc", tag(&a))).unwrap();
             prop_assert!(pre < va);
+        }
+
+        #[test]
+        fn pre_releases_follow_semver_precedence(x in 0u64..1000, y in 0u64..1000) {
+            let rc = |n: u64| Version::from_tag(&format!("1.0.0-rc.{n}")).unwrap();
+            prop_assert_eq!(rc(x).cmp(&rc(y)), x.cmp(&y));
+            prop_assert!(rc(x) < Version::from_tag("1.0.0").unwrap());
         }
     }
 }
