@@ -123,6 +123,16 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
     let backups: Arc<dyn Backups> = match (&config.database, target.backups.clone()) {
         (Some(db), _) => Arc::new(dump_backups(&config, db)?),
         (None, Some(own)) => own,
+        // Upgrades with --backup skip need no backup engine; the commands about backups
+        // have nothing to work on, and say so instead of answering "none".
+        (None, None) if about_backups(&cli.command) => {
+            return Err(Error::invalid(format!(
+                "no [database] is configured in {}, so cutover keeps no backups of {}: there is nothing to back up, list, verify, restore or prune. Add [database] (see the README's configuration)",
+                cli.config.display(),
+                config.app.name
+            ))
+            .into());
+        }
         (None, None) => Arc::new(NoBackups),
     };
     let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(config.journal_path()?).await?);
@@ -136,6 +146,14 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
     };
     let engine = Engine::new(target.driver, backups, journal, settings).with_events(events);
     Ok(Setup { config, engine })
+}
+
+/// Whether the command works on backups.
+fn about_backups(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Backup | Command::Backups(_) | Command::Restore { .. }
+    )
 }
 
 /// Whether the command only reads the journal and the store (and observes, if it can).

@@ -4,7 +4,8 @@
 //! nothing; a broken one names each failed check (an unreachable socket, a wrong password,
 //! an unwritable store; a missing tag); the commands that change things refuse an
 //! unreachable socket with exit 2 while `status` and `history` still answer; and the
-//! checked config upgrades with no password in cutover's environment.
+//! checked config upgrades with no password in cutover's environment. Without
+//! `[database]`, the backup commands say there is nothing instead of answering "none".
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -295,4 +296,39 @@ async fn check_tests_a_config_whose_database_settings_come_from_the_app_s_env_fi
         "the password in cutover's output"
     );
     assert_eq!(client.version().await["version"], "1.1.0");
+}
+
+#[test]
+fn without_a_database_the_backup_commands_say_there_is_nothing_instead_of_none() {
+    let env = TestEnv::get();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cutover.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[app]\nname = \"nodb\"\nimage = \"{}\"\n[driver]\nkind = \"docker\"\n[driver.docker]\nhost = \"{}\"\ncontainers = {{ name = \"{}\" }}\n",
+            env.specimen_image(),
+            env.docker_host(),
+            unique_name("ctnodb")
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["backups", "list"][..],
+        &["backups", "prune", "--keep", "1"],
+        &["backups", "show", "20261205T063351Z-nodb-3941fc"],
+        &["backup"],
+    ] {
+        let out = cutover(&config, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("no [database]"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        !dir.path().join(".cutover/journal.db").exists(),
+        "a refused command journaled a run"
+    );
 }
