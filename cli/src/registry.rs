@@ -186,7 +186,7 @@ struct FakeSettings {
     #[serde(default)]
     tags: Vec<String>,
     /// How long a new instance takes to become ready.
-    #[serde(default = "ready_after", with = "humantime_serde_str")]
+    #[serde(default = "ready_after", with = "cutover_core::health::duration")]
     ready_after: std::time::Duration,
 }
 
@@ -195,14 +195,6 @@ fn one() -> u32 {
 }
 fn ready_after() -> std::time::Duration {
     std::time::Duration::from_millis(50)
-}
-
-mod humantime_serde_str {
-    use serde::{Deserialize, Deserializer, de::Error};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| D::Error::custom(format!("{s:?}: {e}")))
-    }
 }
 
 async fn fake_target(ctx: DriverContext) -> Result<Target> {

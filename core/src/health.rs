@@ -26,13 +26,13 @@ pub struct HealthCheck {
     #[serde(default)]
     pub command: Option<Vec<String>>,
     /// How long the leader may take to migrate and become healthy, and the rest to follow.
-    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
     /// How often to look.
-    #[serde(default = "default_interval", with = "humantime_serde_compat")]
+    #[serde(default = "default_interval", with = "duration")]
     pub interval: Duration,
     /// How long one probe may take.
-    #[serde(default = "default_probe_timeout", with = "humantime_serde_compat")]
+    #[serde(default = "default_probe_timeout", with = "duration")]
     pub probe_timeout: Duration,
 }
 
@@ -59,16 +59,25 @@ impl Default for HealthCheck {
     }
 }
 
-/// Durations as humantime strings (`"10m"`, `"500ms"`) in config and JSON.
-mod humantime_serde_compat {
+/// Durations as humantime strings (`"10m"`, `"500ms"`) in config and JSON: the one
+/// duration format of every setting (`#[serde(with = "cutover_core::health::duration")]`).
+pub mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Writes `d` as `"1m 30s"`.
+    ///
+    /// # Errors
+    /// The serializer's.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
+    /// Reads `"90s"`, `"10m"`, `"1h 30m"`, `"500ms"`.
+    ///
+    /// # Errors
+    /// A value that is not such a duration, quoted in the message.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
