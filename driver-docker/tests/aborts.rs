@@ -171,8 +171,9 @@ fn cases() -> Vec<Case> {
         Case {
             name: "the tag does not exist",
             observed: true,
-            to: "0.0.0-missing",
-            cause: "0.0.0-missing",
+            // Above the running version: a lower one is refused as a downgrade first.
+            to: "9.9.9-missing",
+            cause: "9.9.9-missing",
             ..BASE
         },
         Case {
