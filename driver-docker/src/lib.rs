@@ -18,8 +18,10 @@ pub mod compose;
 mod config;
 pub mod definition;
 mod driver;
+mod envfile;
 mod error;
 mod exec;
+mod interpolation;
 mod lock;
 mod pull;
 pub mod snapshot;
@@ -49,15 +51,11 @@ pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
         .negotiate_version()
         .await
         .map_err(|e| error::docker("connect", &host, e))?;
-    let compose_file = config.compose.as_ref().and_then(|c| {
-        c.file.as_ref().map(|path| compose::ComposeFile {
-            path: path.clone(),
-            service: c.service.clone(),
-        })
-    });
-    if let Some(file) = &compose_file {
-        file.check("connect")?;
-    }
+    let mut config = config;
+    let compose_file = match &mut config.compose {
+        Some(c) => compose::open(c)?,
+        None => None,
+    };
     Ok(DockerDriver {
         compose_file,
         docker,

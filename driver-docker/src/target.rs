@@ -62,7 +62,8 @@ impl Selector {
     pub(crate) fn from_config(config: &DockerConfig) -> Self {
         match (&config.compose, &config.containers) {
             (Some(c), _) => Selector::Compose {
-                project: c.project.clone(),
+                // `connect` fills it in from the compose file when not configured.
+                project: c.project.clone().unwrap_or_default(),
                 service: c.service.clone(),
                 naming: c.naming,
             },
