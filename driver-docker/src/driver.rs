@@ -20,8 +20,12 @@
 //! - **`restore`** removes instances the snapshot does not have, renames kept containers
 //!   back and starts them, and recreates from the snapshot what is gone (see
 //!   [`crate::snapshot`] for how secrets are handled). With a compose file, it puts the
-//!   recorded image value back (see [`crate::compose`]); a file that is gone or can no
-//!   longer be edited is left alone with a warning, so the containers still come back.
+//!   recorded image value (and `.env` value) back (see [`crate::compose`]); a file that is
+//!   gone or can no longer be edited is left alone with a warning, so the containers still
+//!   come back.
+//! - **`pull`**, without `compose.file`, warns when the compose file Compose's labels
+//!   (`com.docker.compose.project.config_files`, `…working_dir`) name still sets the
+//!   service's image: a later `docker-compose up` would start it on the migrated schema.
 //! - **`release`** gives the instances of the definition's image the definition's restart
 //!   policy (`update`, no restart), marks the definition released, and removes kept
 //!   containers, never their volumes. Kept containers keep their own policy, so a
@@ -251,6 +255,56 @@ impl DockerDriver {
     }
 }
 
+/// Compose's labels naming the files and directory a container's project came from.
+const COMPOSE_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+const COMPOSE_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
+impl DockerDriver {
+    /// Without `compose.file`: the warning that the compose file Compose's labels on the
+    /// instances name still has the service's own `image:` line, which a later
+    /// `docker-compose up` starts again on the migrated schema. `None` with `compose.file`
+    /// set, without such labels, or when no named file is readable or has that line.
+    pub(crate) fn unmanaged_file_warning(&self, seen: &Containers) -> Option<String> {
+        if self.compose_file.is_some() {
+            return None;
+        }
+        for c in seen.instances.iter().chain(&seen.kept) {
+            let labels = target::labels_of(c);
+            let (Some(files), Some(service)) = (
+                labels.get(COMPOSE_CONFIG_FILES),
+                labels.get(COMPOSE_SERVICE),
+            ) else {
+                continue;
+            };
+            let dir = labels
+                .get(COMPOSE_WORKING_DIR)
+                .map(std::path::PathBuf::from);
+            for file in files.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                let mut path = std::path::PathBuf::from(file);
+                if path.is_relative()
+                    && let Some(dir) = &dir
+                {
+                    path = dir.join(path);
+                }
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                if let Ok(line) = crate::compose::find_image(&text, service) {
+                    return Some(format!(
+                        "the compose file {} names service `{service}`'s image on line {} ({}),                          and cutover does not edit it because [driver.docker] has no                          `compose.file`: a later `docker-compose up` would start that image on                          the schema cutover migrated. Set compose.file = \"{}\" in                          [driver.docker] so that upgrades and rollbacks keep it in step",
+                        path.display(),
+                        line.line,
+                        line.value,
+                        path.display()
+                    ));
+                }
+            }
+        }
+        None
+    }
+}
+
 fn parse_image(image: &str, op: &str, subject: &str) -> Result<ImageRef> {
     image.parse().map_err(|e: cutover_core::Error| {
         error::driver(
@@ -310,6 +364,12 @@ impl Driver for DockerDriver {
     }
 
     async fn pull(&self, image: &ImageRef, events: &EventSink) -> Result<Pulled> {
+        // Every upgrade pulls: the run's own warning, whatever subscriber the caller has.
+        if let Ok(seen) = self.seen("pull").await
+            && let Some(warning) = self.unmanaged_file_warning(&seen)
+        {
+            events.warn(warning);
+        }
         crate::pull::pull(&self.docker, image, events).await
     }
 
