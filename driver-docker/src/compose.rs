@@ -456,6 +456,7 @@ pub(crate) fn open(target: &mut ComposeTarget) -> Result<Option<ComposeFile>> {
         env_file,
     };
     file.check("connect")?;
+    file.check_overrides()?;
     if target.project.is_none() {
         let text = file.read("connect")?;
         let env = file.read_file(&file.env_file, "connect")?;
@@ -472,6 +473,14 @@ pub(crate) fn open(target: &mut ComposeTarget) -> Result<Option<ComposeFile>> {
     target.file = Some(file.path.clone());
     Ok(Some(file))
 }
+
+/// Override files Compose merges over the file it finds in a directory.
+const OVERRIDE_NAMES: [&str; 4] = [
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+];
 
 /// The compose file of a target.
 #[derive(Debug, Clone)]
@@ -718,6 +727,41 @@ impl ComposeFile {
             image,
             source,
         })
+    }
+
+    /// Refuses an override file beside the file that sets the service's image: Compose run
+    /// without `-f` applies it over the file, so editing the file would change nothing.
+    fn check_overrides(&self) -> Result<()> {
+        let Some(dir) = self.path.parent() else {
+            return Ok(());
+        };
+        for name in OVERRIDE_NAMES {
+            let path = dir.join(name);
+            if path == self.path {
+                continue;
+            }
+            let Some(text) = self.read_file(&path, "connect")? else {
+                continue;
+            };
+            if let Ok(line) = find_image(&text, &self.service) {
+                return Err(self.err_in(
+                    &path,
+                    "connect",
+                    ErrorKind::InvalidInput,
+                    Some(line.line),
+                    format!(
+                        "this override file sets service `{}`'s image too, and Compose applies it \
+                         over {} when run without `-f`, so cutover's edit of that file would not \
+                         take effect. Nothing was changed; move the image line into {} or point \
+                         compose.file at the file that sets it",
+                        self.service,
+                        self.path.display(),
+                        self.path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that the file exists and its image can be edited; returns the image.
@@ -1316,5 +1360,31 @@ APP_TAG=1.0.0   # the release
         assert_eq!(opened.env_file, project_dir.join(".env"));
         assert_eq!(target.project.as_deref(), Some("myappv2"));
         assert_eq!(target.file.as_deref(), Some(file.as_path()));
+    }
+
+    #[test]
+    fn an_override_file_that_sets_the_image_is_refused() {
+        let (dir, _) = project(VENDOR, Some(DOTENV));
+        let over = "services:\n  server:\n    image: vendor/server:0.9 # pinned\n";
+        std::fs::write(dir.path().join("docker-compose.override.yml"), over).unwrap();
+        let mut target = ComposeTarget {
+            project: Some("p".into()),
+            service: "server".into(),
+            file: Some(dir.path().to_path_buf()),
+            ..ComposeTarget::default()
+        };
+        let report = open(&mut target).unwrap_err().report();
+        assert!(
+            report.contains("docker-compose.override.yml line 3"),
+            "{report}"
+        );
+        assert!(
+            report.contains("override file sets service `server`'s image"),
+            "{report}"
+        );
+        // One that sets other things is what overrides are for.
+        let over = "services:\n  server:\n    ports: [\"80:80\"]\n";
+        std::fs::write(dir.path().join("docker-compose.override.yml"), over).unwrap();
+        assert!(open(&mut target).unwrap().is_some());
     }
 }

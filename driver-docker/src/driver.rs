@@ -292,7 +292,11 @@ impl DockerDriver {
                 };
                 if let Ok(line) = crate::compose::find_image(&text, service) {
                     return Some(format!(
-                        "the compose file {} names service `{service}`'s image on line {} ({}),                          and cutover does not edit it because [driver.docker] has no                          `compose.file`: a later `docker-compose up` would start that image on                          the schema cutover migrated. Set compose.file = \"{}\" in                          [driver.docker] so that upgrades and rollbacks keep it in step",
+                        "the compose file {} names service `{service}`'s image on line {} ({}), \
+                         and cutover does not edit it because [driver.docker] has no \
+                         `compose.file`: a later `docker-compose up` would start that image on \
+                         the schema cutover migrated. Set compose.file = \"{}\" in \
+                         [driver.docker] so that upgrades and rollbacks keep it in step",
                         path.display(),
                         line.line,
                         line.value,
