@@ -374,7 +374,7 @@ async fn a_vendor_project_with_its_tag_in_dotenv_upgrades_and_rolls_back_through
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains(&expected) && w.contains("compose.file")),
+            .any(|w| w.contains(&expected) && w.contains("compose.file") && !w.contains("  ")),
         "{warnings:?}"
     );
 
