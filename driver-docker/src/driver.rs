@@ -509,8 +509,16 @@ impl Driver for DockerDriver {
             (Some(file), Some(record)) => match file.check_restore(record, "restore") {
                 Ok(()) => Some((file, record)),
                 Err(e) => {
+                    let env = record.env.as_ref().map_or(String::new(), |v| {
+                        format!(
+                            " and {}={} in {}",
+                            v.variable,
+                            v.value_token,
+                            v.path.display()
+                        )
+                    });
                     tracing::warn!(
-                        "the compose file is left as it is; put image {} back by hand: {}",
+                        "the compose file is left as it is; put image {}{env} back by hand: {}",
                         record.image_token,
                         e.report()
                     );
