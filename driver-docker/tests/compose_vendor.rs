@@ -80,7 +80,8 @@ struct Project {
 }
 
 impl Project {
-    async fn up() -> Project {
+    /// The project running, with `APP_TAG` in `.env` if `tag_in_env`.
+    async fn up(tag_in_env: bool) -> Project {
         let env = TestEnv::get();
         let db = ScratchDatabase::create(DbEngine::MariaDb).await;
         let server = env.mysql_url().trim_start_matches("mysql://");
@@ -94,7 +95,11 @@ impl Project {
         };
         let repository = image("1.0.0").repository();
         std::fs::write(project.file(), compose_file(&repository)).unwrap();
-        std::fs::write(project.env_file(), project.dotenv(user)).unwrap();
+        let mut dotenv = project.dotenv(user);
+        if !tag_in_env {
+            dotenv = dotenv.replace("APP_TAG=1.0.0   # vendor release tag\n", "");
+        }
+        std::fs::write(project.env_file(), dotenv).unwrap();
         docker(&["pull", "-q", &image("1.0.0").to_string()]);
         project.compose(&["up", "-d", "--scale", "server=2"]);
         project
@@ -342,7 +347,7 @@ fn read(path: PathBuf) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendor_project_with_its_tag_in_dotenv_upgrades_and_rolls_back_through_it() {
-    let p = Project::up().await;
+    let p = Project::up(true).await;
     p.wait_servers("1.0.0", 2).await;
     let compose = read(p.file());
     let dotenv = read(p.env_file());
@@ -474,4 +479,40 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Without `APP_TAG` in `.env`, Compose uses the default on the image line: that default is
+/// what an upgrade edits, and a rollback puts back; `.env` is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_tag_in_dotenv_the_default_on_the_image_line_is_edited() {
+    let p = Project::up(false).await;
+    p.wait_servers("1.0.0", 2).await;
+    let compose = read(p.file());
+    let dotenv = read(p.env_file());
+    assert!(!dotenv.contains("APP_TAG"));
+    let state = tempfile::tempdir().unwrap();
+    let (engine, _database) = p.engine(state.path()).await;
+
+    let sidecar = p.sidecar();
+    let done = engine.start(upgrade("1.1.0")).await.unwrap();
+    assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
+    let upgraded = read(p.file());
+    assert_eq!(changed_lines(&compose, &upgraded), [17], "{upgraded}");
+    let want =
+        format!("    image: \"{}@sha256:", image("1.1.0")).replace(":1.1.0@", ":${APP_TAG:-1.1.0@");
+    let line = upgraded.lines().nth(16).unwrap();
+    assert!(
+        line.starts_with(&want) && line.ends_with("}\"   # the release, from .env"),
+        "line 17 is {line:?}"
+    );
+    assert_eq!(read(p.env_file()), dotenv);
+    assert_eq!(p.sidecar(), sidecar);
+    p.force_recreate("1.1.0", true).await;
+
+    let plan = engine.rollback_plan(None).await.unwrap();
+    let done = engine.start(plan).await.unwrap();
+    assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
+    assert_eq!(read(p.file()), compose);
+    assert_eq!(read(p.env_file()), dotenv);
+    p.force_recreate("1.0.0", false).await;
 }
