@@ -341,6 +341,20 @@ async fn fingerprint(db: &Database) -> cutover_core::backup::Fingerprint {
     db.connect().await.unwrap().fingerprint().await.unwrap()
 }
 
+/// The warnings `driver.pull` emits.
+async fn pull_warnings(driver: &dyn Driver) -> Vec<String> {
+    let (sink, mut events) = EventSink::channel();
+    driver.pull(&image("1.0.0"), &sink).await.unwrap();
+    drop(sink);
+    let mut warnings = Vec::new();
+    while let Some(e) = events.recv().await {
+        if let EventKind::Warning { message } = e.kind {
+            warnings.push(message);
+        }
+    }
+    warnings
+}
+
 fn read(path: PathBuf) -> String {
     std::fs::read_to_string(path).unwrap()
 }
@@ -363,15 +377,7 @@ async fn a_vendor_project_with_its_tag_in_dotenv_upgrades_and_rolls_back_through
     })
     .await
     .unwrap();
-    let (sink, mut events) = EventSink::channel();
-    unmanaged.pull(&image("1.0.0"), &sink).await.unwrap();
-    drop(sink);
-    let mut warnings = Vec::new();
-    while let Some(e) = events.recv().await {
-        if let EventKind::Warning { message } = e.kind {
-            warnings.push(message);
-        }
-    }
+    let warnings = pull_warnings(&unmanaged).await;
     let expected = format!(
         "{} names service `server`'s image on line 17",
         p.file().display()
@@ -382,6 +388,26 @@ async fn a_vendor_project_with_its_tag_in_dotenv_upgrades_and_rolls_back_through
             .any(|w| w.contains(&expected) && w.contains("compose.file") && !w.contains("  ")),
         "{warnings:?}"
     );
+
+    // With compose.file naming another file than the one Compose used, it warns too;
+    // with the right one (here: the directory) it does not.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(p.file(), elsewhere.path().join("compose.yaml")).unwrap();
+    std::fs::copy(p.env_file(), elsewhere.path().join(".env")).unwrap();
+    let mut other = p.config();
+    other.compose.as_mut().unwrap().file = Some(elsewhere.path().to_path_buf());
+    let copy = elsewhere.path().join("compose.yaml");
+    let warnings = pull_warnings(&connect(other).await.unwrap()).await;
+    assert!(
+        warnings.iter().any(|w| w.contains(&format!(
+            "started by Compose from {}, but compose.file is {}",
+            p.file().display(),
+            copy.display()
+        ))),
+        "{warnings:?}"
+    );
+    let warnings = pull_warnings(&connect(p.config()).await.unwrap()).await;
+    assert_eq!(warnings, Vec::<String>::new());
 
     // An upgrade: only the APP_TAG line of .env changes, to the pulled digest.
     let sidecar = p.sidecar();
