@@ -446,6 +446,15 @@ pub(crate) fn open(target: &mut ComposeTarget) -> Result<Option<ComposeFile>> {
         return Ok(None);
     };
     let path = file_in(configured).map_err(Error::invalid)?;
+    if let Some(env) = &target.env_file
+        && !env.is_file()
+    {
+        // Compose's `--env-file` fails on it too; a missing `.env` beside the file is normal.
+        return Err(Error::invalid(format!(
+            "driver.docker.compose.env_file = {:?} is not a file",
+            env.display()
+        )));
+    }
     let env_file = target.env_file.clone().unwrap_or_else(|| {
         path.parent()
             .map_or_else(|| PathBuf::from(".env"), |d| d.join(".env"))
@@ -1360,6 +1369,19 @@ APP_TAG=1.0.0   # the release
         assert_eq!(opened.env_file, project_dir.join(".env"));
         assert_eq!(target.project.as_deref(), Some("myappv2"));
         assert_eq!(target.file.as_deref(), Some(file.as_path()));
+        // An env file of its own is used for the project name too, and must exist.
+        std::fs::write(dir.path().join("prod.env"), env).unwrap();
+        let mut target = ComposeTarget {
+            service: "server".into(),
+            file: Some(project_dir.clone()),
+            env_file: Some(dir.path().join("prod.env")),
+            ..ComposeTarget::default()
+        };
+        open(&mut target).unwrap();
+        assert_eq!(target.project.as_deref(), Some("vendor_app"));
+        target.env_file = Some(dir.path().join("missing.env"));
+        let e = open(&mut target).unwrap_err();
+        assert!(e.report().contains("missing.env"), "{}", e.report());
     }
 
     #[test]
