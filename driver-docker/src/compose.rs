@@ -7,32 +7,34 @@
 //! style, an anchor on it and a trailing comment. Every other byte stays as it was.
 //!
 //! **Interpolation.** An image written `repo:${TAG}`, `repo:$TAG`, `repo:${TAG:-1.0.0}` or
-//! `repo:${TAG-1.0.0}` is resolved like Compose does (see [`crate::interpolation`] for the
-//! forms): Compose takes `TAG` from its process environment first, then from the project's
-//! `.env` file (beside the compose file, or `compose.env_file`). An upgrade edits the value
-//! on `TAG`'s line of `.env` in place (quoting and comments kept, every other byte of both
-//! files unchanged), with whatever part of the image the variable covers (the tag, or the
-//! whole reference for `image: ${IMAGE}`). When `.env` does not set `TAG`, Compose uses
-//! the default, so the default on the `image:` line is edited; cutover does not add a
-//! line to `.env` (nor create one). Refused before anything changes, naming the
-//! variable, the file and the line: `TAG` set in cutover's own environment (it overrides
-//! `.env`, and cutover cannot change it there), defined more than once in `.env`,
-//! listed there without a value, empty with a `:-` default, no default and unset,
-//! interpolation inside `.env`'s value, several variables, a literal after the
-//! variable, nesting and the `?`/`+` forms.
+//! `repo:${TAG-1.0.0}` is resolved like Compose does (the forms are those of
+//! `interpolation.rs`): Compose takes `TAG` from its process environment first, then from
+//! the project's `.env` file (beside the compose file, or `compose.env_file`). An upgrade
+//! edits the value on `TAG`'s line of `.env` in place (`envfile.rs`; quoting and comments
+//! kept, every other byte of both files unchanged), with whatever part of the image the
+//! variable covers (the tag, or the whole reference for `image: ${IMAGE}`). When `.env`
+//! does not set `TAG`, Compose uses the default, so the default on the `image:` line is
+//! edited; cutover does not add a line to `.env` (nor create one). Refused before anything
+//! changes, naming the variable, the file and the line: `TAG` set in cutover's own
+//! environment (it overrides `.env`, and cutover cannot change it there), defined more
+//! than once in `.env`, listed there without a value, empty with a `:-` default, no
+//! default and unset, interpolation inside `.env`'s value, several variables, a literal
+//! after the variable, nesting and the `?`/`+` forms.
 //!
 //! What else it cannot edit safely it refuses, naming the reason, before anything changes:
 //! a service without its own `image:` line (built, or inheriting it through `<<: *anchor`
 //! or `extends`), an image given by an alias (`*name`) or as a block scalar, an anchored
-//! value that other services alias, flow-style mappings, tab indentation, and duplicate
-//! `image:` keys. These errors name the file and line; they are configuration errors, not
-//! failed engine requests.
+//! value that other services alias, flow-style mappings, tab indentation, duplicate
+//! `image:` keys, and an override file beside it (`compose.override.yaml`,
+//! `docker-compose.override.yml`, …) that sets the service's image, since Compose run
+//! without `-f` applies it over the file. These errors name the file and line; they are
+//! configuration errors, not failed engine requests.
 //!
 //! **Files and projects.** `compose.file` may name the project directory: the first of
-//! [`FILE_NAMES`] in it is used, as Compose does. Without `compose.project`, the project
-//! name is Compose's: `COMPOSE_PROJECT_NAME` from the environment, else from `.env`, else
-//! the file's top-level `name:`, else the directory's name normalised (lowercase, only
-//! `a-z0-9_-`).
+//! `compose.yaml`, `compose.yml`, `docker-compose.yaml`, `docker-compose.yml` in it is
+//! used, as Compose does. Without `compose.project`, the project name is Compose's:
+//! `COMPOSE_PROJECT_NAME` from the environment, else from `.env`, else the file's
+//! top-level `name:`, else the directory's name normalised (lowercase, only `a-z0-9_-`).
 //!
 //! Writes are atomic: a temporary file beside the original (same directory, same mode and
 //! owner), fsynced, renamed over it, then the directory fsynced. A symlinked file is
