@@ -34,17 +34,34 @@ pub struct DockerConfig {
 }
 
 /// A Compose service, found by the labels Compose puts on its containers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// ```toml
+/// [driver.docker]
+/// compose = { file = "/srv/apidog", service = "server" }   # project from the file
+/// # compose = { project = "apidog", service = "server" }   # containers only, no file
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeTarget {
-    /// `com.docker.compose.project`.
-    pub project: String,
+    /// `com.docker.compose.project`. Optional when `file` is given: then Compose's own
+    /// project name for it — `COMPOSE_PROJECT_NAME` from the environment, else from the
+    /// `.env` file, else the file's top-level `name:`, else its directory's name,
+    /// lowercased with only `a-z0-9_-` kept (see [`crate::compose`]). `connect` fills it in.
+    #[serde(default)]
+    pub project: Option<String>,
     /// `com.docker.compose.service`.
     pub service: String,
     /// The compose file, whose service `image:` line `set_image` edits in place (see
-    /// [`crate::compose`]); relative paths are resolved by [`DockerConfig::resolve_paths`].
+    /// [`crate::compose`]), or the project directory holding it (`compose.yaml`,
+    /// `compose.yml`, `docker-compose.yaml`, `docker-compose.yml`, the first found). An
+    /// image written `repo:${TAG}` gets `TAG` edited in the `.env` file instead. Relative
+    /// paths are resolved by [`DockerConfig::resolve_paths`].
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// The env file Compose reads for interpolation and the project name, as
+    /// `docker compose --env-file` gives it. Default: `.env` beside the compose file.
+    #[serde(default)]
+    pub env_file: Option<PathBuf>,
     /// Container names: `v1` (`project_service_1`) or `v2` (`project-service-1`). Default:
     /// as the existing containers are named, else `v2`.
     #[serde(default)]
@@ -91,22 +108,23 @@ impl DockerConfig {
     pub fn compose(project: impl Into<String>, service: impl Into<String>) -> Self {
         Self {
             compose: Some(ComposeTarget {
-                project: project.into(),
+                project: Some(project.into()),
                 service: service.into(),
-                file: None,
-                naming: None,
+                ..ComposeTarget::default()
             }),
             ..Self::default()
         }
     }
 
-    /// Resolves a relative `compose.file` against `base` (the config file's directory).
+    /// Resolves a relative `compose.file` and `compose.env_file` against `base` (the
+    /// config file's directory).
     pub fn resolve_paths(mut self, base: &std::path::Path) -> Self {
-        if let Some(c) = &mut self.compose
-            && let Some(f) = &mut c.file
-            && f.is_relative()
-        {
-            *f = base.join(&*f);
+        if let Some(c) = &mut self.compose {
+            for f in [&mut c.file, &mut c.env_file].into_iter().flatten() {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
         }
         self
     }
@@ -123,10 +141,18 @@ impl DockerConfig {
                 "driver.docker: set either `compose` or `containers`, not both",
             )),
             (None, None) => Err(Error::invalid(
-                "driver.docker: set `compose = { project, service }` or `containers = { name }`",
+                "driver.docker: set `compose = { file, service }`, `compose = { project, service }` or `containers = { name }`",
             )),
             (Some(c), None) => {
-                check_name("driver.docker.compose.project", &c.project)?;
+                match (&c.project, &c.file) {
+                    (Some(p), _) => check_name("driver.docker.compose.project", p)?,
+                    (None, Some(_)) => {}
+                    (None, None) => {
+                        return Err(Error::invalid(
+                            "driver.docker.compose: set `project` (the Compose project name), or `file` to take it from the compose file",
+                        ));
+                    }
+                }
                 check_name("driver.docker.compose.service", &c.service)
             }
             (None, Some(c)) => {

@@ -3,7 +3,10 @@
 //! Docker has no deployment object outside Compose files, so the driver keeps the
 //! definition in a **definition container**: created, never started, named
 //! `<base>-cutover-definition-<millis>` and labelled `cutover.role=definition`,
-//! `cutover.target=<target>`. Its image is the definition image; the label
+//! `cutover.target=<target>`; for a Compose service also Compose's project and service
+//! labels and `com.docker.compose.oneoff=True`, like a `docker-compose run` container,
+//! so that `docker-compose up` neither starts nor counts it and `docker-compose down`
+//! removes it with the project. Its image is the definition image; the label
 //! `cutover.template` holds the template (the create request minus image and env), its
 //! own environment holds the template's environment (where Docker keeps the instances'
 //! secrets anyway). It has no network, no mounts and no restart policy, so it never runs
@@ -148,6 +151,7 @@ pub(crate) async fn write(
     if pending_release {
         labels.insert(LABEL_PENDING.to_string(), "true".to_string());
     }
+    labels.extend(selector.helper_labels());
     let mut body = Map::new();
     body.insert(
         "Labels".into(),

@@ -20,14 +20,20 @@
 //! - **`restore`** removes instances the snapshot does not have, renames kept containers
 //!   back and starts them, and recreates from the snapshot what is gone (see
 //!   [`crate::snapshot`] for how secrets are handled). With a compose file, it puts the
-//!   recorded image value back (see [`crate::compose`]); a file that is gone or can no
-//!   longer be edited is left alone with a warning, so the containers still come back.
+//!   recorded image value (and `.env` value) back (see [`crate::compose`]); a file that is
+//!   gone or can no longer be edited is left alone with a warning, so the containers still
+//!   come back.
+//! - **`pull`**, without `compose.file`, warns when the compose file Compose's labels
+//!   (`com.docker.compose.project.config_files`, `…working_dir`) name still sets the
+//!   service's image: a later `docker-compose up` would start it on the migrated schema.
+//!   With `compose.file`, it warns when those labels name other files only.
 //! - **`release`** gives the instances of the definition's image the definition's restart
 //!   policy (`update`, no restart), marks the definition released, and removes kept
 //!   containers, never their volumes. Kept containers keep their own policy, so a
 //!   rollback (`restore`) brings the old instances back with the old definition's.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use bollard::Docker;
@@ -251,6 +257,90 @@ impl DockerDriver {
     }
 }
 
+/// Compose's labels naming the files and directory a container's project came from.
+const COMPOSE_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+const COMPOSE_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
+impl DockerDriver {
+    /// The compose files Compose's labels on the instances name, readable here, with the
+    /// service label of the container naming them.
+    fn labelled_files(seen: &Containers) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = Vec::new();
+        for c in seen.instances.iter().chain(&seen.kept) {
+            let labels = target::labels_of(c);
+            let (Some(files), Some(service)) = (
+                labels.get(COMPOSE_CONFIG_FILES),
+                labels.get(COMPOSE_SERVICE),
+            ) else {
+                continue;
+            };
+            let dir = labels.get(COMPOSE_WORKING_DIR).map(PathBuf::from);
+            for file in files.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                let mut path = PathBuf::from(file);
+                if path.is_relative()
+                    && let Some(dir) = &dir
+                {
+                    path = dir.join(path);
+                }
+                if path.is_file() && !out.iter().any(|(p, _)| *p == path) {
+                    out.push((path, service.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The warning that a compose file Compose used for the instances is one cutover does
+    /// not edit, so that a later `docker-compose up` starts its image again on the
+    /// migrated schema: without `compose.file`, the first labelled file with the service's
+    /// own `image:` line; with it, labelled files none of which is `compose.file`. `None`
+    /// without such labels or files readable here.
+    pub(crate) fn unmanaged_file_warning(&self, seen: &Containers) -> Option<String> {
+        let labelled = Self::labelled_files(seen);
+        if let Some(configured) = &self.compose_file {
+            let mine = std::fs::canonicalize(&configured.path).ok();
+            let used = labelled
+                .iter()
+                .any(|(p, _)| std::fs::canonicalize(p).ok() == mine);
+            if labelled.is_empty() || used {
+                return None;
+            }
+            let names: Vec<String> = labelled
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            return Some(format!(
+                "the service's containers were started by Compose from {}, but compose.file is \
+                 {}: cutover edits only that file, and a later `docker-compose up` from the \
+                 other would start its image on the schema cutover migrated. Point \
+                 compose.file at the file Compose uses",
+                names.join(", "),
+                configured.path.display()
+            ));
+        }
+        for (path, service) in labelled {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if let Ok(line) = crate::compose::find_image(&text, &service) {
+                return Some(format!(
+                    "the compose file {} names service `{service}`'s image on line {} ({}), \
+                     and cutover does not edit it because [driver.docker] has no \
+                     `compose.file`: a later `docker-compose up` would start that image on \
+                     the schema cutover migrated. Set compose.file = \"{}\" in \
+                     [driver.docker] so that upgrades and rollbacks keep it in step",
+                    path.display(),
+                    line.line,
+                    line.value,
+                    path.display()
+                ));
+            }
+        }
+        None
+    }
+}
+
 fn parse_image(image: &str, op: &str, subject: &str) -> Result<ImageRef> {
     image.parse().map_err(|e: cutover_core::Error| {
         error::driver(
@@ -310,6 +400,12 @@ impl Driver for DockerDriver {
     }
 
     async fn pull(&self, image: &ImageRef, events: &EventSink) -> Result<Pulled> {
+        // Every upgrade pulls: the run's own warning, whatever subscriber the caller has.
+        if let Ok(seen) = self.seen("pull").await
+            && let Some(warning) = self.unmanaged_file_warning(&seen)
+        {
+            events.warn(warning);
+        }
         crate::pull::pull(&self.docker, image, events).await
     }
 
@@ -445,8 +541,16 @@ impl Driver for DockerDriver {
             (Some(file), Some(record)) => match file.check_restore(record, "restore") {
                 Ok(()) => Some((file, record)),
                 Err(e) => {
+                    let env = record.env.as_ref().map_or(String::new(), |v| {
+                        format!(
+                            " and {}={} in {}",
+                            v.variable,
+                            v.value_token,
+                            v.path.display()
+                        )
+                    });
                     tracing::warn!(
-                        "the compose file is left as it is; put image {} back by hand: {}",
+                        "the compose file is left as it is; put image {}{env} back by hand: {}",
                         record.image_token,
                         e.report()
                     );

@@ -19,8 +19,10 @@ mod config;
 pub mod definition;
 pub mod discover;
 mod driver;
+mod envfile;
 mod error;
 mod exec;
+mod interpolation;
 mod lock;
 mod pull;
 pub mod snapshot;
@@ -35,8 +37,13 @@ pub use driver::DockerDriver;
 
 /// Connects to the engine (`config.host`, else `$DOCKER_HOST`, else the local socket),
 /// negotiates the API version (engines from 20.10, API 1.41, on), and checks that it
-/// answers. With `compose.file` set, also checks that the service's `image:` line in it can
-/// be edited safely (see [`compose`]), so that an upgrade is refused before it starts.
+/// answers. With `compose.file` set, also checks that the service's image in it (or in its
+/// `.env` file) can be edited safely (see [`compose`]), so that an upgrade is refused
+/// before it starts, and takes the project name from the file when `compose.project` is
+/// not set. Without `compose.file`, when Compose's labels on the instances name a readable
+/// compose file with the service's `image:` line, it logs a `tracing` warning (and `pull`
+/// repeats it as the run's warning event): a later `docker-compose up` would start that
+/// file's image on the migrated schema.
 pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
     config.validate()?;
     let host = config
@@ -50,20 +57,24 @@ pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
         .negotiate_version()
         .await
         .map_err(|e| error::docker("connect", &host, e))?;
-    let compose_file = config.compose.as_ref().and_then(|c| {
-        c.file.as_ref().map(|path| compose::ComposeFile {
-            path: path.clone(),
-            service: c.service.clone(),
-        })
-    });
-    if let Some(file) = &compose_file {
-        file.check("connect")?;
-    }
-    Ok(DockerDriver {
+    let mut config = config;
+    let compose_file = match &mut config.compose {
+        Some(c) => compose::open(c)?,
+        None => None,
+    };
+    let driver = DockerDriver {
         compose_file,
         docker,
         selector: target::Selector::from_config(&config),
         config,
         host,
-    })
+    };
+    // Logged here too so that every command shows it, `cutover plan` included (the CLI
+    // turns warning records into warning events); a failed listing is observe's to report.
+    if let Ok(seen) = driver.seen("connect").await
+        && let Some(warning) = driver.unmanaged_file_warning(&seen)
+    {
+        tracing::warn!("{warning}");
+    }
+    Ok(driver)
 }

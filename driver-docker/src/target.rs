@@ -28,6 +28,8 @@ pub(crate) const LABEL_TARGET: &str = "cutover.target";
 pub(crate) const LABEL_ROLE: &str = "cutover.role";
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+/// Compose's label of `docker-compose run` containers, which `up` leaves alone.
+const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
 /// Compose's replica number label, which each new instance gets for its slot.
 pub(crate) const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";
 
@@ -62,7 +64,8 @@ impl Selector {
     pub(crate) fn from_config(config: &DockerConfig) -> Self {
         match (&config.compose, &config.containers) {
             (Some(c), _) => Selector::Compose {
-                project: c.project.clone(),
+                // `connect` fills it in from the compose file when not configured.
+                project: c.project.clone().unwrap_or_default(),
                 service: c.service.clone(),
                 naming: c.naming,
             },
@@ -98,6 +101,24 @@ impl Selector {
                 label: Some((k, v)),
             } => format!("containers labelled {k}={v} (named {name}…)"),
             Selector::Named { name, label: None } => format!("containers named {name}, {name}-N"),
+        }
+    }
+
+    /// Labels of the definition container beside cutover's own: for a Compose service,
+    /// Compose's project and service labels and `com.docker.compose.oneoff=True`, the
+    /// labels of a `docker-compose run` container. `docker-compose up` ignores such a
+    /// container (it neither starts nor counts it), and `docker-compose down` removes it
+    /// with the project, so nothing cutover made outlives the project.
+    pub(crate) fn helper_labels(&self) -> Vec<(String, String)> {
+        match self {
+            Selector::Compose {
+                project, service, ..
+            } => vec![
+                (COMPOSE_PROJECT.to_string(), project.clone()),
+                (COMPOSE_SERVICE.to_string(), service.clone()),
+                (COMPOSE_ONEOFF.to_string(), "True".to_string()),
+            ],
+            Selector::Named { .. } => Vec::new(),
         }
     }
 
@@ -217,6 +238,8 @@ impl Selector {
                 if self.owns(original, &c) {
                     seen.kept.push(c);
                 }
+            // Definition and lock containers carry cutover's target label (a Compose
+            // target's definition also Compose's labels): never instances.
             } else if !labels_of(&c).contains_key(LABEL_TARGET) && self.owns(&name, &c) {
                 seen.instances.push(c);
             }

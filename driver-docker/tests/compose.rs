@@ -176,10 +176,10 @@ impl Project {
         let driver = connect(DockerConfig {
             host: Some(TestEnv::get().docker_host().to_string()),
             compose: Some(ComposeTarget {
-                project: self.name.clone(),
+                project: Some(self.name.clone()),
                 service: "app".into(),
                 file: Some(self.file()),
-                naming: None,
+                ..ComposeTarget::default()
             }),
             ..DockerConfig::default()
         })
@@ -353,10 +353,10 @@ async fn a_compose_file_cutover_cannot_edit_is_refused_at_connect() {
     let e = connect(DockerConfig {
         host: Some(TestEnv::get().docker_host().to_string()),
         compose: Some(ComposeTarget {
-            project: "never".into(),
+            project: Some("never".into()),
             service: "app".into(),
             file: Some(file.clone()),
-            naming: None,
+            ..ComposeTarget::default()
         }),
         ..DockerConfig::default()
     })
