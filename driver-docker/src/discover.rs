@@ -129,9 +129,10 @@ pub async fn discover(host: Option<String>, container: &str) -> Result<Discovery
         Some(found) => DockerConfig {
             host: host.clone(),
             compose: Some(ComposeTarget {
-                project: found.project.clone(),
+                project: Some(found.project.clone()),
                 service: found.service.clone(),
                 file: None,
+                env_file: None,
                 naming: None,
             }),
             ..DockerConfig::default()
