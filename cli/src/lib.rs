@@ -12,6 +12,7 @@ pub mod exit;
 mod logging;
 pub mod registry;
 pub mod render;
+mod status;
 
 use std::process::ExitCode;
 

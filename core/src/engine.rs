@@ -60,6 +60,12 @@ pub struct Settings {
     /// `resume`) converges whatever the abandoned call did. Pulls, backups, data restores
     /// and readiness waits have limits of their own.
     pub call_timeout: Duration,
+    /// Where the logs of a failed release's instances are kept, one directory per run
+    /// (`DIR/RUN/INSTANCE.log`, mode 0600; see [`crate::evidence`]). `None`: they are kept
+    /// only in the step's failure (journal, `step_failed` event, report), at most
+    /// [`crate::evidence::TAIL_BYTES`] per instance. The CLI sets it to `runs/` beside the
+    /// journal.
+    pub evidence_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -73,6 +79,7 @@ impl Settings {
             stale_after: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            evidence_dir: None,
         }
     }
 }
@@ -514,7 +521,22 @@ impl Engine {
                     .await
             };
             let millis = began.elapsed().as_millis() as u64;
-            let result = result.map_err(|e| Failure::from(&e));
+            let mut result = result.map_err(|e| Failure::from(&e));
+            if let Err(failure) = &mut result
+                && failure.kind != ErrorKind::Cancelled
+                && let Some(release) = run.new_release()
+            {
+                // Before the machine hears of it: its rollback removes these instances.
+                failure.evidence = crate::evidence::capture(
+                    self.driver.as_ref(),
+                    &release,
+                    self.settings.evidence_dir.as_deref(),
+                    id,
+                    self.settings.call_timeout,
+                    &step_events,
+                )
+                .await;
+            }
             let entry = match &result {
                 Ok(output) => Entry::Finished {
                     step: effect.step,
@@ -1061,7 +1083,35 @@ impl Bounded {
 /// The operator-facing summary of a report and the command to run next.
 pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>) {
     let (message, next) = describe_outcome(run, report, id);
-    (message + &safety_note(report), next)
+    (
+        message + &evidence_note(report, id) + &safety_note(report),
+        next,
+    )
+}
+
+/// Where the last lines of the instances whose failure sent the run back are kept.
+fn evidence_note(report: &Report, id: &str) -> String {
+    let Some(cause) = &report.cause else {
+        return String::new();
+    };
+    let kept: Vec<String> = cause
+        .evidence
+        .iter()
+        .map(|e| match &e.file {
+            Some(file) => format!("{} in {file}", e.instance),
+            None => format!(
+                "{} in the journal (`cutover history --run {id}`)",
+                e.instance
+            ),
+        })
+        .collect();
+    if kept.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". The last lines the failed instances printed are kept: {}",
+        kept.join("; ")
+    )
 }
 
 /// Where the data a restore or manual rollback replaced is kept, when it took a safety
