@@ -274,6 +274,18 @@ async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
     // A broken release: rolled back automatically, exit code 5, data as it was.
     let broken = cutover(&config, &password, &["upgrade", "--to", "1.1.0-broken"]);
     assert_eq!(broken.status.code(), Some(5), "{}", text(&broken));
+    // The failed step shows what the leader printed last, and where all of it is kept.
+    assert!(
+        text(&broken).contains("    last lines of")
+            && text(&broken).contains("error=\"broken release\""),
+        "{}",
+        text(&broken)
+    );
+    assert!(
+        text(&broken).contains("/.cutover/runs/"),
+        "{}",
+        text(&broken)
+    );
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.0.0");
     assert_eq!(app.image(), env.specimen_tag("1.0.0"));
