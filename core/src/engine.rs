@@ -337,10 +337,29 @@ impl Engine {
             (Resume::RollBack, Next::Perform(effect)) if run.is_cancellable() => {
                 // The step in flight (or next) fails as cancelled: the machine then takes
                 // the abort or rollback branch that fits where the run stopped.
-                let error = Failure::from(&Error::new(
+                let mut error = Failure::from(&Error::new(
                     ErrorKind::Cancelled,
                     "the operator chose to roll back the interrupted run",
                 ));
+                if let Some(release) = run.new_release() {
+                    // The rollback removes the new release's instances: keep what they
+                    // printed. Warnings follow the run_started event, like the notes.
+                    let (sink, mut warnings) = EventSink::channel();
+                    error.evidence = crate::evidence::capture(
+                        self.driver.as_ref(),
+                        &release,
+                        self.settings.evidence_dir.as_deref(),
+                        &id,
+                        self.settings.call_timeout,
+                        &sink,
+                    )
+                    .await;
+                    while let Ok(event) = warnings.try_recv() {
+                        if let EventKind::Warning { message } = event.kind {
+                            notes.push(message);
+                        }
+                    }
+                }
                 notes.push(format!(
                     "run {id} stopped at {}; rolling it back instead of continuing",
                     effect.step
@@ -523,7 +542,6 @@ impl Engine {
             let millis = began.elapsed().as_millis() as u64;
             let mut result = result.map_err(|e| Failure::from(&e));
             if let Err(failure) = &mut result
-                && failure.kind != ErrorKind::Cancelled
                 && let Some(release) = run.new_release()
             {
                 // Before the machine hears of it: its rollback removes these instances.
@@ -1109,7 +1127,7 @@ fn evidence_note(report: &Report, id: &str) -> String {
         return String::new();
     }
     format!(
-        ". The last lines the failed instances printed are kept: {}",
+        ". The last lines the new release's instances printed are kept: {}",
         kept.join("; ")
     )
 }

@@ -2,10 +2,12 @@
 //! step that starts or awaits them fails, before the rollback removes them.
 //!
 //! # Flow
-//! 1. A `start_leader`, `await_leader`, `scale_out` or `await_all` step fails (not by
-//!    cancellation): the engine observes the deployment and picks the instances of the
-//!    new release's repository and tag, those not running and ready first, at most
-//!    [`MAX_INSTANCES`] ([`suspects`]).
+//! 1. A `start_leader`, `await_leader`, `scale_out` or `await_all` step fails — a crash,
+//!    a health deadline, a digest mismatch, also a cancellation (the operator may have
+//!    given up on a hung start-up) or `resume --rollback` of a run interrupted there —:
+//!    the engine observes the deployment and picks the instances of the new release's
+//!    repository and tag, those not running and ready first, at most [`MAX_INSTANCES`]
+//!    ([`suspects`]).
 //! 2. [`crate::Driver::logs`] reads each one's last [`TAIL_LINES`] lines, concurrently.
 //! 3. With an evidence directory ([`crate::Settings::evidence_dir`]), the lines go to
 //!    `DIR/RUN/INSTANCE.log`, mode 0600 in a 0700 directory.

@@ -225,3 +225,56 @@ async fn a_capture_that_fails_is_a_warning_and_changes_nothing_else() {
         );
     }
 }
+
+/// The process dies right after it started the broken leader; the operator then chooses
+/// `resume --rollback`: the leader's lines are read before its rollback removes it.
+#[tokio::test]
+async fn resume_rollback_of_a_run_interrupted_at_the_leader_keeps_its_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let fake = fake(None);
+    // The first scale stops the old instances, the second starts the leader.
+    fake.inject(Fault {
+        method: Method::Scale,
+        nth: 2,
+        kind: FaultKind::CrashAfterEffect,
+    });
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+    let crashed = fake.crashed();
+    let s = setup(&fake, Some(dir.path().join("runs"))).await;
+    let engine = Engine::new(
+        Arc::new(fake.clone()),
+        Arc::new(fake.backups()),
+        journal,
+        s.engine.settings().clone(),
+    );
+    let mut task = tokio::spawn(async move { engine.start(upgrade(BROKEN)).await });
+    tokio::select! {
+        () = crashed.notified() => { task.abort(); let _ = task.await; }
+        done = &mut task => panic!("the run ended without its crash: {done:?}"),
+    }
+
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+    let mut settings = s.engine.settings().clone();
+    settings.stale_after = Duration::ZERO;
+    let done = Engine::new(
+        Arc::new(fake.clone()),
+        Arc::new(fake.backups()),
+        journal,
+        settings,
+    )
+    .resume_as(None, cutover_core::Resume::RollBack)
+    .await
+    .unwrap();
+    assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
+    let cause = done.report.cause.as_ref().unwrap();
+    assert_eq!(cause.kind, ErrorKind::Cancelled);
+    assert_eq!(cause.evidence.len(), 1, "{cause:#?}");
+    assert!(cause.evidence[0].tail.contains("broken release"));
+    let file = cause.evidence[0].file.as_deref().unwrap();
+    assert!(
+        std::fs::read_to_string(file)
+            .unwrap()
+            .contains("exit code 3")
+    );
+}
