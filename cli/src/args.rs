@@ -96,12 +96,18 @@ pub enum Command {
     /// Show the running version, replicas, the lock and the last run.
     #[command(after_help = "Example:\n  cutover status --output json")]
     Status,
-    /// List past runs with outcome, duration and backup.
-    #[command(after_help = "Example:\n  cutover history --limit 5")]
+    /// List past runs with outcome, duration and backup; `--run ID` shows one run's
+    /// steps and the last lines its failed instances printed.
+    #[command(
+        after_help = "Examples:\n  cutover history --limit 5\n  cutover history --run 20260101T120000Z-a1b2c3"
+    )]
     History {
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Show this run in detail.
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Take a verified backup now, without stopping the application.
     #[command(after_help = "Example:\n  cutover backup")]

@@ -9,7 +9,7 @@ use clap::CommandFactory as _;
 #[cfg(feature = "s3")]
 use cutover_core::backup::S3Store;
 use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
-use cutover_core::journal::{Entry, Journal, RunStatus};
+use cutover_core::journal::{Entry, Journal, RunHeader, RunRecord, RunStatus};
 use cutover_core::machine::{Baseline, Run, Step};
 use cutover_core::{
     BackupId, BackupMode, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error,
@@ -60,7 +60,7 @@ impl Failed {
     }
 }
 
-type Outcome<T = u8> = std::result::Result<T, Failed>;
+pub(crate) type Outcome<T = u8> = std::result::Result<T, Failed>;
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli, registry: Registry, renderer: &Renderer) -> u8 {
@@ -135,8 +135,11 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
         }
         (None, None) => Arc::new(NoBackups),
     };
-    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(config.journal_path()?).await?);
+    let journal_path = config.journal_path()?;
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&journal_path).await?);
     let settings = Settings {
+        // A failed release's instance logs, beside the journal that names the run.
+        evidence_dir: journal_path.parent().map(|dir| dir.join("runs")),
         health: config.health.clone(),
         keep_backups: config.backup.keep,
         call_timeout: config
@@ -269,8 +272,8 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
                 rollback || *back,
             )
         }
-        Command::Status => status(&engine, renderer).await,
-        Command::History { limit } => history(&engine, *limit, renderer).await,
+        Command::Status => crate::status::status(&engine, renderer).await,
+        Command::History { limit, run } => history(&engine, *limit, run.as_deref(), renderer).await,
         Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?, false),
         Command::Backups(sub) => backups(&config, &engine, sub, renderer).await,
         Command::Restore {
@@ -641,77 +644,6 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
     Ok(exit::SUCCESS)
 }
 
-async fn status(engine: &Engine, r: &Renderer) -> Outcome {
-    let target = &engine.settings().target;
-    let seen = engine.driver().observe().await;
-    let lock = engine.journal().lock(target).await?;
-    let last = engine.journal().runs(target, 1).await?.into_iter().next();
-    let stale = engine.settings().stale_after;
-    let open = match &lock {
-        Some(l) if !l.is_live(stale) => Some(l.holder.run.clone()),
-        _ => None,
-    };
-    let json_seen = match &seen {
-        Ok(o) => json!({
-            "image": o.image.to_string(),
-            "digest": o.instances.iter().find_map(|i| i.digest.clone()),
-            "replicas_desired": o.replicas,
-            "replicas_ready": o.ready_of(&o.image),
-        }),
-        Err(e) => json!({ "error": e.report() }),
-    };
-    r.document(
-        json!({
-            "command": "status",
-            "target": target,
-            "deployment": json_seen,
-            "lock": lock.as_ref().map(|l| json!({
-                "run": l.holder.run, "host": l.holder.host, "pid": l.holder.pid,
-                "live": l.is_live(stale),
-            })),
-            "last_run": last.as_ref().map(|h| json!({
-                "id": h.id, "kind": h.kind().as_str(), "status": status_name(h.status),
-            })),
-            "resume": open.as_ref().map(|id| format!("cutover resume {id}")),
-        }),
-        || {
-            let mut out = format!("target {target}\n");
-            match &seen {
-                Ok(o) => {
-                    out.push_str(&format!("  running   {}\n", o.image));
-                    if let Some(d) = o.instances.iter().find_map(|i| i.digest.clone()) {
-                        out.push_str(&format!("  digest    {d}\n"));
-                    }
-                    out.push_str(&format!(
-                        "  replicas  {}/{} ready\n",
-                        o.ready_of(&o.image),
-                        o.replicas
-                    ));
-                }
-                Err(e) => out.push_str(&format!("  deployment: cannot observe: {}\n", e.report())),
-            }
-            match &lock {
-                Some(l) if l.is_live(stale) => out.push_str(&format!("  lock      {l}\n")),
-                Some(l) => out.push_str(&format!(
-                    "  lock      held by an interrupted or failed run: {l}\n  next      cutover resume {}\n",
-                    l.holder.run
-                )),
-                None => out.push_str("  lock      free\n"),
-            }
-            if let Some(h) = &last {
-                out.push_str(&format!(
-                    "  last run  {} {} {}\n",
-                    h.id,
-                    h.kind().as_str(),
-                    status_name(h.status)
-                ));
-            }
-            out
-        },
-    );
-    Ok(exit::SUCCESS)
-}
-
 pub(crate) fn status_name(s: RunStatus) -> &'static str {
     match s {
         RunStatus::Running => "running or interrupted",
@@ -719,44 +651,31 @@ pub(crate) fn status_name(s: RunStatus) -> &'static str {
     }
 }
 
-async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
+async fn history(engine: &Engine, limit: u32, run: Option<&str>, r: &Renderer) -> Outcome {
     let target = &engine.settings().target;
     let mut rows = Vec::new();
-    for header in engine.journal().runs(target, limit).await? {
+    let headers = match run {
+        Some(id) => {
+            match engine.journal().run(id).await? {
+                Some(record) if record.header.target == *target => vec![record.header],
+                _ => {
+                    return Err(cutover_core::Error::new(
+                    cutover_core::ErrorKind::NotFound,
+                    format!("no run {id:?} of {target} in the journal (`cutover history` lists runs)"),
+                )
+                .into());
+                }
+            }
+        }
+        None => engine.journal().runs(target, limit).await?,
+    };
+    for header in headers {
         let Some(record) = engine.journal().run(&header.id).await? else {
             continue;
         };
-        let total = header.ended_ms.map(|e| e.saturating_sub(header.started_ms));
-        let backup = header
-            .report
-            .as_ref()
-            .and_then(|rep| rep.backup.as_ref())
-            .map(|b| b.id.to_string());
-        // What `pull` resolved the target to: the digest the run pinned the definition to.
-        let pulled = record.records.iter().find_map(|r| match &r.entry {
-            Entry::Finished {
-                output: Output::Pulled(p),
-                ..
-            } => Some(json!({ "image": p.image.to_string(), "digest": p.digest })),
-            _ => None,
-        });
-        let steps: Vec<_> = record
-            .step_durations()
-            .into_iter()
-            .map(|(s, ms, failed)| json!({ "step": s.as_str(), "millis": ms, "failed": failed }))
-            .collect();
-        rows.push(json!({
-            "id": header.id,
-            "kind": header.kind().as_str(),
-            "status": status_name(header.status),
-            "started": cutover_core::event::timestamp(std::time::UNIX_EPOCH + Duration::from_millis(header.started_ms)),
-            "millis": total,
-            "backup": backup,
-            "cause": header.report.as_ref().and_then(|rep| rep.cause.as_ref()).map(|c| c.message.clone()),
-            "pulled": pulled,
-            "steps": steps,
-        }));
+        rows.push(history_row(&header, &record));
     }
+    let detailed = run.is_some();
     let human = || {
         let mut out = String::new();
         for row in &rows {
@@ -774,8 +693,37 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
                     .unwrap_or("no digest reported");
                 out.push_str(&format!("    pulled: {image} ({digest})\n"));
             }
+            if detailed && let Some(steps) = row["steps"].as_array() {
+                for step in steps {
+                    out.push_str(&format!(
+                        "    {} {:<18} {:>7}\n",
+                        if step["failed"].as_bool() == Some(true) {
+                            "✗"
+                        } else {
+                            "✓"
+                        },
+                        step["step"].as_str().unwrap_or(""),
+                        step["millis"].as_u64().map_or("-".into(), seconds),
+                    ));
+                }
+            }
             if let Some(c) = row["cause"].as_str() {
                 out.push_str(&format!("    cause: {c}\n"));
+            }
+            let kept: Vec<cutover_core::InstanceLogs> =
+                serde_json::from_value(row["evidence"].clone()).unwrap_or_default();
+            for e in &kept {
+                if detailed {
+                    out.push_str(&crate::render::evidence(e, usize::MAX));
+                } else {
+                    let at = e.file.clone().unwrap_or_else(|| {
+                        format!(
+                            "the journal (`cutover history --run {}`)",
+                            row["id"].as_str().unwrap_or("")
+                        )
+                    });
+                    out.push_str(&format!("    logs of {}: {at}\n", e.instance));
+                }
             }
         }
         if out.is_empty() {
@@ -785,6 +733,56 @@ async fn history(engine: &Engine, limit: u32, r: &Renderer) -> Outcome {
     };
     r.document(json!({ "command": "history", "runs": rows }), human);
     Ok(exit::SUCCESS)
+}
+
+/// One run as `history` shows it.
+fn history_row(header: &RunHeader, record: &RunRecord) -> serde_json::Value {
+    let total = header.ended_ms.map(|e| e.saturating_sub(header.started_ms));
+    let backup = header
+        .report
+        .as_ref()
+        .and_then(|rep| rep.backup.as_ref())
+        .map(|b| b.id.to_string());
+    // What `pull` resolved the target to: the digest the run pinned the definition to.
+    let pulled = record.records.iter().find_map(|r| match &r.entry {
+        Entry::Finished {
+            output: Output::Pulled(p),
+            ..
+        } => Some(json!({ "image": p.image.to_string(), "digest": p.digest })),
+        _ => None,
+    });
+    let steps: Vec<_> = record
+        .step_durations()
+        .into_iter()
+        .map(|(s, ms, failed)| json!({ "step": s.as_str(), "millis": ms, "failed": failed }))
+        .collect();
+    json!({
+        "id": header.id,
+        "kind": header.kind().as_str(),
+        "status": status_name(header.status),
+        "started": cutover_core::event::timestamp(std::time::UNIX_EPOCH + Duration::from_millis(header.started_ms)),
+        "millis": total,
+        "backup": backup,
+        "cause": header.report.as_ref().and_then(|rep| rep.cause.as_ref()).map(|c| c.message.clone()),
+        "pulled": pulled,
+        "steps": steps,
+        "evidence": evidence_of(record),
+    })
+}
+
+/// The logs of failed instances that a run's failed steps kept (the latest capture of
+/// each instance, e.g. after a resumed step failed again).
+pub(crate) fn evidence_of(record: &RunRecord) -> Vec<cutover_core::InstanceLogs> {
+    let mut kept: Vec<cutover_core::InstanceLogs> = Vec::new();
+    for r in &record.records {
+        if let Entry::Failed { error, .. } = &r.entry {
+            for e in &error.evidence {
+                kept.retain(|k| k.instance != e.instance);
+                kept.push(e.clone());
+            }
+        }
+    }
+    kept
 }
 
 async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Renderer) -> Outcome {

@@ -15,6 +15,7 @@ mod init;
 mod logging;
 pub mod registry;
 pub mod render;
+mod status;
 mod unreachable;
 
 use std::process::ExitCode;

@@ -216,6 +216,9 @@ impl Renderer {
                 }
                 state.last_line = None;
                 say!("✗ {step:<18} {}  {error}", seconds(*millis));
+                for kept in &error.evidence {
+                    say_raw!("{}", evidence(kept, EVIDENCE_LINES));
+                }
             }
             EventKind::Warning { message } => {
                 if let Some(bar) = &state.bar {
@@ -278,6 +281,32 @@ impl Renderer {
 /// Milliseconds as "1.2s".
 pub fn seconds(millis: u64) -> String {
     format!("{:.1}s", millis as f64 / 1000.0)
+}
+
+/// How many of a failed instance's last lines the human output shows (the journal and
+/// the file keep more).
+pub(crate) const EVIDENCE_LINES: usize = 20;
+
+/// A failed instance's last `lines` lines and where all of them are kept, indented under
+/// the failure.
+pub(crate) fn evidence(kept: &cutover_core::InstanceLogs, lines: usize) -> String {
+    let mut out = match &kept.file {
+        Some(file) => format!(
+            "    last lines of {} ({}), kept in {file}:\n",
+            kept.instance, kept.image
+        ),
+        None => format!("    last lines of {} ({}):\n", kept.instance, kept.image),
+    };
+    let all: Vec<&str> = kept.tail.lines().collect();
+    if all.is_empty() {
+        out.push_str("      (it printed nothing)\n");
+    }
+    for line in &all[all.len().saturating_sub(lines)..] {
+        out.push_str("      | ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

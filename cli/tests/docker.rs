@@ -274,6 +274,18 @@ async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
     // A broken release: rolled back automatically, exit code 5, data as it was.
     let broken = cutover(&config, &password, &["upgrade", "--to", "1.1.0-broken"]);
     assert_eq!(broken.status.code(), Some(5), "{}", text(&broken));
+    // The failed step shows what the leader printed last, and where all of it is kept.
+    assert!(
+        text(&broken).contains("    last lines of")
+            && text(&broken).contains("error=\"broken release\""),
+        "{}",
+        text(&broken)
+    );
+    assert!(
+        text(&broken).contains("/.cutover/runs/"),
+        "{}",
+        text(&broken)
+    );
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.0.0");
     assert_eq!(app.image(), env.specimen_tag("1.0.0"));
@@ -362,6 +374,12 @@ async fn a_broken_leader_is_not_restarted_while_its_killed_run_waits_for_resume(
 
     let resumed = cutover(&config, &password, &["resume"]);
     assert_eq!(resumed.status.code(), Some(5), "{}", text(&resumed));
+    // The resumed await_leader saw the exited leader and kept what it printed, once.
+    assert!(
+        text(&resumed).contains("error=\"broken release\""),
+        "{}",
+        text(&resumed)
+    );
     app.wait_healthy().await;
     assert_eq!(client.version().await["version"], "1.0.0");
     assert_eq!(client.items().await.checksum, before.checksum);
@@ -438,4 +456,164 @@ async fn sigterm_while_the_leader_migrates_rolls_the_upgrade_back_and_releases_t
         .unwrap_or_else(|e| panic!("status JSON ({e}): {}", text(&status)));
     assert!(status["lock"].is_null(), "the lock is released: {status}");
     assert!(status["resume"].is_null(), "nothing to resume: {status}");
+}
+
+/// A broken release's evidence survives its rollback: the specimen's last lines (its
+/// `event=exit … error="broken release"`) are in the `step_failed` event, in a 0600 file
+/// beside the journal, in `cutover history --run ID` and in `cutover status`, and the
+/// outcome names the file. The failed container itself is not kept: `docker ps -a` shows
+/// the restored instance alone. Then a second container of another version makes `status`
+/// say that what runs is not what the definition says, naming both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_release_s_last_log_lines_outlive_its_rollback() {
+    let env = TestEnv::get();
+    let db = ScratchDatabase::create(Engine::Postgres).await;
+    let app = App::run("1.0.0", &db, DockerVolume::create(), &[]);
+    app.wait_healthy().await;
+    let (_, password) = db.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &app, &db);
+
+    let (mut run, events) = spawn_json(&config, &password, &["upgrade", "--to", "1.1.0-broken"]);
+    let code = run.wait().unwrap().code();
+    let lines: Vec<String> = events.iter().collect();
+    assert_eq!(code, Some(5), "{lines:#?}");
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed = events
+        .iter()
+        .find(|e| e["type"] == "step_failed")
+        .expect("a step_failed event");
+    assert_eq!(failed["schema"], "cutover.event.v1");
+    assert_eq!(failed["step"], "await_leader", "{failed}");
+    let kept = &failed["error"]["evidence"][0];
+    assert_eq!(kept["instance"], app.name.as_str(), "{failed}");
+    let tail = kept["tail"].as_str().unwrap();
+    assert!(
+        tail.contains("event=exit") && tail.contains("broken release"),
+        "{tail}"
+    );
+    let run_id = failed["run"].as_str().unwrap();
+    let file = kept["file"]
+        .as_str()
+        .expect("the file that keeps the lines");
+    let expected = dir
+        .path()
+        .join(".cutover/runs")
+        .join(run_id)
+        .join(format!("{}.log", app.name));
+    assert_eq!(Path::new(file), expected);
+    let meta = std::fs::metadata(file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let saved = std::fs::read_to_string(file).unwrap();
+    assert!(saved.contains("broken release"), "{saved}");
+    assert!(
+        saved.contains("event=starting"),
+        "from its first line: {saved}"
+    );
+    let outcome = events.iter().find(|e| e["type"] == "outcome").unwrap();
+    assert!(
+        outcome["message"].as_str().unwrap().contains(file),
+        "{outcome}"
+    );
+
+    // The failed container went with the rollback; the instance runs 1.0.0 again.
+    app.wait_healthy().await;
+    let all = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={}", app.name),
+        "--format",
+        "{{.Names}} {{.Image}} {{.State}}",
+    ]);
+    assert_eq!(
+        all.trim(),
+        format!("{} {} running", app.name, env.specimen_tag("1.0.0")),
+        "docker ps -a after the rollback"
+    );
+
+    let history = cutover(&config, &password, &["history", "--run", run_id]);
+    assert_eq!(history.status.code(), Some(0), "{}", text(&history));
+    let shown = text(&history);
+    assert!(shown.contains("✗ await_leader"), "{shown}");
+    assert!(
+        shown.contains("broken release") && shown.contains(file),
+        "{shown}"
+    );
+    let listed = text(&cutover(&config, &password, &["history"]));
+    assert!(
+        listed.contains(&format!("logs of {}: {file}", app.name)),
+        "{listed}"
+    );
+
+    let status = text(&cutover(&config, &password, &["status"]));
+    assert!(status.contains("running    as defined"), "{status}");
+    assert!(
+        status.contains(&format!("last failure {run_id}")),
+        "{status}"
+    );
+    assert!(status.contains("broken release"), "{status}");
+
+    // A second instance of another version: status names both and how many run each.
+    let other = format!("{}-2", app.name);
+    let out = docker_command()
+        .args(["run", "-d", "--name", &other, "--network", "host"])
+        .args(["--restart", "always", "--label", "cutover-test=1"])
+        .args(["-e", "DATABASE_URL=postgres://nobody@127.0.0.1:9/none"])
+        .args(["-e", &format!("PORT={}", free_port())])
+        .arg(env.specimen_tag("1.1.0"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = text(&cutover(
+        &config,
+        &password,
+        &["--output", "json", "status"],
+    ));
+    let _ = docker_command().args(["rm", "-f", &other]).output();
+    let status: serde_json::Value = serde_json::from_str(status.lines().next().unwrap()).unwrap();
+    let deployment = &status["deployment"];
+    assert_eq!(deployment["image"], env.specimen_tag("1.0.0"), "{status}");
+    let versions = deployment["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{status}");
+    assert!(
+        versions
+            .iter()
+            .any(|v| v["image"] == env.specimen_tag("1.1.0")),
+        "{status}"
+    );
+    let differences = deployment["differences"].to_string();
+    assert!(differences.contains(&env.specimen_tag("1.1.0")), "{status}");
+    // The digest shown is the definition's image's, never the other version's.
+    let digest_of = |tag: &str| {
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .RepoDigests 0}}",
+            tag,
+        ])
+        .trim()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_string()
+    };
+    assert_eq!(
+        deployment["digest"],
+        digest_of(&env.specimen_tag("1.0.0")),
+        "{status}"
+    );
+    assert!(!status.to_string().contains(&password));
+    assert!(!saved.contains(&password));
 }

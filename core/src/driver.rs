@@ -43,6 +43,8 @@ pub struct Capabilities {
     pub archive: bool,
     /// [`Driver::lock`] and [`Driver::unlock`] hold a lock that other operators can see.
     pub lock: bool,
+    /// [`Driver::logs`] reads the last lines an instance printed.
+    pub logs: bool,
 }
 
 impl Capabilities {
@@ -66,6 +68,12 @@ impl Capabilities {
     /// With [`Driver::lock`] / [`Driver::unlock`].
     pub fn with_lock(mut self) -> Self {
         self.lock = true;
+        self
+    }
+
+    /// With [`Driver::logs`].
+    pub fn with_logs(mut self) -> Self {
+        self.logs = true;
         self
     }
 }
@@ -400,6 +408,22 @@ pub trait Driver: fmt::Debug + Send + Sync + 'static {
     async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
         let _ = (at, path, tar);
         Err(Error::unsupported(&self.info().kind, "unarchive"))
+    }
+
+    /// The last `lines` lines instance `instance` (an [`Instance::id`]) printed, stdout
+    /// and stderr interleaved as the backend keeps them, oldest first. Capability: `logs`.
+    ///
+    /// # Behavior
+    /// - Read-only: changes nothing, and works on a stopped or exited instance as long as
+    ///   the backend still has it (the core calls it when a new release's instance
+    ///   failed, before its rollback removes the instance).
+    /// - Returns the text as the application printed it (invalid UTF-8 replaced), at most
+    ///   `lines` lines; an instance that printed nothing gives an empty string.
+    /// - Adds nothing of its own (no credentials, no environment).
+    /// - An instance that does not exist fails with [`crate::ErrorKind::NotFound`].
+    async fn logs(&self, instance: &str, lines: usize) -> Result<String> {
+        let _ = (instance, lines);
+        Err(Error::unsupported(&self.info().kind, "logs"))
     }
 
     /// Takes the backend-side lock that other operators and tools can see. Capability: `lock`.

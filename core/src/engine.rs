@@ -60,6 +60,12 @@ pub struct Settings {
     /// `resume`) converges whatever the abandoned call did. Pulls, backups, data restores
     /// and readiness waits have limits of their own.
     pub call_timeout: Duration,
+    /// Where the logs of a failed release's instances are kept, one directory per run
+    /// (`DIR/RUN/INSTANCE.log`, mode 0600; see [`crate::evidence`]). `None`: they are kept
+    /// only in the step's failure (journal, `step_failed` event, report), at most
+    /// [`crate::evidence::TAIL_BYTES`] per instance. The CLI sets it to `runs/` beside the
+    /// journal.
+    pub evidence_dir: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -73,6 +79,7 @@ impl Settings {
             stale_after: Duration::from_secs(30),
             heartbeat: Duration::from_secs(5),
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            evidence_dir: None,
         }
     }
 }
@@ -330,10 +337,29 @@ impl Engine {
             (Resume::RollBack, Next::Perform(effect)) if run.is_cancellable() => {
                 // The step in flight (or next) fails as cancelled: the machine then takes
                 // the abort or rollback branch that fits where the run stopped.
-                let error = Failure::from(&Error::new(
+                let mut error = Failure::from(&Error::new(
                     ErrorKind::Cancelled,
                     "the operator chose to roll back the interrupted run",
                 ));
+                if let Some(release) = run.new_release() {
+                    // The rollback removes the new release's instances: keep what they
+                    // printed. Warnings follow the run_started event, like the notes.
+                    let (sink, mut warnings) = EventSink::channel();
+                    error.evidence = crate::evidence::capture(
+                        self.driver.as_ref(),
+                        &release,
+                        self.settings.evidence_dir.as_deref(),
+                        &id,
+                        self.settings.call_timeout,
+                        &sink,
+                    )
+                    .await;
+                    while let Ok(event) = warnings.try_recv() {
+                        if let EventKind::Warning { message } = event.kind {
+                            notes.push(message);
+                        }
+                    }
+                }
                 notes.push(format!(
                     "run {id} stopped at {}; rolling it back instead of continuing",
                     effect.step
@@ -514,7 +540,21 @@ impl Engine {
                     .await
             };
             let millis = began.elapsed().as_millis() as u64;
-            let result = result.map_err(|e| Failure::from(&e));
+            let mut result = result.map_err(|e| Failure::from(&e));
+            if let Err(failure) = &mut result
+                && let Some(release) = run.new_release()
+            {
+                // Before the machine hears of it: its rollback removes these instances.
+                failure.evidence = crate::evidence::capture(
+                    self.driver.as_ref(),
+                    &release,
+                    self.settings.evidence_dir.as_deref(),
+                    id,
+                    self.settings.call_timeout,
+                    &step_events,
+                )
+                .await;
+            }
             let entry = match &result {
                 Ok(output) => Entry::Finished {
                     step: effect.step,
@@ -1061,7 +1101,35 @@ impl Bounded {
 /// The operator-facing summary of a report and the command to run next.
 pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>) {
     let (message, next) = describe_outcome(run, report, id);
-    (message + &safety_note(report), next)
+    (
+        message + &evidence_note(report, id) + &safety_note(report),
+        next,
+    )
+}
+
+/// Where the last lines of the instances whose failure sent the run back are kept.
+fn evidence_note(report: &Report, id: &str) -> String {
+    let Some(cause) = &report.cause else {
+        return String::new();
+    };
+    let kept: Vec<String> = cause
+        .evidence
+        .iter()
+        .map(|e| match &e.file {
+            Some(file) => format!("{} in {file}", e.instance),
+            None => format!(
+                "{} in the journal (`cutover history --run {id}`)",
+                e.instance
+            ),
+        })
+        .collect();
+    if kept.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". The last lines the new release's instances printed are kept: {}",
+        kept.join("; ")
+    )
 }
 
 /// Where the data a restore or manual rollback replaced is kept, when it took a safety

@@ -254,6 +254,26 @@ pub struct Failure {
     /// The instance, host or object concerned, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// What the failed instances printed last, captured before anything removed them
+    /// (see [`crate::evidence`]); empty for failures that are not an instance's, and in
+    /// journals written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<InstanceLogs>,
+}
+
+/// The last lines one instance printed, kept with the failure of its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceLogs {
+    /// The instance ([`crate::Instance::id`]).
+    pub instance: String,
+    /// The image it ran.
+    pub image: String,
+    /// Its last lines, oldest first (at most [`crate::evidence::TAIL_BYTES`] of them).
+    pub tail: String,
+    /// The file that keeps the lines the driver returned (mode 0600), when the engine has
+    /// an evidence directory and could write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl From<&Error> for Failure {
@@ -262,6 +282,7 @@ impl From<&Error> for Failure {
             kind: e.kind,
             message: e.report(),
             subject: e.subject.clone(),
+            evidence: Vec::new(),
         }
     }
 }

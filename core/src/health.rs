@@ -234,8 +234,11 @@ pub async fn await_ready(
                     return Err(Error::new(
                         ErrorKind::Other,
                         format!(
-                            "every instance of {image} stopped ({}); its start-up failed — see its logs",
-                            mine.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
+                            "every instance of {image} stopped ({}); its start-up failed",
+                            mine.iter()
+                                .map(|i| i.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                     .with_operation("await ready"));

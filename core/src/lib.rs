@@ -22,6 +22,7 @@ pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod evidence;
 pub mod health;
 pub mod image;
 pub mod journal;
@@ -36,7 +37,7 @@ pub use driver::{
     ExitStatus, Holder, Instance, Observed, Pulled, SharedDriver, Snapshot,
 };
 pub use engine::{DEFAULT_CALL_TIMEOUT, Engine, Finished, Resume, Settings};
-pub use error::{Error, ErrorKind, Failure, Result};
+pub use error::{Error, ErrorKind, Failure, InstanceLogs, Result};
 pub use event::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 pub use health::HealthCheck;
 pub use image::{ImageRef, Version};

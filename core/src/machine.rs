@@ -720,6 +720,19 @@ impl Run {
         )
     }
 
+    /// The new release whose instances the current step starts or waits for
+    /// (`start_leader`, `await_leader`, `scale_out`, `await_all` of an upgrade): when that
+    /// step fails, those instances' logs are the evidence of why.
+    pub fn new_release(&self) -> Option<ImageRef> {
+        use Phase as P;
+        match &self.phase {
+            P::StartLeader(a) | P::AwaitLeader(a) | P::ScaleOut(a) | P::AwaitAll(a) => {
+                Some(a.prep.target())
+            }
+            _ => None,
+        }
+    }
+
     /// The backup whose data this run has already put back while rolling back, when a
     /// later step of the rollback failed (`None` otherwise).
     pub fn data_restored_from(&self) -> Option<&BackupRef> {
@@ -791,6 +804,7 @@ fn failure(kind: ErrorKind, message: String) -> Failure {
         kind,
         message,
         subject: None,
+        evidence: Vec::new(),
     }
 }
 
@@ -1345,6 +1359,7 @@ mod tests {
             kind: ErrorKind::Other,
             message: "boom".into(),
             subject: None,
+            evidence: Vec::new(),
         }
     }
 

@@ -369,7 +369,11 @@ impl Driver for DockerDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_exec().with_archive().with_lock()
+        Capabilities::none()
+            .with_exec()
+            .with_archive()
+            .with_lock()
+            .with_logs()
     }
 
     async fn observe(&self) -> Result<Observed> {
@@ -716,6 +720,24 @@ impl Driver for DockerDriver {
     async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
         let name = self.resolve(at, "unarchive").await?;
         crate::exec::unarchive(&self.docker, &name, path, tar).await
+    }
+
+    async fn logs(&self, instance: &str, lines: usize) -> Result<String> {
+        // Only the target's own instances: not the database's or another app's container.
+        let seen = self.seen("logs").await?;
+        if !seen
+            .instances
+            .iter()
+            .any(|c| target::name_of(c) == instance)
+        {
+            return Err(error::driver(
+                ErrorKind::NotFound,
+                "logs",
+                instance,
+                format!("no instance {instance} of {}", self.selector.describe()),
+            ));
+        }
+        crate::logs::tail(&self.docker, instance, lines).await
     }
 
     async fn lock(&self, holder: &Holder) -> Result<()> {

@@ -24,6 +24,7 @@ mod error;
 mod exec;
 mod interpolation;
 mod lock;
+mod logs;
 mod pull;
 pub mod snapshot;
 mod spec;

@@ -237,6 +237,17 @@ async fn a_broken_release_rolls_back_data_and_containers() {
     let cause = done.report.cause.expect("a rollback has a cause");
     assert_ne!(cause.kind, ErrorKind::Timeout, "{}", cause.message);
     assert!(cause.message.contains("stopped"), "{}", cause.message);
+    // The leader's last lines, read before the rollback removed it.
+    assert_eq!(cause.evidence.len(), 1, "{:#?}", cause.evidence);
+    let kept = &cause.evidence[0];
+    assert!(
+        kept.tail.contains("error=\"broken release\""),
+        "{}",
+        kept.tail
+    );
+    // (The run's directory went with the helper's; the CLI test reads the file.)
+    let file = kept.file.as_deref().expect("kept in a file");
+    assert!(file.contains("/runs/"), "{file}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,6 +255,14 @@ async fn an_unhealthy_release_rolls_back_after_the_deadline() {
     let done = rolls_back("1.1.0-unhealthy", Duration::from_secs(15)).await;
     let cause = done.report.cause.expect("a rollback has a cause");
     assert_eq!(cause.kind, ErrorKind::Timeout, "{}", cause.message);
+    assert!(
+        cause
+            .evidence
+            .iter()
+            .any(|e| e.tail.contains("health=unhealthy")),
+        "{:#?}",
+        cause.evidence
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -302,7 +302,7 @@ impl Driver for KubernetesDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let caps = Capabilities::none().with_exec().with_lock();
+        let caps = Capabilities::none().with_exec().with_lock().with_logs();
         if self.archive.load(Ordering::Relaxed) {
             caps.with_archive()
         } else {
@@ -448,6 +448,10 @@ impl Driver for KubernetesDriver {
             return Err(Error::unsupported(KIND, "unarchive"));
         }
         exec::unarchive(self, at, path, tar).await
+    }
+
+    async fn logs(&self, instance: &str, lines: usize) -> Result<String> {
+        crate::logs::tail(self, instance, lines).await
     }
 
     async fn lock(&self, holder: &Holder) -> Result<()> {

@@ -18,6 +18,7 @@ mod driver;
 mod error;
 mod exec;
 mod lock;
+mod logs;
 mod pull;
 pub mod snapshot;
 mod workload;

@@ -219,6 +219,15 @@ async fn an_unhealthy_release_rolls_back_the_template_the_replicas_and_the_data(
             HistoryEvent::PodReady { .. } | HistoryEvent::PodCreated { .. } if format!("{e:?}").contains("1.1.0-unhealthy"))),
         "no pod of the new release ever ran"
     );
+    // The leader's pod printed why before the rollback deleted it: kept with the run.
+    let kept = &done.report.cause.as_ref().unwrap().evidence;
+    assert_eq!(kept.len(), 1, "{kept:#?}");
+    assert!(
+        kept[0].tail.contains("event=serving") && kept[0].tail.contains("health=unhealthy"),
+        "{}",
+        kept[0].tail
+    );
+    assert!(kept[0].file.is_some(), "{kept:#?}");
     assert_eq!(
         r.fingerprint().await,
         fingerprint,

@@ -456,7 +456,11 @@ impl Driver for SshDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with_exec().with_archive().with_lock()
+        Capabilities::none()
+            .with_exec()
+            .with_archive()
+            .with_lock()
+            .with_logs()
     }
 
     async fn observe(&self) -> Result<Observed> {
@@ -692,6 +696,18 @@ impl Driver for SshDriver {
                     .map_err(|e| tag(conn, "unarchive", e)),
                 Err(e) => Err(e),
             },
+        };
+        watched(conn, result).await
+    }
+
+    /// `<host>/<container>` (a bare name: on the leader) through that host's Docker driver,
+    /// which reads only instances of the target.
+    async fn logs(&self, instance: &str, lines: usize) -> Result<String> {
+        let (i, name) = self.split(instance, "logs")?;
+        let conn = &self.hosts[i];
+        let result = match conn.docker("logs").await {
+            Ok(d) => d.logs(name, lines).await.map_err(|e| tag(conn, "logs", e)),
+            Err(e) => Err(e),
         };
         watched(conn, result).await
     }

@@ -207,6 +207,19 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
         broken.iter().all(|i| i.location == "h1"),
         "the broken release ran beside the leader: {broken:?}"
     );
+    // What the leader printed before it died was read from h1's engine before the
+    // rollback removed it, and kept beside the journal.
+    let kept = &done.report.cause.as_ref().unwrap().evidence;
+    assert_eq!(kept.len(), 1, "{kept:#?}");
+    assert_eq!(kept[0].instance, format!("h1/{}", f.base));
+    assert!(kept[0].tail.contains("broken release"), "{}", kept[0].tail);
+    let file = kept[0].file.as_deref().expect("kept in a file");
+    assert!(file.ends_with(&format!("/h1_{}.log", f.base)), "{file}");
+    assert!(
+        std::fs::read_to_string(file)
+            .unwrap()
+            .contains("event=exit")
+    );
     r.assert_no_secret(&f.password);
     f.driver.close().await;
 }
@@ -326,6 +339,9 @@ impl Driver for Watched {
         tar: ByteStream,
     ) -> cutover_core::Result<()> {
         self.inner.unarchive(at, path, tar).await
+    }
+    async fn logs(&self, instance: &str, lines: usize) -> cutover_core::Result<String> {
+        self.inner.logs(instance, lines).await
     }
     async fn lock(&self, holder: &Holder) -> cutover_core::Result<()> {
         self.inner.lock(holder).await

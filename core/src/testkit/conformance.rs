@@ -311,6 +311,47 @@ pub async fn unsupported_capabilities_are_typed(d: &dyn Driver, f: &Fixture) {
             .expect_err("lock without capability");
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{}", e.report());
     }
+    if !caps.logs {
+        let e = d
+            .logs("any", 10)
+            .await
+            .expect_err("logs without capability");
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{}", e.report());
+    }
+}
+
+/// `logs` reads at most the asked number of lines of an instance, changes nothing, and
+/// refuses what is not an instance of the target with `NotFound` (capability `logs`).
+pub async fn logs_read_an_instance_and_nothing_else(d: &dyn Driver, f: &Fixture) {
+    if !d.capabilities().logs {
+        return;
+    }
+    let before = observe(d).await;
+    let first = before
+        .instances
+        .first()
+        .expect("the fixture has instances")
+        .id
+        .clone();
+    for lines in [1, 5] {
+        let text = d.logs(&first, lines).await.expect("logs of an instance");
+        assert!(
+            text.lines().count() <= lines,
+            "logs({first}, {lines}) gave {} lines: {text:?}",
+            text.lines().count()
+        );
+    }
+    let e = d
+        .logs("cutover-conformance-no-such-instance", 5)
+        .await
+        .expect_err("logs of something that is not an instance");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{}", e.report());
+    assert_eq!(
+        shape(&observe(d).await),
+        shape(&before),
+        "logs changed the deployment"
+    );
+    let _ = f;
 }
 
 /// `exec` runs an argv and streams its stdout (capability `exec`).
@@ -370,6 +411,7 @@ macro_rules! conformance_tests {
             unsupported_capabilities_are_typed,
             exec_streams_output,
             lock_excludes_other_holders,
+            logs_read_an_instance_and_nothing_else,
         );
     };
     (@cases $setup:expr; $($case:ident),* $(,)?) => {

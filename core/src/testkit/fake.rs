@@ -31,6 +31,7 @@ pub enum Method {
     Exec,
     Archive,
     Unarchive,
+    Logs,
     Lock,
     Unlock,
     BackupPreflight,
@@ -145,7 +146,11 @@ impl FakeConfig {
             replicas,
             available,
             ready_after: Duration::from_millis(10),
-            capabilities: Capabilities::none().with_exec().with_archive().with_lock(),
+            capabilities: Capabilities::none()
+                .with_exec()
+                .with_archive()
+                .with_lock()
+                .with_logs(),
         }
     }
 }
@@ -154,6 +159,9 @@ impl FakeConfig {
 /// needs to check the invariants.
 ///
 /// - An instance of a tag containing `broken` half-migrates the data and exits.
+/// - `logs` prints `<id> starting <image>`, then for a `broken` tag
+///   `<id> migration to <tag> failed: broken release` and `<id> exit code 3`, else
+///   `<id> serving` (`… health: unhealthy` for an `unhealthy` tag).
 /// - An instance of a tag containing `unhealthy` migrates and never becomes ready.
 /// - Any other new instance migrates the data to its tag when it starts, and becomes
 ///   ready after [`FakeConfig::ready_after`].
@@ -724,6 +732,41 @@ impl Driver for FakeDriver {
             .map_err(|e| Error::new(ErrorKind::Other, "reading archive").with_source(e))?;
         self.lock_state().files.insert(format!("{at}:{path}"), buf);
         self.leave(crash, Ok(())).await
+    }
+
+    async fn logs(&self, instance: &str, lines: usize) -> Result<String> {
+        let crash = self.enter(Method::Logs).await?;
+        if !self.capabilities.logs {
+            return Err(Error::unsupported("fake", "logs"));
+        }
+        let text = {
+            let s = self.lock_state();
+            let Some(i) = s.instances.iter().find(|i| i.id == instance) else {
+                return Err(Error::new(ErrorKind::NotFound, "no such instance")
+                    .with_driver("fake")
+                    .with_operation("logs")
+                    .with_subject(instance));
+            };
+            let tag = i.image.tag().unwrap_or("latest");
+            let mut out = vec![format!("{} starting {}", i.id, i.image)];
+            if tag.contains("broken") {
+                out.push(format!(
+                    "{} migration to {tag} failed: broken release",
+                    i.id
+                ));
+                out.push(format!("{} exit code 3", i.id));
+            } else if tag.contains("unhealthy") {
+                out.push(format!("{} serving, health: unhealthy", i.id));
+            } else {
+                out.push(format!("{} serving", i.id));
+            }
+            let skip = out.len().saturating_sub(lines);
+            out.into_iter()
+                .skip(skip)
+                .map(|l| l + "\n")
+                .collect::<String>()
+        };
+        self.leave(crash, Ok(text)).await
     }
 
     async fn lock(&self, holder: &Holder) -> Result<()> {

@@ -9,7 +9,8 @@ use crate::driver::{ExecTarget, SharedDriver};
 use crate::{Engine, HealthCheck, Result, Settings, SqliteJournal};
 
 /// An engine driving `driver` for `target` (the lock key), with the dump backup engine of
-/// `database` storing into `dir/backups`, a SQLite journal at `dir/journal.db`, and
+/// `database` storing into `dir/backups`, a SQLite journal at `dir/journal.db`, failed
+/// instances' logs under `dir/runs`, and
 /// health waits of at most `timeout`: what an end-to-end test of a driver needs.
 pub async fn dump_engine(
     driver: SharedDriver,
@@ -30,6 +31,7 @@ pub async fn dump_engine(
         timeout,
         ..HealthCheck::default()
     };
+    settings.evidence_dir = Some(dir.join("runs"));
     Ok(Engine::new(
         driver,
         Arc::new(backups),

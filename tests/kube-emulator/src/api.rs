@@ -204,6 +204,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             patch_object(&shared, &target, name, &content_type, &body).map(|o| (200, o))
         }
         (&Method::DELETE, Some(name), None) => delete(&shared, &target, name).map(|o| (200, o)),
+        (&Method::GET, Some(name), Some("log")) if target.resource == "pods" => {
+            return pod_log(&shared, &target.namespace, name, &query);
+        }
         (method, Some(name), Some("scale"))
             if matches!(target.resource.as_str(), "deployments" | "statefulsets") =>
         {
@@ -223,6 +226,26 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Ok((code, value)) => json_response(code, &value),
         Err(e) => error(e),
     }
+}
+
+/// `GET pods/NAME/log`: what the pod's process wrote to stdout and stderr (every run of
+/// it, restarts included: the emulator keeps one file per pod), as `text/plain`; with
+/// `tailLines=N` its last N lines. A pod without a process (not the specimen) has an
+/// empty log. `container`, `previous`, `timestamps` and `follow` are not implemented.
+fn pod_log(shared: &Shared, namespace: &str, name: &str, query: &[(String, String)]) -> Response {
+    if shared.read().get("pods", namespace, name).is_none() {
+        return error(ApiError::not_found("pods", name));
+    }
+    let text = std::fs::read(shared.dir.path().join(name).join("log")).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let tail = match param(query, "tailLines").and_then(|n| n.parse::<usize>().ok()) {
+        Some(n) => {
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            lines[lines.len().saturating_sub(n)..].concat()
+        }
+        None => text.into_owned(),
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], tail).into_response()
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, ApiError> {

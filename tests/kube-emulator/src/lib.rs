@@ -33,6 +33,9 @@
 //! - `pods/exec` over WebSocket (`v5.channel.k8s.io`, else `v4.channel.k8s.io`): the
 //!   command runs as a local process with the pod's env; in a specimen pod only
 //!   `/specimen` exists (the image is `FROM scratch`), like a real runtime.
+//! - `pods/log` (`GET`, `tailLines`): what the pod's process printed on stdout and stderr,
+//!   every run of it (restarts append to one file per pod), as `text/plain`; empty for
+//!   pods without a process; `previous`, `container`, `timestamps`, `follow` are ignored.
 //!
 //! It does **not** do: authentication, authorization, admission or defaulting (objects are
 //! stored as sent, so `spec.replicas` defaults to 1 only where read); server-side apply;
