@@ -1,5 +1,6 @@
 //! `cutover init` on a vendor-style Compose project (Debian's docker-compose 1.29): the
-//! settings in `.env` with the vendor's `MYSQL_*` names, anchors and merge keys, comments,
+//! tag from `${APP_TAG:-…}` and the settings in `.env` with the vendor's `MYSQL_*` names,
+//! anchors and merge keys, comments,
 //! a named storage volume. The written config names the project, the file, the `.env` and
 //! the volume and holds no secret; `cutover check` passes with it; and the upgrade
 //! succeeds with no password given to cutover (it reads the app's own `.env`).
@@ -93,7 +94,7 @@ async fn init_writes_a_config_that_checks_and_upgrades_a_vendor_compose_project(
     for (k, v) in db.app_env() {
         dotenv.push_str(&format!("{k}={v}\n"));
     }
-    dotenv.push_str(&format!("PORT={port}\n"));
+    dotenv.push_str(&format!("PORT={port}\nAPP_TAG=1.0.0   # the release\n"));
     std::fs::write(project.dir.path().join(".env"), &dotenv).unwrap();
     let image = env.specimen_tag("1.0.0");
     std::fs::write(
@@ -110,7 +111,7 @@ x-common: &common
 services:
   server:
     <<: *common
-    image: \"{image}\"   # the release
+    image: \"{repository}:${{APP_TAG:-1.0.0}}\"   # the release, from .env
     network_mode: host
     volumes:
       - storage:/data/storage
@@ -125,10 +126,12 @@ services:
 
 volumes:
   storage: {{}}
-"
+",
+            repository = env.specimen_image(),
         ),
     )
     .unwrap();
+    let compose_before = std::fs::read_to_string(project.file()).unwrap();
     docker(&["pull", "-q", &image]);
     project.compose(&["up", "-d", "server"]);
     let client = SpecimenClient::new(format!("http://127.0.0.1:{port}"));
@@ -198,7 +201,19 @@ volumes:
         assert!(Instant::now() < deadline, "1.1.0 never answered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The compose file now names the release, so Compose keeps running it.
-    let file = std::fs::read_to_string(project.file()).unwrap();
-    assert!(file.contains(&env.specimen_tag("1.1.0")), "{file}");
+    // The release is in .env's APP_TAG line, the one line that changed, so Compose keeps
+    // running it; the compose file is as it was.
+    assert_eq!(
+        std::fs::read_to_string(project.file()).unwrap(),
+        compose_before
+    );
+    let after = std::fs::read_to_string(project.dir.path().join(".env")).unwrap();
+    let changed: Vec<(&str, &str)> = dotenv
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "{after}");
+    assert!(changed[0].1.starts_with("APP_TAG=1.1.0"), "{after}");
+    assert_eq!(dotenv.lines().count(), after.lines().count(), "{after}");
 }
