@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cutover_core::check::Check;
 use cutover_core::{
-    BackupMode, Backups, Driver, Engine, Error, EventSink, Journal, Plan, Settings, SqliteJournal,
+    BackupMode, Backups, Driver, Engine, Error, Journal, Plan, Settings, SqliteJournal,
 };
 use serde_json::json;
 
@@ -131,7 +131,7 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
         ..Settings::new(config.app.name.clone())
     };
     let engine = Engine::new(
-        driver.clone(),
+        driver,
         backups.unwrap_or_else(|| Arc::new(NoBackups)),
         Arc::new(journal),
         settings,
@@ -161,28 +161,7 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
     let (seen, found) = engine.checks(&plan).await;
     checks.extend(found.into_iter().filter(|c| c.name != "keep"));
     if let (Some(to), Some(_)) = (&to, &seen) {
-        let pulled = tokio::time::timeout(
-            engine.settings().call_timeout,
-            driver.pull(to, &EventSink::discard()),
-        )
-        .await;
-        checks.push(match pulled {
-            Ok(Ok(p)) => Check::passed(
-                "tag",
-                match p.digest {
-                    Some(d) => format!("{to} resolves to {d}"),
-                    None => format!("{to} was pulled"),
-                },
-            ),
-            Ok(Err(e)) => Check::failed("tag", e),
-            Err(_) => Check::failed(
-                "tag",
-                Error::new(
-                    cutover_core::ErrorKind::Timeout,
-                    format!("pulling {to} took longer than [driver] call_timeout"),
-                ),
-            ),
-        });
+        checks.push(engine.pull_check(to).await);
     }
     checks.push(journal_check(config).await);
     checks

@@ -214,7 +214,7 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
         Command::Plan(args) => plan(&config, &engine, args, renderer).await,
         Command::Upgrade(args) => {
             let plan = upgrade_plan(&config, args)?;
-            finish(drive(&engine, engine.start(plan)).await?, false)
+            finish(drive(&engine, engine.start(plan)).await?)
         }
         Command::Rollback {
             backup,
@@ -245,36 +245,22 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
                     return Ok(declined());
                 }
             }
-            finish(drive(&engine, engine.start(plan)).await?, true)
+            finish(drive(&engine, engine.start(plan)).await?)
         }
         Command::Resume {
             run,
             rollback: back,
         } => {
-            let rollback = match run {
-                Some(id) => engine
-                    .journal()
-                    .run(id)
-                    .await?
-                    .is_some_and(|r| r.header.kind() == cutover_core::RunKind::Rollback),
-                None => engine
-                    .open_run()
-                    .await?
-                    .is_some_and(|h| h.kind() == cutover_core::RunKind::Rollback),
-            };
             let mode = if *back {
                 cutover_core::Resume::RollBack
             } else {
                 cutover_core::Resume::Continue
             };
-            finish(
-                drive(&engine, engine.resume_as(run.as_deref(), mode)).await?,
-                rollback || *back,
-            )
+            finish(drive(&engine, engine.resume_as(run.as_deref(), mode)).await?)
         }
         Command::Status => crate::status::status(&engine, renderer).await,
         Command::History { limit, run } => history(&engine, *limit, run.as_deref(), renderer).await,
-        Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?, false),
+        Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?),
         Command::Backups(sub) => backups(&config, &engine, sub, renderer).await,
         Command::Restore {
             id,
@@ -290,10 +276,7 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
                     return Ok(declined());
                 }
             }
-            finish(
-                drive(&engine, engine.start(Plan::Restore { backup, safety })).await?,
-                false,
-            )
+            finish(drive(&engine, engine.start(Plan::Restore { backup, safety })).await?)
         }
         Command::Unlock { force } => unlock(&engine, *force, renderer).await,
         Command::Check { .. }
@@ -404,11 +387,8 @@ fn store(config: &Config) -> Outcome<Arc<dyn Store>> {
     Ok(Arc::new(LocalStore::new(config.resolve(store))))
 }
 
-fn finish(finished: Finished, rollback_requested: bool) -> Outcome {
-    Ok(exit::for_outcome(
-        finished.report.outcome,
-        rollback_requested,
-    ))
+fn finish(finished: Finished) -> Outcome {
+    Ok(exit::for_class(finished.class()))
 }
 
 /// Runs `run` while the first interrupting signal — Ctrl-C (SIGINT), SIGTERM (systemd,
@@ -550,11 +530,11 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
     let steps = Run::new(plan.clone()).preview(&baseline);
     // The estimate comes from the last upgrade's own timings, if there is one.
     let mut estimate_ms = None;
-    for header in engine.journal().runs(&config.app.name, 50).await? {
+    for header in engine.runs(50).await? {
         if header.kind() != cutover_core::RunKind::Upgrade {
             continue;
         }
-        if let Some(record) = engine.journal().run(&header.id).await? {
+        if let Some(record) = engine.run(&header.id).await? {
             let d = record.step_durations();
             if d.iter()
                 .any(|(s, _, failed)| *s == Step::AwaitLeader && !failed)
@@ -656,7 +636,7 @@ async fn history(engine: &Engine, limit: u32, run: Option<&str>, r: &Renderer) -
     let mut rows = Vec::new();
     let headers = match run {
         Some(id) => {
-            match engine.journal().run(id).await? {
+            match engine.run(id).await? {
                 Some(record) if record.header.target == *target => vec![record.header],
                 _ => {
                     return Err(cutover_core::Error::new(
@@ -667,10 +647,10 @@ async fn history(engine: &Engine, limit: u32, run: Option<&str>, r: &Renderer) -
                 }
             }
         }
-        None => engine.journal().runs(target, limit).await?,
+        None => engine.runs(limit).await?,
     };
     for header in headers {
-        let Some(record) = engine.journal().run(&header.id).await? else {
+        let Some(record) = engine.run(&header.id).await? else {
             continue;
         };
         rows.push(history_row(&header, &record));
@@ -836,13 +816,13 @@ async fn backups(config: &Config, engine: &Engine, sub: &BackupsCommand, r: &Ren
                 backup: id.parse()?,
                 restore_test: *restore_test,
             };
-            return finish(drive(engine, engine.start(plan)).await?, false);
+            return finish(drive(engine, engine.start(plan)).await?);
         }
         BackupsCommand::Prune { keep } => {
             let plan = Plan::Prune {
                 keep: keep.unwrap_or(config.backup.keep),
             };
-            return finish(drive(engine, engine.start(plan)).await?, false);
+            return finish(drive(engine, engine.start(plan)).await?);
         }
     }
     Ok(exit::SUCCESS)
@@ -855,13 +835,7 @@ async fn unlock(engine: &Engine, force: bool, r: &Renderer) -> Outcome {
         )
         .into());
     }
-    let target = &engine.settings().target;
-    let removed = engine.journal().force_release(target).await?;
-    if let Some(info) = &removed
-        && engine.driver().capabilities().lock
-    {
-        engine.driver().unlock(&info.holder).await?;
-    }
+    let removed = engine.force_unlock().await?;
     r.document(
         json!({ "command": "unlock", "removed": removed.as_ref().map(|l| l.holder.run.clone()) }),
         || match &removed {

@@ -424,7 +424,7 @@ mod tests {
 name = "apidog"
 image = "127.0.0.1:5000/apidog/server"
 [driver]
-kind = "fake"
+kind = "docker"
 "#;
 
     #[test]

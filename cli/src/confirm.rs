@@ -222,8 +222,7 @@ impl Taken {
 
 /// When the run that took backup `id` finished its backup step, from the journal.
 async fn journaled_at(engine: &Engine, id: &BackupId) -> Result<Option<u64>> {
-    let journal = engine.journal();
-    for header in journal.runs(&engine.settings().target, RUNS_READ).await? {
+    for header in engine.runs(RUNS_READ).await? {
         if header
             .report
             .as_ref()
@@ -232,7 +231,7 @@ async fn journaled_at(engine: &Engine, id: &BackupId) -> Result<Option<u64>> {
         {
             continue;
         }
-        if let Some(record) = journal.run(&header.id).await?
+        if let Some(record) = engine.run(&header.id).await?
             && let Some((_, at)) = record.backup_taken()
         {
             return Ok(Some(at));
@@ -248,12 +247,11 @@ async fn undone_upgrade(
     snapshot: &Snapshot,
     backup: Option<&BackupRef>,
 ) -> Result<Option<RunHeader>> {
-    let journal = engine.journal();
-    for header in journal.runs(&engine.settings().target, RUNS_READ).await? {
+    for header in engine.runs(RUNS_READ).await? {
         if header.kind() != RunKind::Upgrade {
             continue;
         }
-        let Some(record) = journal.run(&header.id).await? else {
+        let Some(record) = engine.run(&header.id).await? else {
             continue;
         };
         if record.snapshot_taken() == Some(snapshot)
@@ -268,8 +266,7 @@ async fn undone_upgrade(
 /// The runs of the target that ended at or after `since_ms` (or have not ended), oldest
 /// first, without the `backup` run that took `backup` itself.
 async fn runs_since(engine: &Engine, since_ms: u64, backup: Option<&BackupId>) -> Result<String> {
-    let target = &engine.settings().target;
-    let headers = engine.journal().runs(target, RUNS_READ).await?;
+    let headers = engine.runs(RUNS_READ).await?;
     // Newest first: once the oldest run read ended before the backup, none is missing.
     let all_read = headers.len() < RUNS_READ as usize
         || headers
@@ -286,7 +283,7 @@ async fn runs_since(engine: &Engine, since_ms: u64, backup: Option<&BackupId>) -
         })
         .collect();
     since.reverse();
-    Ok(list_runs(target, &since, all_read))
+    Ok(list_runs(&engine.settings().target, &since, all_read))
 }
 
 /// The runs as lines, at most [`RUNS_SHOWN`] of them, then how many more.

@@ -315,7 +315,7 @@ mod tests {
         let toml = dir.join("cutover.toml");
         std::fs::write(
             &toml,
-            "[app]\nname = \"a\"\nimage = \"r/x\"\n[driver]\nkind = \"fake\"\n",
+            "[app]\nname = \"a\"\nimage = \"r/x\"\n[driver]\nkind = \"docker\"\n",
         )
         .unwrap();
         Config::load(Some(&toml)).unwrap()

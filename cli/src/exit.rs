@@ -1,6 +1,6 @@
 //! The documented exit codes.
 
-use cutover_core::{ErrorKind, Outcome};
+use cutover_core::{Class, ErrorKind};
 
 /// The run did what was asked.
 pub const SUCCESS: u8 = 0;
@@ -21,18 +21,13 @@ pub const DECLINED: u8 = 7;
 /// Stopped at once by a second interrupt; `cutover resume` continues.
 pub const INTERRUPTED: u8 = 130;
 
-/// The exit code of a run's outcome (`manual` for runs whose success is a rollback).
-pub fn for_outcome(outcome: Outcome, rollback_requested: bool) -> u8 {
-    match outcome {
-        Outcome::Upgraded
-        | Outcome::BackedUp
-        | Outcome::Restored
-        | Outcome::Verified
-        | Outcome::Pruned => SUCCESS,
-        Outcome::RolledBack if rollback_requested => SUCCESS,
-        Outcome::RolledBack => ROLLED_BACK,
-        Outcome::Aborted => ABORTED,
-        Outcome::Failed => NEEDS_INTERVENTION,
+/// The exit code of a finished run's class.
+pub fn for_class(class: Class) -> u8 {
+    match class {
+        Class::Aborted => ABORTED,
+        Class::RolledBack => ROLLED_BACK,
+        Class::NeedsIntervention => NEEDS_INTERVENTION,
+        _ => SUCCESS,
     }
 }
 

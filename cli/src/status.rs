@@ -6,7 +6,7 @@
 //! definition (another version running, instances exited or restarting, fewer running
 //! than asked for) the output says so, naming each version and how many run it.
 
-use cutover_core::journal::{Journal, RunHeader, RunStatus};
+use cutover_core::journal::{RunHeader, RunStatus};
 use cutover_core::{Engine, ImageRef, InstanceLogs, Observed, Outcome as RunOutcome};
 use serde::Serialize;
 use serde_json::json;
@@ -146,17 +146,16 @@ pub(crate) fn differences(seen: &Observed) -> Vec<String> {
 /// The newest of the last runs that ended rolled back or failed, with the instance logs
 /// its failed steps kept.
 async fn last_failure(
-    journal: &dyn Journal,
-    target: &str,
+    engine: &Engine,
 ) -> cutover_core::Result<Option<(RunHeader, Vec<InstanceLogs>)>> {
-    for header in journal.runs(target, 20).await? {
+    for header in engine.runs(20).await? {
         if !matches!(
             header.status,
             RunStatus::Stopped(RunOutcome::RolledBack | RunOutcome::Failed)
         ) {
             continue;
         }
-        let kept = match journal.run(&header.id).await? {
+        let kept = match engine.run(&header.id).await? {
             Some(record) => evidence_of(&record),
             None => Vec::new(),
         };
@@ -167,10 +166,10 @@ async fn last_failure(
 
 pub(crate) async fn status(engine: &Engine, r: &Renderer) -> Outcome {
     let target = &engine.settings().target;
-    let seen = engine.driver().observe().await;
-    let lock = engine.journal().lock(target).await?;
-    let last = engine.journal().runs(target, 1).await?.into_iter().next();
-    let failure = last_failure(engine.journal().as_ref(), target).await?;
+    let seen = engine.observe().await;
+    let lock = engine.lock_info().await?;
+    let last = engine.runs(1).await?.into_iter().next();
+    let failure = last_failure(engine).await?;
     let stale = engine.settings().stale_after;
     let open = match &lock {
         Some(l) if !l.is_live(stale) => Some(l.holder.run.clone()),

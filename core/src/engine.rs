@@ -34,8 +34,8 @@ use crate::event::{EventKind, EventSink, Unit, human_bytes, human_rate};
 use crate::health::{HealthCheck, await_ready};
 use crate::journal::{Entry, Journal, RunHeader, RunStatus, new_run_id, now_ms, this_host};
 use crate::machine::{
-    Action, Baseline, Effect, Input, Next, Outcome, Phase, Plan, Report, Run, Step, refuse_upgrade,
-    step,
+    Action, Baseline, Effect, Input, Next, Outcome, Phase, Plan, Report, Run, RunKind, Step,
+    refuse_upgrade, step,
 };
 use crate::{Error, ErrorKind, Output, Result};
 
@@ -102,12 +102,45 @@ pub enum Resume {
 pub struct Finished {
     /// The run's id.
     pub run: String,
+    /// What kind of run it was.
+    pub kind: RunKind,
+    /// Whether going back was what was asked: a rollback run, or `resume` of a run told to
+    /// roll back. A `rolled_back` outcome is then a success.
+    pub rollback_asked: bool,
     /// The machine's report.
     pub report: Report,
     /// The operator-facing summary (also sent as the outcome event).
     pub message: String,
     /// The command to run next, if any.
     pub next: Option<String>,
+}
+
+/// How a finished run ended for whoever asked for it: what a front end reports (the CLI
+/// maps each to an exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Class {
+    /// It did what was asked (for a rollback, or a resume told to roll back: rolled back).
+    Success,
+    /// It stopped before changing anything, or put back what it had stopped.
+    Aborted,
+    /// An upgrade failed and was rolled back: old image, old data.
+    RolledBack,
+    /// It failed and holds the lock: see [`Finished::next`].
+    NeedsIntervention,
+}
+
+impl Finished {
+    /// How the run ended for whoever asked for it.
+    pub fn class(&self) -> Class {
+        match self.report.outcome {
+            Outcome::RolledBack if self.rollback_asked => Class::Success,
+            Outcome::RolledBack => Class::RolledBack,
+            Outcome::Aborted => Class::Aborted,
+            Outcome::Failed => Class::NeedsIntervention,
+            _ => Class::Success,
+        }
+    }
 }
 
 /// Drives runs of the state machine for one target.
@@ -315,8 +348,11 @@ impl Engine {
                     safety: None,
                 });
                 let (message, next) = describe(&record.fold().0, &report, &id);
+                let kind = record.header.kind();
                 return Ok(Finished {
                     run: id,
+                    kind,
+                    rollback_asked: kind == RunKind::Rollback || mode == Resume::RollBack,
                     report,
                     message: format!("run already ended: {message}"),
                     next,
@@ -379,7 +415,9 @@ impl Engine {
             )),
             _ => {}
         }
-        self.drive(&holder, run, true, notes).await
+        let mut finished = self.drive(&holder, run, true, notes).await?;
+        finished.rollback_asked |= mode == Resume::RollBack;
+        Ok(finished)
     }
 
     /// The plan that rolls back the newest successful upgrade of the target, or the one
@@ -619,6 +657,8 @@ impl Engine {
         });
         Ok(Finished {
             run: id.to_string(),
+            kind: run.plan.kind(),
+            rollback_asked: run.plan.kind() == RunKind::Rollback,
             report,
             message,
             next,
@@ -1076,13 +1116,13 @@ pub fn about(effect: &Effect) -> String {
 }
 
 /// A limit on one driver call ([`Settings::call_timeout`]).
-struct Bounded {
-    what: &'static str,
-    limit: Duration,
+pub(crate) struct Bounded {
+    pub(crate) what: &'static str,
+    pub(crate) limit: Duration,
 }
 
 impl Bounded {
-    async fn run<T>(self, call: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn run<T>(self, call: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.limit, call).await {
             Ok(result) => result,
             Err(_) => Err(Error::new(

@@ -27,6 +27,7 @@ pub mod health;
 pub mod image;
 pub mod journal;
 pub mod machine;
+mod queries;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -36,7 +37,7 @@ pub use driver::{
     ByteSink, ByteStream, Capabilities, Driver, DriverExt, DriverInfo, ExecIo, ExecTarget,
     ExitStatus, Holder, Instance, Observed, Pulled, SharedDriver, Snapshot,
 };
-pub use engine::{DEFAULT_CALL_TIMEOUT, Engine, Finished, Resume, Settings};
+pub use engine::{Class, DEFAULT_CALL_TIMEOUT, Engine, Finished, Resume, Settings};
 pub use error::{Error, ErrorKind, Failure, InstanceLogs, Result};
 pub use event::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 pub use health::HealthCheck;
