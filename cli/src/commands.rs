@@ -10,7 +10,7 @@ use clap::CommandFactory as _;
 use cutover_core::backup::S3Store;
 use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
 use cutover_core::journal::{Entry, Journal, RunHeader, RunRecord, RunStatus};
-use cutover_core::machine::{Baseline, Run, Step};
+use cutover_core::preview::{PREFLIGHT_STOP, Preview};
 use cutover_core::{
     BackupId, BackupMode, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error,
     ErrorKind, EventSink, ExecTarget, Finished, Output, Plan, Settings, SqliteJournal,
@@ -472,90 +472,25 @@ fn upgrade_plan(config: &Config, args: &UpgradeArgs) -> Outcome<Plan> {
     })
 }
 
-/// The steps from stop until the leader is healthy: the downtime window.
-const DOWNTIME: [Step; 5] = [
-    Step::Stop,
-    Step::Backup,
-    Step::SetImage,
-    Step::StartLeader,
-    Step::AwaitLeader,
-];
-
-/// How `plan` words a failed preflight check among its warnings.
-const PREFLIGHT_STOP: &str = "the upgrade would stop in preflight";
-
 async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer) -> Outcome {
     let plan = upgrade_plan(config, args)?;
-    let Plan::Upgrade {
-        to,
-        backup,
-        replicas,
-        ..
-    } = &plan
-    else {
+    let Plan::Upgrade { to, replicas, .. } = &plan else {
         unreachable!("upgrade_plan builds an upgrade")
     };
-    // The upgrade's own preflight checks, made by the same code.
-    let (seen, checks) = engine.checks(&plan).await;
-    let Some(seen) = seen else {
-        // Without an observation there are no steps to show: the driver's error says why.
-        let failed = checks.into_iter().find_map(|c| c.result.err());
-        return Err(failed
-            .unwrap_or_else(|| Error::new(ErrorKind::Other, "the deployment could not be observed"))
-            .into());
-    };
-    let baseline = Baseline::of(&seen);
-    let mut warnings = Vec::new();
-    for check in &checks {
-        if let Err(e) = &check.result {
-            warnings.push(format!("{PREFLIGHT_STOP} ({}): {}", check.name, e.report()));
-        }
-    }
-    match backup {
-        BackupMode::Online => warnings.push(
-            "online backup: writes between the backup and the stop are lost if the upgrade rolls back".into(),
-        ),
-        BackupMode::Skip => warnings.push(
-            "NO BACKUP: a rollback restores the image only; the old image may fail on the migrated schema".into(),
-        ),
-        BackupMode::Offline => {}
-    }
-    if let Some(open) = engine.open_run().await? {
-        warnings.push(format!(
-            "run {} holds the lock ({}); the upgrade would be refused until it ends",
-            open.id,
-            open.kind().as_str()
-        ));
-    }
-    let steps = Run::new(plan.clone()).preview(&baseline);
-    // The estimate comes from the last upgrade's own timings, if there is one.
-    let mut estimate_ms = None;
-    for header in engine.runs(50).await? {
-        if header.kind() != cutover_core::RunKind::Upgrade {
-            continue;
-        }
-        if let Some(record) = engine.run(&header.id).await? {
-            let d = record.step_durations();
-            if d.iter()
-                .any(|(s, _, failed)| *s == Step::AwaitLeader && !failed)
-            {
-                estimate_ms = Some(
-                    d.iter()
-                        .filter(|(s, _, _)| DOWNTIME.contains(s))
-                        .map(|(_, ms, _)| ms)
-                        .sum::<u64>(),
-                );
-                break;
-            }
-        }
-    }
+    let Preview {
+        seen,
+        checks,
+        steps,
+        downtime_estimate_ms: estimate_ms,
+        warnings,
+    } = engine.preview(&plan).await?;
     let step_docs: Vec<_> = steps
         .iter()
         .map(|e| {
             json!({
                 "step": e.step.as_str(),
                 "about": cutover_core::engine::about(e),
-                "downtime": DOWNTIME.contains(&e.step),
+                "downtime": Preview::is_downtime(e.step),
             })
         })
         .collect();
@@ -579,7 +514,7 @@ async fn plan(config: &Config, engine: &Engine, args: &UpgradeArgs, r: &Renderer
                 config.app.name, seen.image, seen.replicas
             );
             for (i, e) in steps.iter().enumerate() {
-                let mark = if DOWNTIME.contains(&e.step) {
+                let mark = if Preview::is_downtime(e.step) {
                     "▼"
                 } else {
                     " "

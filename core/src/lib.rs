@@ -27,6 +27,7 @@ pub mod health;
 pub mod image;
 pub mod journal;
 pub mod machine;
+pub mod preview;
 mod queries;
 #[cfg(feature = "testkit")]
 pub mod testkit;
