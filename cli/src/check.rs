@@ -18,10 +18,10 @@ use cutover_core::{
 use serde_json::json;
 
 use crate::args::Cli;
-use crate::commands::{NoBackups, dump_backups};
+use crate::commands::{NoBackups, driver_context, dump_backups};
 use crate::config::Config;
 use crate::exit;
-use crate::registry::{DriverContext, Registry};
+use crate::registry::Registry;
 use crate::render::Renderer;
 use crate::unreachable::Unreachable;
 
@@ -79,16 +79,7 @@ pub async fn run(cli: &Cli, registry: &Registry, r: &Renderer, to: Option<&str>)
 async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     let kind = config.driver.kind.clone();
-    let built = registry
-        .build(DriverContext {
-            kind: kind.clone(),
-            table: config.driver_table(),
-            repository: config.repository(),
-            app: config.app.name.clone(),
-            base_dir: config.base_dir.clone(),
-            source: cli.config.display().to_string(),
-        })
-        .await;
+    let built = registry.build(driver_context(config, &cli.config)).await;
     // A backend that cannot be reached fails the engine's "driver" check with the reason.
     let (driver, own): (Arc<dyn Driver>, _) = match built {
         Ok(t) => (t.driver, t.backups),

@@ -7,8 +7,9 @@
 //! checked config upgrades with no password in cutover's environment. Without
 //! `[database]`, the backup commands say there is nothing instead of answering "none".
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cutover_tests::{
@@ -17,7 +18,7 @@ use cutover_tests::{
 };
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+use common::{cutover_unaided as cutover, text};
 
 /// The specimen started from its `.env`, as a vendor's `docker run --env-file` would.
 struct App {
@@ -32,26 +33,6 @@ impl Drop for App {
             let _ = docker_command().args(["rm", "-f", id]).output();
         }
     }
-}
-
-/// The binary, with no password anywhere in its environment.
-fn cutover(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("CUTOVER_DATABASE__PASSWORD")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cutover")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `check … --output json`: the exit code and the document.

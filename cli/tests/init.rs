@@ -5,15 +5,17 @@
 //! the volume and holds no secret; `cutover check` passes with it; and the upgrade
 //! succeeds with no password given to cutover (it reads the app's own `.env`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cutover_tests::{
     Engine, ScratchDatabase, SpecimenClient, TestEnv, UP_HINT, docker, free_port, unique_name,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+use common::{cutover_unaided as cutover, text};
 
 /// The project: `docker-compose down -v` on drop.
 struct Project {
@@ -60,25 +62,6 @@ impl Drop for Project {
             .args(["down", "-v"])
             .output();
     }
-}
-
-fn cutover(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("CUTOVER_DATABASE__PASSWORD")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cutover")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,6 +82,18 @@ pub async fn run(cli: Cli, registry: Registry, renderer: &Renderer) -> u8 {
 }
 
 /// Everything a command needs.
+/// What the registry needs to build the configured driver.
+pub(crate) fn driver_context(config: &Config, source: &std::path::Path) -> DriverContext {
+    DriverContext {
+        kind: config.driver.kind.clone(),
+        table: config.driver_table(),
+        repository: config.repository(),
+        app: config.app.name.clone(),
+        base_dir: config.base_dir.clone(),
+        source: source.display().to_string(),
+    }
+}
+
 struct Setup {
     config: Config,
     engine: Engine,
@@ -90,16 +102,7 @@ struct Setup {
 async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Setup> {
     let config = Config::load(Some(&cli.config))?;
     let kind = config.driver.kind.clone();
-    let built = registry
-        .build(DriverContext {
-            kind: kind.clone(),
-            table: config.driver_table(),
-            repository: config.repository(),
-            app: config.app.name.clone(),
-            base_dir: config.base_dir.clone(),
-            source: cli.config.display().to_string(),
-        })
-        .await;
+    let built = registry.build(driver_context(&config, &cli.config)).await;
     let target = match built {
         Ok(target) => target,
         // A setting the driver refuses is a configuration error like any other.

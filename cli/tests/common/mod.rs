@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use cutover_tests::Engine;
 
@@ -54,4 +54,26 @@ pub fn cutover(config: &Path, password: &str, args: &[&str]) -> Command {
         .env("CUTOVER_DATABASE__PASSWORD", password)
         .stdin(Stdio::null());
     command
+}
+
+/// The binary with `config` and `args`, no database password anywhere in its environment
+/// (so it must come from the configuration's own sources) and no standard input.
+pub fn cutover_unaided(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("CUTOVER_DATABASE__PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cutover")
+}
+
+/// Standard output and standard error, for assertions and their messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
