@@ -196,6 +196,52 @@ pub struct Snapshot {
     pub data: serde_json::Value,
 }
 
+impl Snapshot {
+    /// A snapshot by driver `kind` of a definition running `image` × `replicas`, holding
+    /// the driver's own `data`.
+    ///
+    /// # Errors
+    /// `Other` when `data` cannot be written as JSON.
+    pub fn of(
+        kind: &str,
+        image: ImageRef,
+        replicas: u32,
+        data: &impl Serialize,
+    ) -> Result<Snapshot> {
+        let data = serde_json::to_value(data).map_err(|e| {
+            Error::new(
+                crate::ErrorKind::Other,
+                format!("the {kind} driver's snapshot cannot be written as JSON: {e}"),
+            )
+            .with_operation("snapshot")
+        })?;
+        Ok(Snapshot {
+            driver: kind.to_string(),
+            image,
+            replicas,
+            data,
+        })
+    }
+
+    /// The data of a snapshot by driver `kind`.
+    ///
+    /// # Errors
+    /// `InvalidInput` when another driver took it, or its data is not `T`.
+    pub fn data_of<T: serde::de::DeserializeOwned>(&self, kind: &str) -> Result<T> {
+        if self.driver != kind {
+            return Err(Error::invalid(format!(
+                "the snapshot was taken by the {} driver, not the {kind} driver",
+                self.driver
+            ))
+            .with_operation("restore"));
+        }
+        serde_json::from_value(self.data.clone()).map_err(|e| {
+            Error::invalid(format!("the snapshot's data is not a {kind} snapshot: {e}"))
+                .with_operation("restore")
+        })
+    }
+}
+
 /// Where [`Driver::exec`], [`Driver::archive`] and [`Driver::unarchive`] act.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "name")]

@@ -439,19 +439,12 @@ impl Driver for DockerDriver {
             salt,
             instances,
         };
-        Ok(Snapshot {
-            driver: KIND.to_string(),
-            image: parse_image(&def.image, "snapshot", "")?,
-            replicas: data.instances.len() as u32,
-            data: serde_json::to_value(&data).map_err(|e| {
-                error::driver(
-                    ErrorKind::Other,
-                    "snapshot",
-                    "",
-                    format!("cannot serialise: {e}"),
-                )
-            })?,
-        })
+        Snapshot::of(
+            KIND,
+            parse_image(&def.image, "snapshot", "")?,
+            data.instances.len() as u32,
+            &data,
+        )
     }
 
     async fn set_image(&self, image: &ImageRef) -> Result<()> {
@@ -522,14 +515,7 @@ impl Driver for DockerDriver {
     }
 
     async fn restore(&self, snap: &Snapshot) -> Result<()> {
-        if snap.driver != KIND {
-            return Err(invalid_snapshot(format!(
-                "the snapshot was taken by the {} driver, not docker",
-                snap.driver
-            )));
-        }
-        let data: SnapshotData = serde_json::from_value(snap.data.clone())
-            .map_err(|e| invalid_snapshot(format!("unreadable docker snapshot: {e}")))?;
+        let data: SnapshotData = snap.data_of(KIND)?;
         if data.format != snapshot::FORMAT || data.target != self.selector.key() {
             return Err(invalid_snapshot(format!(
                 "the snapshot is of {} (format {}), not {}",

@@ -128,17 +128,7 @@ fn refill(d: &KubernetesDriver, data: &SnapshotData, live: &Value) -> Result<Val
 
 pub(crate) async fn restore(d: &KubernetesDriver, snap: &Snapshot) -> Result<()> {
     let invalid = |m: String| error::driver(ErrorKind::InvalidInput, "restore", &d.subject(), m);
-    if snap.driver != KIND {
-        return Err(invalid(format!(
-            "the snapshot was taken by the {} driver, not the kubernetes driver",
-            snap.driver
-        )));
-    }
-    let data: SnapshotData = serde_json::from_value(snap.data.clone()).map_err(|e| {
-        invalid(format!(
-            "the snapshot's data is not a kubernetes snapshot: {e}"
-        ))
-    })?;
+    let data: SnapshotData = snap.data_of(KIND)?;
     if data.kind != d.kind || data.name != d.name || data.namespace != d.namespace {
         return Err(invalid(format!(
             "the snapshot is of {} {}/{}, not of {}",

@@ -545,19 +545,12 @@ impl Driver for SshDriver {
             leader: self.leader().to_string(),
             hosts,
         };
-        Ok(Snapshot {
-            driver: KIND.to_string(),
-            image: image.expect("the leader was snapshotted"),
+        Snapshot::of(
+            KIND,
+            image.expect("the leader was snapshotted"),
             replicas,
-            data: serde_json::to_value(&data).map_err(|e| {
-                error::driver(
-                    ErrorKind::Other,
-                    "snapshot",
-                    "",
-                    format!("cannot serialise: {e}"),
-                )
-            })?,
-        })
+            &data,
+        )
     }
 
     async fn set_image(&self, image: &ImageRef) -> Result<()> {
@@ -598,14 +591,7 @@ impl Driver for SshDriver {
     async fn restore(&self, snap: &Snapshot) -> Result<()> {
         let invalid =
             |message: String| error::driver(ErrorKind::InvalidInput, "restore", "", message);
-        if snap.driver != KIND {
-            return Err(invalid(format!(
-                "the snapshot was taken by the {} driver, not ssh",
-                snap.driver
-            )));
-        }
-        let data: FleetSnapshot = serde_json::from_value(snap.data.clone())
-            .map_err(|e| invalid(format!("unreadable ssh snapshot: {e}")))?;
+        let data: FleetSnapshot = snap.data_of(KIND)?;
         if data.format != FORMAT {
             return Err(invalid(format!(
                 "ssh snapshot format {} is unknown",
