@@ -227,12 +227,15 @@ impl fmt::Display for Error {
     }
 }
 
+// The journal's database errors; the contract alone (without `engine`) has no database.
+#[cfg(feature = "engine")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::new(ErrorKind::Journal, "journal database error").with_source(e)
     }
 }
 
+#[cfg(feature = "engine")]
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         Error::new(ErrorKind::Journal, "journal schema migration failed").with_source(e)
