@@ -258,7 +258,7 @@ pub struct Failure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// What the failed instances printed last, captured before anything removed them
-    /// (see [`crate::evidence`]); empty for failures that are not an instance's, and in
+    /// (see the engine's `evidence` module); empty for failures that are not an instance's, and in
     /// journals written before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<InstanceLogs>,
@@ -271,7 +271,7 @@ pub struct InstanceLogs {
     pub instance: String,
     /// The image it ran.
     pub image: String,
-    /// Its last lines, oldest first (at most [`crate::evidence::TAIL_BYTES`] of them).
+    /// Its last lines, oldest first (at most `evidence::TAIL_BYTES` of them).
     pub tail: String,
     /// The file that keeps the lines the driver returned (mode 0600), when the engine has
     /// an evidence directory and could write it.
