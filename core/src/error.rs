@@ -227,12 +227,15 @@ impl fmt::Display for Error {
     }
 }
 
+// The journal's database errors; the contract alone (without `engine`) has no database.
+#[cfg(feature = "engine")]
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::new(ErrorKind::Journal, "journal database error").with_source(e)
     }
 }
 
+#[cfg(feature = "engine")]
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         Error::new(ErrorKind::Journal, "journal schema migration failed").with_source(e)
@@ -255,7 +258,7 @@ pub struct Failure {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// What the failed instances printed last, captured before anything removed them
-    /// (see [`crate::evidence`]); empty for failures that are not an instance's, and in
+    /// (see the engine's `evidence` module); empty for failures that are not an instance's, and in
     /// journals written before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<InstanceLogs>,
@@ -268,7 +271,7 @@ pub struct InstanceLogs {
     pub instance: String,
     /// The image it ran.
     pub image: String,
-    /// Its last lines, oldest first (at most [`crate::evidence::TAIL_BYTES`] of them).
+    /// Its last lines, oldest first (at most `evidence::TAIL_BYTES` of them).
     pub tail: String,
     /// The file that keeps the lines the driver returned (mode 0600), when the engine has
     /// an evidence directory and could write it.

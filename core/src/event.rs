@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Failure;
-use crate::machine::{Outcome, RunKind};
+use crate::run::{Outcome, RunKind};
 
 /// The schema identifier carried by every event.
 pub const EVENT_SCHEMA: &str = "cutover.event.v1";
@@ -199,6 +199,7 @@ impl EventSink {
     }
 
     /// The same sink, showing every event to `tap` before its subscriber.
+    #[cfg(feature = "engine")]
     pub(crate) fn tapped(&self, tap: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         let inner = self.subscriber.clone();
         Self {

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+#[cfg(feature = "engine")]
 use crate::backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use crate::driver::{
     ByteStream, Capabilities, Driver, DriverInfo, ExecIo, ExecTarget, ExitStatus, Holder, Instance,
@@ -114,6 +115,7 @@ struct State {
     history: Vec<String>,
     violations: Vec<String>,
     next_id: u32,
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))] // read by `FakeBackups`
     next_backup: u32,
     /// The instance that last migrated the data, until it is ready.
     migrator: Option<(String, ImageRef, Instant)>,
@@ -241,6 +243,7 @@ impl FakeDriver {
     }
 
     /// The backup engine over this deployment's database.
+    #[cfg(feature = "engine")]
     pub fn backups(&self) -> FakeBackups {
         FakeBackups { fake: self.clone() }
     }
@@ -804,11 +807,13 @@ impl Driver for FakeDriver {
 }
 
 /// The backup engine of a [`FakeDriver`]'s database: backups are copies of [`FakeData`].
+#[cfg(feature = "engine")]
 #[derive(Debug, Clone)]
 pub struct FakeBackups {
     fake: FakeDriver,
 }
 
+#[cfg(feature = "engine")]
 #[async_trait]
 impl Backups for FakeBackups {
     async fn preflight(&self, _driver: &dyn Driver) -> Result<()> {
