@@ -42,10 +42,6 @@ pub mod image;
 pub mod journal;
 #[cfg(feature = "engine")]
 pub mod machine;
-#[cfg(feature = "engine")]
-pub mod preview;
-#[cfg(feature = "engine")]
-mod queries;
 pub mod run;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -58,6 +54,8 @@ pub use driver::{
     ByteSink, ByteStream, Capabilities, Driver, DriverExt, DriverInfo, ExecIo, ExecTarget,
     ExitStatus, Holder, Instance, Observed, Pulled, SharedDriver, Snapshot,
 };
+#[cfg(feature = "engine")]
+pub use engine::preview;
 #[cfg(feature = "engine")]
 pub use engine::{Class, DEFAULT_CALL_TIMEOUT, Engine, Finished, Resume, Settings};
 pub use error::{Error, ErrorKind, Failure, InstanceLogs, Result};

@@ -7,9 +7,9 @@
 //!
 //! [`Settings::call_timeout`]: crate::Settings::call_timeout
 
+use super::{Bounded, Engine};
 use crate::check::Check;
 use crate::driver::{Observed, Pulled};
-use crate::engine::{Bounded, Engine};
 use crate::event::EventSink;
 use crate::journal::{LockInfo, RunHeader, RunRecord};
 use crate::{ImageRef, Result};

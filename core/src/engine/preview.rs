@@ -5,9 +5,9 @@
 //! observed, marks the downtime window, estimates its length from the last upgrade's own
 //! timings, and gathers the warnings an operator should read first.
 
+use super::Engine;
 use crate::check::Check;
 use crate::driver::Observed;
-use crate::engine::Engine;
 use crate::machine::{BackupMode, Baseline, Effect, Plan, Run, RunKind, Step};
 use crate::{Error, ErrorKind, Result};
 

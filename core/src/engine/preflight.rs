@@ -1,0 +1,213 @@
+//! The read-only checks before a run changes anything ([`Engine::checks`], which
+//! preflight and `cutover plan` share), and what an abort left behind.
+
+use super::{Bounded, Engine};
+use crate::backup::BackupId;
+use crate::check::{self, Check};
+use crate::driver::Observed;
+use crate::event::human_bytes;
+use crate::machine::{Baseline, Output, Plan, Report, refuse_upgrade};
+use crate::{Error, ErrorKind, Result};
+
+impl Engine {
+    /// Read-only checks before a run changes anything: the first failed one of
+    /// [`Engine::checks`].
+    pub(super) async fn preflight(&self, plan: &Plan) -> Result<Output> {
+        let (seen, checks) = self.checks(plan).await;
+        check::first_failure(checks)?;
+        match seen {
+            Some(seen) => Ok(Output::Observed(Baseline::of(&seen))),
+            // `checks` lists a failed driver check whenever it has no observation.
+            None => Err(Error::new(
+                ErrorKind::Other,
+                "the deployment could not be observed",
+            )),
+        }
+    }
+
+    /// Every check the preflight step of `plan` makes, in order, with what each found,
+    /// and the deployment as observed (`None` when the driver could not observe it).
+    /// Changes nothing; `cutover plan` shows these, and preflight fails with the first
+    /// failed one.
+    pub async fn checks(&self, plan: &Plan) -> (Option<Observed>, Vec<Check>) {
+        let driver = self.driver.as_ref();
+        let app = self.settings.target.as_str();
+        let mut checks = vec![Check::of(
+            "settings",
+            self.settings
+                .health
+                .validate()
+                .map(|()| "the health check is valid".into()),
+        )];
+        let seen = match driver.observe().await {
+            Ok(seen) => {
+                checks.push(Check::passed(
+                    "driver",
+                    format!(
+                        "{} answers: the definition runs {} with {} replicas",
+                        driver.info().kind,
+                        seen.image,
+                        seen.replicas
+                    ),
+                ));
+                Some(seen)
+            }
+            Err(e) => {
+                checks.push(Check::failed("driver", e));
+                None
+            }
+        };
+        match plan {
+            Plan::Upgrade {
+                to,
+                backup,
+                replicas,
+                allow_downgrade,
+            } => {
+                if let Some(seen) = &seen {
+                    let replicas = replicas.unwrap_or(seen.replicas);
+                    checks.push(
+                        match refuse_upgrade(&seen.image, to, *allow_downgrade, replicas) {
+                            Some(refusal) => {
+                                Check::failed("upgrade", Error::new(refusal.kind, refusal.message))
+                            }
+                            None => Check::passed(
+                                "upgrade",
+                                format!("{} to {to}, {replicas} replicas", seen.image),
+                            ),
+                        },
+                    );
+                }
+                if *backup != crate::BackupMode::Skip {
+                    checks.extend(self.backups.checks(driver).await);
+                }
+            }
+            Plan::Rollback {
+                snapshot, backup, ..
+            } => {
+                let kind = driver.info().kind;
+                checks.push(if snapshot.driver != kind {
+                    Check::failed(
+                        "rollback",
+                        Error::invalid(format!(
+                            "the snapshot to roll back to was taken by the {} driver, not {kind}",
+                            snapshot.driver
+                        )),
+                    )
+                } else if seen.as_ref().is_some_and(|s| s.image == snapshot.image) {
+                    Check::failed(
+                        "rollback",
+                        Error::invalid(format!(
+                            "the deployment already runs {}; there is no upgrade to roll back",
+                            snapshot.image
+                        )),
+                    )
+                } else {
+                    Check::passed(
+                        "rollback",
+                        format!("back to {}, {} replicas", snapshot.image, snapshot.replicas),
+                    )
+                });
+                if let Some(b) = backup {
+                    checks.extend(self.backups.checks(driver).await);
+                    checks.push(self.verified(&b.id, app).await);
+                }
+            }
+            Plan::Backup => checks.extend(self.backups.checks(driver).await),
+            Plan::Verify { restore_test, .. } => {
+                if *restore_test {
+                    checks.extend(self.backups.checks(driver).await);
+                }
+            }
+            Plan::Prune { keep } => {
+                checks.push(if *keep == 0 {
+                    Check::failed(
+                        "keep",
+                        Error::invalid(
+                            "keeping 0 backups would delete every backup, including the one a rollback needs; keep at least 1",
+                        ),
+                    )
+                } else {
+                    Check::passed("keep", format!("the newest {keep}"))
+                });
+            }
+            Plan::Restore { backup, .. } => {
+                checks.extend(self.backups.checks(driver).await);
+                checks.push(self.verified(backup, app).await);
+            }
+        }
+        (seen, checks)
+    }
+
+    /// The check that backup `id` of `app` is intact.
+    async fn verified(&self, id: &BackupId, app: &str) -> Check {
+        Check::of(
+            "backup",
+            self.backups
+                .verify(id, app)
+                .await
+                .map(|b| format!("{id} is intact ({})", human_bytes(b.bytes))),
+        )
+    }
+
+    /// After an abort, observes the deployment and compares it with what preflight saw:
+    /// the operator is told it runs as before only when it does. `None` when preflight
+    /// itself failed (nothing was observed, and nothing changed: preflight only reads).
+    pub(super) async fn check_aborted(
+        &self,
+        id: &str,
+        report: &Report,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let Some(record) = self.journal.run(id).await? else {
+            return Ok(None);
+        };
+        let Some(before) = record.baseline() else {
+            return Ok(None);
+        };
+        let cause = report
+            .cause
+            .as_ref()
+            .map_or(String::new(), |c| format!(": {c}"));
+        let bounded = Bounded {
+            what: "the driver's observe",
+            limit: self.settings.call_timeout,
+        };
+        let status = Some("cutover status".to_string());
+        let checked = match bounded.run(self.driver.observe()).await {
+            Ok(now) => {
+                let differences = crate::aftermath::differences(before, &now);
+                if !differences.is_empty() {
+                    (
+                        format!(
+                            "aborted{cause}, but the deployment is NOT as before: {}. cutover changes nothing more; check it with `cutover status` and put it right by hand",
+                            differences.join("; ")
+                        ),
+                        status,
+                    )
+                } else if record.started_stop() {
+                    (
+                        format!(
+                            "aborted{cause}; the instances it had stopped were started again and the deployment runs as before (observed)"
+                        ),
+                        None,
+                    )
+                } else {
+                    (
+                        format!(
+                            "stopped before changing anything{cause}; the deployment runs as before (observed)"
+                        ),
+                        None,
+                    )
+                }
+            }
+            Err(e) => (
+                format!(
+                    "aborted{cause}; the deployment could not be observed afterwards ({}), so whether it runs as before is unknown",
+                    e.report()
+                ),
+                status,
+            ),
+        };
+        Ok(Some(checked))
+    }
+}
