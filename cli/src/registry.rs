@@ -185,6 +185,14 @@ struct FakeSettings {
     /// Other tags that exist in the registry.
     #[serde(default)]
     tags: Vec<String>,
+    /// Tags that exist and are broken releases: their instances half-migrate the data and
+    /// exit.
+    #[serde(default)]
+    broken: Vec<String>,
+    /// Tags that exist and are unhealthy releases: their instances migrate and never
+    /// become ready.
+    #[serde(default)]
+    unhealthy: Vec<String>,
     /// How long a new instance takes to become ready.
     #[serde(default = "ready_after", with = "cutover_core::health::duration")]
     ready_after: std::time::Duration,
@@ -203,10 +211,14 @@ async fn fake_target(ctx: DriverContext) -> Result<Target> {
     let available = s
         .tags
         .iter()
+        .chain(&s.broken)
+        .chain(&s.unhealthy)
         .map(|t| ctx.repository.with_tag(t))
         .collect::<Result<Vec<_>>>()?;
     let mut config = FakeConfig::new(image, s.replicas, available);
     config.ready_after = s.ready_after;
+    config.broken = s.broken;
+    config.unhealthy = s.unhealthy;
     let fake = FakeDriver::new(config);
     Ok(Target {
         backups: Some(Arc::new(fake.backups())),

@@ -27,7 +27,9 @@ kind = "fake"
 [driver.fake]
 running = "v2.7.80"
 replicas = 3
-tags = ["v2.7.81", "v2.7.81-broken", "v2.7.81-unhealthy"]
+tags = ["v2.7.81"]
+broken = ["v2.7.81-broken"]
+unhealthy = ["v2.7.81-unhealthy"]
 ready_after = "{ready_after}"
 "#
         ),

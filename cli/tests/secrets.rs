@@ -32,7 +32,7 @@ async fn the_password_stays_out_of_argv_output_journal_and_backups() {
             dir.path(),
             engine,
             &url,
-            "replicas = 2\ntags = [\"v2.7.81\", \"v2.7.82-broken\"]\nready_after = \"10ms\"",
+            "replicas = 2\ntags = [\"v2.7.81\"]\nbroken = [\"v2.7.82-broken\"]\nready_after = \"10ms\"",
             "",
         );
 

@@ -437,11 +437,15 @@ pub trait Driver: fmt::Debug + Send + Sync + 'static {
         Err(Error::unsupported(&self.info().kind, "exec"))
     }
 
-    /// Streams `path` at `at` as a tar archive. Capability: `archive`.
+    /// Streams the directory `path` at `at` as a tar archive. Capability: `archive`.
     ///
     /// # Behavior
+    /// - The entries are the directory's content with names relative to it (`./`,
+    ///   `./name`, …), as `tar -C path -c .` writes them, with their modes.
     /// - Works on stopped instances and on volumes where the backend allows it.
     /// - Changes nothing.
+    /// - A path that does not exist fails, here or while the stream is read; it never
+    ///   reads as an archive.
     async fn archive(&self, at: &ExecTarget, path: &str) -> Result<ByteStream> {
         let _ = (at, path);
         Err(Error::unsupported(&self.info().kind, "archive"))
@@ -450,7 +454,9 @@ pub trait Driver: fmt::Debug + Send + Sync + 'static {
     /// Replaces the content of `path` at `at` with the tar archive `tar`. Capability: `archive`.
     ///
     /// # Behavior
-    /// - Afterwards `path` holds exactly the archive's entries.
+    /// - `tar` is as [`Driver::archive`] writes it: names relative to `path`.
+    /// - Afterwards `path` holds exactly the archive's entries, with their modes: an entry
+    ///   that was there and is not in the archive is gone.
     async fn unarchive(&self, at: &ExecTarget, path: &str, tar: ByteStream) -> Result<()> {
         let _ = (at, path, tar);
         Err(Error::unsupported(&self.info().kind, "unarchive"))

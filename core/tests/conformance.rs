@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cutover_core::testkit::conformance::ArchiveSpot;
 use cutover_core::testkit::{FakeConfig, FakeDriver, Fixture};
 use cutover_core::{Capabilities, Driver, ExecTarget};
 
@@ -14,6 +15,11 @@ fn fixture() -> Fixture {
         replicas: 2,
         exec_at: ExecTarget::AnyInstance,
         echo: vec!["echo".into(), "conformance".into()],
+        archive: ArchiveSpot::Dir {
+            at: ExecTarget::AnyInstance,
+            path: "/var/lib/app/uploads".into(),
+            stale_entries_survive: None,
+        },
     }
 }
 

@@ -37,11 +37,18 @@ fn settings(stale_after: Duration) -> Settings {
 }
 
 fn fake() -> FakeDriver {
-    FakeDriver::new(FakeConfig::new(
+    let mut config = FakeConfig::new(
         img(OLD),
         REPLICAS,
         vec![img(NEW), img(BROKEN), img(UNHEALTHY)],
-    ))
+    );
+    config.broken = vec![tag_of(BROKEN)];
+    config.unhealthy = vec![tag_of(UNHEALTHY)];
+    FakeDriver::new(config)
+}
+
+fn tag_of(image: &str) -> String {
+    img(image).tag().expect("test images have tags").to_string()
 }
 
 fn engine(fake: &FakeDriver, journal: Arc<dyn Journal>, stale_after: Duration) -> Engine {
@@ -309,6 +316,47 @@ async fn broken_and_unhealthy_images_roll_back_with_the_data() {
             "{}",
             finished.message
         );
+    }
+}
+
+/// The fake's configuration decides which releases fail, not their tags' text: a tag
+/// spelled `-broken` that is not listed upgrades cleanly, and a plain tag listed as
+/// broken (or unhealthy) rolls back.
+#[tokio::test]
+async fn only_the_configured_releases_fail_whatever_their_tags_say() {
+    let plain = FakeDriver::new(FakeConfig::new(img(OLD), REPLICAS, vec![img(BROKEN)]));
+    let journal = memory_journal().await;
+    let finished = engine(&plain, journal.clone(), Duration::from_secs(30))
+        .start(upgrade(BROKEN))
+        .await
+        .unwrap();
+    assert_eq!(
+        finished.report.outcome,
+        Outcome::Upgraded,
+        "{}",
+        finished.message
+    );
+    assert_settled(&plain, &*journal, &finished, BROKEN).await;
+
+    for listed in ["broken", "unhealthy"] {
+        let mut config = FakeConfig::new(img(OLD), REPLICAS, vec![img(NEW)]);
+        match listed {
+            "broken" => config.broken = vec![tag_of(NEW)],
+            _ => config.unhealthy = vec![tag_of(NEW)],
+        }
+        let fake = FakeDriver::new(config);
+        let journal = memory_journal().await;
+        let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
+            .start(upgrade(NEW))
+            .await
+            .unwrap();
+        assert_eq!(
+            finished.report.outcome,
+            Outcome::RolledBack,
+            "{listed}: {}",
+            finished.message
+        );
+        assert_settled(&fake, &*journal, &finished, NEW).await;
     }
 }
 

@@ -24,6 +24,8 @@ fn img(s: &str) -> ImageRef {
 
 fn fake(capabilities: Option<Capabilities>) -> FakeDriver {
     let mut config = FakeConfig::new(img(OLD), 2, vec![img(BROKEN), img(UNHEALTHY)]);
+    config.broken = vec![img(BROKEN).tag().unwrap().to_string()];
+    config.unhealthy = vec![img(UNHEALTHY).tag().unwrap().to_string()];
     if let Some(c) = capabilities {
         config.capabilities = c;
     }

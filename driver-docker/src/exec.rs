@@ -8,7 +8,7 @@ use bollard::query_parameters::{
 };
 use cutover_core::{ByteStream, ErrorKind, ExecIo, ExecTarget, ExitStatus, Result};
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::driver::DockerDriver;
@@ -173,8 +173,8 @@ fn io_error(name: &str, e: std::io::Error) -> cutover_core::Error {
     .with_source(e)
 }
 
-/// `path` in container `name` (running or not) as a tar stream whose top entry is the
-/// path's last component, as Docker's archive API produces it.
+/// `path` in container `name` (running or not) as a tar stream of its content relative to
+/// it (`./`, `./name`, …), as `tar -C path -c .` writes it and the other drivers do.
 pub(crate) async fn archive(docker: &Docker, name: &str, path: &str) -> Result<ByteStream> {
     let info = ContainerArchiveInfoOptions {
         path: path.to_string(),
@@ -183,8 +183,10 @@ pub(crate) async fn archive(docker: &Docker, name: &str, path: &str) -> Result<B
         .get_container_archive_info(name, Some(info))
         .await
         .map_err(|e| error::docker("archive", &format!("{name}:{path}"), e))?;
+    // `/.` asks the archive API for the directory's content rather than the directory
+    // under its own name.
     let options = DownloadFromContainerOptions {
-        path: path.to_string(),
+        path: format!("{}/.", path.trim_end_matches('/')),
     };
     let stream = docker
         .download_from_container(name, Some(options))
@@ -192,8 +194,11 @@ pub(crate) async fn archive(docker: &Docker, name: &str, path: &str) -> Result<B
     Ok(Box::pin(StreamReader::new(stream)))
 }
 
-/// Extracts an archive made by [`archive`] of `path` into `path`'s parent, so the files
-/// come back where they were.
+/// Extracts an archive of `path`'s content into `path`.
+///
+/// An archive made before archives were relative (its first entry the directory under its
+/// own name, e.g. `data/` for `/srv/data`, as Docker's archive API writes a path) is
+/// extracted into `path`'s parent instead, so backups taken then restore where they were.
 ///
 /// Docker's archive API only adds and overwrites: files under `path` that the archive does
 /// not have stay (it has no delete, and the container may have no shell to delete with).
@@ -201,20 +206,95 @@ pub(crate) async fn unarchive(
     docker: &Docker,
     name: &str,
     path: &str,
-    tar: ByteStream,
+    mut tar: ByteStream,
 ) -> Result<()> {
     let trimmed = path.trim_end_matches('/');
-    let parent = match trimmed.rsplit_once('/') {
-        Some(("", _)) | None => "/",
-        Some((parent, _)) => parent,
+    let (parent, base) = match trimmed.rsplit_once('/') {
+        Some(("", base)) => ("/", base),
+        Some((parent, base)) => (parent, base),
+        None => ("/", trimmed),
+    };
+    let (head, first) = first_entry(&mut tar)
+        .await
+        .map_err(|e| io_failure("unarchive", name, path, e))?;
+    let legacy = first.is_some_and(|(entry, dir)| dir && entry.trim_end_matches('/') == base);
+    let into = if legacy || trimmed.is_empty() {
+        parent
+    } else {
+        trimmed
     };
     let options = UploadToContainerOptions {
-        path: parent.to_string(),
+        path: into.to_string(),
         ..Default::default()
     };
-    let body = bollard::body_try_stream(ReaderStream::new(BufReader::new(tar)));
+    let whole = std::io::Cursor::new(head).chain(tar);
+    let body = bollard::body_try_stream(ReaderStream::new(BufReader::new(whole)));
     docker
         .upload_to_container(name, Some(options), body)
         .await
         .map_err(|e| error::docker("unarchive", &format!("{name}:{path}"), e))
+}
+
+/// Reads the headers of `tar` up to its first entry (past pax and GNU long-name headers):
+/// the bytes read, and that entry's name with whether it is a directory (`None` for an
+/// empty archive).
+async fn first_entry(tar: &mut ByteStream) -> std::io::Result<(Vec<u8>, Option<(String, bool)>)> {
+    let mut read = Vec::new();
+    // Extended headers before the first entry are small; past this, assume a new archive.
+    while read.len() < 64 * 1024 {
+        let at = read.len();
+        read.resize(at + 512, 0);
+        let got = read_full(tar, &mut read[at..]).await?;
+        read.truncate(at + got);
+        if got < 512 {
+            return Ok((read, None));
+        }
+        let header = &read[at..];
+        if header.iter().all(|&b| b == 0) {
+            return Ok((read, None));
+        }
+        let kind = header[156];
+        if !matches!(kind, b'x' | b'g' | b'L' | b'K') {
+            let end = header[..100].iter().position(|&b| b == 0).unwrap_or(100);
+            let entry = String::from_utf8_lossy(&header[..end]).into_owned();
+            return Ok((read, Some((entry, kind == b'5'))));
+        }
+        let size = std::str::from_utf8(&header[124..136])
+            .ok()
+            .and_then(|t| {
+                u64::from_str_radix(t.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()
+            })
+            .unwrap_or(0) as usize;
+        let data = size.div_ceil(512) * 512;
+        let at = read.len();
+        read.resize(at + data, 0);
+        let got = read_full(tar, &mut read[at..]).await?;
+        read.truncate(at + got);
+        if got < data {
+            return Ok((read, None));
+        }
+    }
+    Ok((read, None))
+}
+
+/// Fills `buf` unless the stream ends first; the bytes read.
+async fn read_full(tar: &mut ByteStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match tar.read(&mut buf[got..]).await? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+fn io_failure(op: &str, name: &str, path: &str, e: std::io::Error) -> cutover_core::Error {
+    error::driver(
+        ErrorKind::Other,
+        op,
+        &format!("{name}:{path}"),
+        format!("reading the archive: {e}"),
+    )
+    .with_source(e)
 }

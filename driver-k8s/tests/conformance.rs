@@ -9,6 +9,12 @@ use common::Cluster;
 async fn cluster() -> (Cluster, cutover_core::testkit::Fixture) {
     let c = Cluster::start("1.0.0", 2, &[]).await;
     let f = c.fixture(2);
+    // The fixture's reason for no archive directory; the archive case then checks the
+    // typed unsupported errors (conformance_archive.rs runs it where the pods have tar).
+    assert!(
+        !cutover_core::Driver::capabilities(&c.driver).archive,
+        "the driver found tar in specimen pods: give the fixture an archive directory"
+    );
     (c, f)
 }
 

@@ -122,6 +122,7 @@ struct State {
     /// The data before a broken migration left it half-migrated.
     before_half: Option<FakeData>,
     ready_after: Duration,
+    releases: Arc<Releases>,
 }
 
 /// Settings of a [`FakeDriver`].
@@ -137,11 +138,33 @@ pub struct FakeConfig {
     pub ready_after: Duration,
     /// Optional abilities.
     pub capabilities: Capabilities,
+    /// Tags whose instances half-migrate the data and exit: a broken release. Only these
+    /// (nothing in a tag's text makes it broken).
+    pub broken: Vec<String>,
+    /// Tags whose instances migrate and never become ready: an unhealthy release.
+    pub unhealthy: Vec<String>,
+}
+
+/// How the releases of [`FakeConfig::broken`] and [`FakeConfig::unhealthy`] behave.
+#[derive(Debug, Default)]
+struct Releases {
+    broken: Vec<String>,
+    unhealthy: Vec<String>,
+}
+
+impl Releases {
+    fn is_broken(&self, tag: &str) -> bool {
+        self.broken.iter().any(|t| t == tag)
+    }
+
+    fn is_unhealthy(&self, tag: &str) -> bool {
+        self.unhealthy.iter().any(|t| t == tag)
+    }
 }
 
 impl FakeConfig {
     /// `image` × `replicas`, with `available` images pullable; ready after 10 ms; every
-    /// capability.
+    /// capability; no broken or unhealthy release.
     pub fn new(image: ImageRef, replicas: u32, available: Vec<ImageRef>) -> Self {
         Self {
             image,
@@ -153,6 +176,8 @@ impl FakeConfig {
                 .with_archive()
                 .with_lock()
                 .with_logs(),
+            broken: Vec::new(),
+            unhealthy: Vec::new(),
         }
     }
 }
@@ -160,11 +185,11 @@ impl FakeConfig {
 /// An in-memory deployment that behaves like a real backend, and records what a test
 /// needs to check the invariants.
 ///
-/// - An instance of a tag containing `broken` half-migrates the data and exits.
-/// - `logs` prints `<id> starting <image>`, then for a `broken` tag
+/// - An instance of a tag in [`FakeConfig::broken`] half-migrates the data and exits.
+/// - `logs` prints `<id> starting <image>`, then for a broken tag
 ///   `<id> migration to <tag> failed: broken release` and `<id> exit code 3`, else
-///   `<id> serving` (`… health: unhealthy` for an `unhealthy` tag).
-/// - An instance of a tag containing `unhealthy` migrates and never becomes ready.
+///   `<id> serving` (`… health: unhealthy` for an unhealthy tag).
+/// - An instance of a tag in [`FakeConfig::unhealthy`] migrates and never becomes ready.
 /// - Any other new instance migrates the data to its tag when it starts, and becomes
 ///   ready after [`FakeConfig::ready_after`].
 /// - Starting an instance of a version other than the data's while another instance runs
@@ -179,6 +204,7 @@ pub struct FakeDriver {
     crashed: Arc<Notify>,
     ready_after: Duration,
     capabilities: Capabilities,
+    releases: Arc<Releases>,
 }
 
 impl FakeDriver {
@@ -204,6 +230,10 @@ impl FakeDriver {
                 started: long_ago,
             })
             .collect();
+        let releases = Arc::new(Releases {
+            broken: config.broken.clone(),
+            unhealthy: config.unhealthy.clone(),
+        });
         let state = State {
             definition: config.image.clone(),
             replicas: config.replicas,
@@ -229,12 +259,14 @@ impl FakeDriver {
             migrator: None,
             before_half: None,
             ready_after: config.ready_after,
+            releases: releases.clone(),
         };
         Self {
             state: Arc::new(Mutex::new(state)),
             crashed: Arc::new(Notify::new()),
             ready_after: config.ready_after,
             capabilities: config.capabilities,
+            releases,
         }
     }
 
@@ -375,7 +407,9 @@ impl FakeDriver {
 
     fn is_ready(&self, i: &FakeInstance, now: Instant) -> bool {
         let tag = i.image.tag().unwrap_or("");
-        i.running && !tag.contains("unhealthy") && now.duration_since(i.started) >= self.ready_after
+        i.running
+            && !self.releases.is_unhealthy(tag)
+            && now.duration_since(i.started) >= self.ready_after
     }
 }
 
@@ -427,7 +461,7 @@ impl State {
                 .push(format!("migrate {} -> {tag} by {id}", self.data.version));
             self.migrator = Some((id.clone(), image.clone(), Instant::now()));
         } else if let Some((leader, leader_image, since)) = &self.migrator {
-            let leader_ready = !tag.contains("unhealthy")
+            let leader_ready = !self.releases.is_unhealthy(&tag)
                 && self.instances.iter().any(|i| &i.id == leader && i.running)
                 && since.elapsed() >= self.ready_after;
             if leader_image == image && !leader_ready {
@@ -436,7 +470,7 @@ impl State {
                 ));
             }
         }
-        let running = if tag.contains("broken") {
+        let running = if self.releases.is_broken(&tag) {
             if self.before_half.is_none() {
                 self.before_half = Some(self.data.clone());
             }
@@ -752,13 +786,13 @@ impl Driver for FakeDriver {
             };
             let tag = i.image.tag().unwrap_or("latest");
             let mut out = vec![format!("{} starting {}", i.id, i.image)];
-            if tag.contains("broken") {
+            if self.releases.is_broken(tag) {
                 out.push(format!(
                     "{} migration to {tag} failed: broken release",
                     i.id
                 ));
                 out.push(format!("{} exit code 3", i.id));
-            } else if tag.contains("unhealthy") {
+            } else if self.releases.is_unhealthy(tag) {
                 out.push(format!("{} serving, health: unhealthy", i.id));
             } else {
                 out.push(format!("{} serving", i.id));

@@ -11,11 +11,15 @@ use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use cutover_core::testkit::Fixture;
+use cutover_core::testkit::conformance::ArchiveSpot;
 use cutover_core::{ExecTarget, ImageRef};
 use cutover_driver_docker::{DockerConfig, DockerDriver, connect};
 use cutover_tests::{
     Engine, ScratchDatabase, TestEnv, docker, docker_command, is_image, unique_name,
 };
+
+/// An empty directory in the toolbox container, for the conformance suite's archive case.
+pub const TOOLBOX_ARCHIVE_DIR: &str = "/conformance-archive";
 
 /// A specimen deployment on the test engine.
 pub struct Deployment {
@@ -141,6 +145,13 @@ impl Deployment {
             &image.to_string(),
             "infinity",
         ]);
+        docker(&[
+            "exec",
+            &self.toolbox,
+            "/usr/bin/mkdir",
+            "-p",
+            TOOLBOX_ARCHIVE_DIR,
+        ]);
     }
 
     pub fn fixture(&self, replicas: u32) -> Fixture {
@@ -151,6 +162,14 @@ impl Deployment {
             replicas,
             exec_at: ExecTarget::Named(self.toolbox.clone()),
             echo: vec!["/usr/bin/echo".into(), "conformance".into()],
+            archive: ArchiveSpot::Dir {
+                at: ExecTarget::Named(self.toolbox.clone()),
+                path: TOOLBOX_ARCHIVE_DIR.into(),
+                stale_entries_survive: Some(
+                    "Docker's archive API only adds and overwrites, and a stopped instance \
+                     has no process to delete with (docs/architecture.md, Docker driver)",
+                ),
+            },
         }
     }
 

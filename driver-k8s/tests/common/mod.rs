@@ -9,6 +9,7 @@ use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use cutover_core::testkit::Fixture;
+use cutover_core::testkit::conformance::ArchiveSpot;
 use cutover_core::{Driver, ExecTarget, ImageRef};
 use cutover_driver_k8s::{KubernetesConfig, KubernetesDriver, WorkloadKind, connect};
 use cutover_kube_emulator::{Emulator, EmulatorConfig};
@@ -167,6 +168,11 @@ impl Cluster {
     /// The conformance fixture. `new` is 1.0.0-unhealthy, which keeps the 1.0.0 schema:
     /// after 1.1.0 had migrated, 1.0.0 would refuse to start (exit 4, an image-only
     /// rollback), and the suite restores images without restoring the database.
+    ///
+    /// No archive directory: the workload's pods run the specimen image, `FROM scratch`,
+    /// without the `tar` the driver's archive runs in them, so the driver reports no
+    /// `archive` capability and the case checks its typed unsupported errors.
+    /// `conformance_archive.rs` runs the archive case on a workload whose image has tar.
     pub fn fixture(&self, replicas: u32) -> Fixture {
         Fixture {
             old: image("1.0.0"),
@@ -175,6 +181,9 @@ impl Cluster {
             replicas,
             exec_at: ExecTarget::Named("toolbox".into()),
             echo: vec!["/usr/bin/echo".into(), "conformance".into()],
+            archive: ArchiveSpot::Unavailable(
+                "the specimen image has no tar, so the driver has no archive capability",
+            ),
         }
     }
 

@@ -16,6 +16,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cutover_core::testkit::Fixture;
+use cutover_core::testkit::conformance::ArchiveSpot;
 use cutover_core::{ExecTarget, ImageRef};
 use cutover_driver_docker::DockerConfig;
 use cutover_driver_ssh::{HostConfig, SshConfig, SshDriver, connect};
@@ -188,7 +189,14 @@ impl Fleet {
         }
     }
 
-    /// The conformance fixture: exec runs `echo` on the leader host itself, over SSH.
+    /// A directory on the leader host for the conformance suite's archive case. The test
+    /// hosts' sshd run on this machine, so it is a local path, removed on drop.
+    pub fn archive_dir(&self) -> String {
+        format!("/tmp/{}-archive", self.base)
+    }
+
+    /// The conformance fixture: exec runs `echo` on the leader host itself, over SSH, and
+    /// so do archive and unarchive.
     pub fn fixture(&self) -> Fixture {
         Fixture {
             old: image("1.0.0"),
@@ -197,6 +205,11 @@ impl Fleet {
             replicas: self.per_host * self.hosts.len() as u32,
             exec_at: ExecTarget::Host("h1".into()),
             echo: vec!["echo".into(), "conformance".into()],
+            archive: ArchiveSpot::Dir {
+                at: ExecTarget::Host("h1".into()),
+                path: self.archive_dir(),
+                stale_entries_survive: None,
+            },
         }
     }
 
@@ -318,6 +331,7 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         // Never panics: a host's engine may be gone (a failed test, a stopped test host).
+        let _ = std::fs::remove_dir_all(self.archive_dir());
         for host in &self.hosts {
             let Ok(out) = host_docker_command(host)
                 .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use cutover_core::testkit::Fixture;
+use cutover_core::testkit::conformance::ArchiveSpot;
 use cutover_core::{Driver, ExecTarget};
 use cutover_example_driver::{MemoryConfig, MemoryDriver};
 
@@ -16,6 +17,8 @@ async fn deployment() -> (Arc<dyn Driver>, Fixture) {
         // The driver has no `exec`: the suite checks that it says so with the typed error.
         exec_at: ExecTarget::AnyInstance,
         echo: vec!["echo".into(), "conformance".into()],
+        // Nor `archive`: the suite checks the typed error for it too.
+        archive: ArchiveSpot::Unavailable("the in-memory driver stores no files"),
     };
     let config = MemoryConfig::new(
         fixture.old.clone(),

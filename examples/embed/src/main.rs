@@ -87,14 +87,17 @@ fn expect<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> bool {
 #[tokio::main]
 async fn main() -> Result<ExitCode, cutover_core::Error> {
     // 1. The backend: three replicas of v2.7.80 on a database migrated to v2.7.80. The fake
-    //    starts any tag containing `broken` as an instance that half-migrates the data and
-    //    exits. (`v2.7.81-broken` would be refused as a downgrade from v2.7.81: a `-suffix`
-    //    sorts before its release, as in semver, so the broken build is `v2.7.82-broken`.)
-    let fake = FakeDriver::new(FakeConfig::new(
+    //    starts the tags its config calls broken as instances that half-migrate the data
+    //    and exit. (`v2.7.81-broken` would be refused as a downgrade from v2.7.81: a
+    //    `-suffix` sorts before its release, as in semver, so the broken build is
+    //    `v2.7.82-broken`.)
+    let mut config = FakeConfig::new(
         image("v2.7.80"),
         3,
         vec![image("v2.7.81"), image("v2.7.82-broken")],
-    ));
+    );
+    config.broken = vec!["v2.7.82-broken".into()];
+    let fake = FakeDriver::new(config);
 
     // 2. The journal and lock. A real embedding keeps a file: `SqliteJournal::open(path)`.
     let journal = Arc::new(SqliteJournal::in_memory().await?);
