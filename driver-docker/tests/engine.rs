@@ -12,19 +12,13 @@ use std::time::Duration;
 use common::{Deployment, image};
 use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
 use cutover_core::journal::Entry;
-use cutover_core::testkit::dump_engine;
+use cutover_core::testkit::EngineRun;
 use cutover_core::{
-    BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, ImageRef, Outcome, Output, Plan,
+    BackupMode, ErrorKind, EventKind, EventSink, Finished, ImageRef, Outcome, Output, Plan,
 };
 use cutover_tests::{docker, docker_command, unique_name};
 
 const HEALTHY: Duration = Duration::from_secs(60);
-
-struct Run {
-    engine: Engine,
-    database: Database,
-    dir: tempfile::TempDir,
-}
 
 fn database(d: &Deployment) -> Database {
     let url = d.db.url();
@@ -40,47 +34,10 @@ fn database(d: &Deployment) -> Database {
     .unwrap()
 }
 
-async fn run(d: &Deployment, timeout: Duration) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let database = database(d);
-    let driver = Arc::new(d.driver.clone());
-    let engine = dump_engine(driver, database.clone(), &d.base, timeout, dir.path())
+async fn run(d: &Deployment, timeout: Duration) -> EngineRun {
+    EngineRun::new(Arc::new(d.driver.clone()), database(d), &d.base, timeout)
         .await
-        .unwrap();
-    Run {
-        engine,
-        database,
-        dir,
-    }
-}
-
-impl Run {
-    async fn upgrade(&self, version: &str) -> Finished {
-        self.engine
-            .start(Plan::Upgrade {
-                to: image(version),
-                backup: BackupMode::Offline,
-                replicas: None,
-                allow_downgrade: true,
-            })
-            .await
-            .expect("the journal works")
-    }
-
-    async fn fingerprint(&self) -> cutover_core::backup::Fingerprint {
-        self.database
-            .connect()
-            .await
-            .unwrap()
-            .fingerprint()
-            .await
-            .unwrap()
-    }
-
-    /// No file cutover wrote (journal, manifests) holds the database password.
-    fn assert_no_secret(&self, password: &str) {
-        cutover_tests::assert_no_file_contains(self.dir.path(), password);
-    }
+        .unwrap()
 }
 
 /// `docker inspect` of every instance, without what differs between two containers of
@@ -126,7 +83,7 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
     let items = d.db.count("items").await;
     let r = run(&d, HEALTHY).await;
 
-    let done = r.upgrade("1.1.0").await;
+    let done = r.upgrade(image("1.1.0")).await;
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
 
     let runs: Vec<_> =
@@ -162,7 +119,7 @@ async fn upgrade_with_three_replicas_migrates_once_with_the_leader_alone() {
         .filter(|n| n.ends_with("-cutover-kept"))
         .collect();
     assert!(left.is_empty(), "release left kept containers: {left:?}");
-    r.assert_no_secret(&d.password);
+    cutover_tests::assert_no_file_contains(r.dir(), &d.password);
 }
 
 /// No other 1.1.0 container was created before the leader (the one that migrated)
@@ -215,7 +172,7 @@ async fn rolls_back(version: &str, timeout: Duration) -> Finished {
     let fingerprint = r.fingerprint().await;
     let before = inspect_all(&d);
 
-    let done = r.upgrade(version).await;
+    let done = r.upgrade(image(version)).await;
     assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
 
     assert_eq!(
@@ -225,7 +182,7 @@ async fn rolls_back(version: &str, timeout: Duration) -> Finished {
     );
     assert_eq!(inspect_all(&d), before, "containers configured as before");
     d.wait_healthy("1.0.0", 2, HEALTHY).await;
-    r.assert_no_secret(&d.password);
+    cutover_tests::assert_no_file_contains(r.dir(), &d.password);
     done
 }
 
@@ -272,7 +229,7 @@ async fn a_missing_tag_aborts_without_touching_a_container() {
     let before = container_ids(&d);
     let r = run(&d, HEALTHY).await;
 
-    let done = r.upgrade("9.9.9").await;
+    let done = r.upgrade(image("9.9.9")).await;
     assert_eq!(done.report.outcome, Outcome::Aborted, "{}", done.message);
     assert_eq!(
         container_ids(&d),
@@ -450,8 +407,7 @@ async fn a_tag_moved_between_pull_and_start_starts_the_pulled_image() {
     );
     let backup = done.report.backup.as_ref().expect("a backup was taken");
     let manifest = std::fs::read(
-        r.dir
-            .path()
+        r.dir()
             .join("backups")
             .join(backup.id.as_str())
             .join("manifest.json"),
@@ -460,6 +416,6 @@ async fn a_tag_moved_between_pull_and_start_starts_the_pulled_image() {
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(manifest["digest"], ran.as_str(), "{manifest:#}");
     assert_eq!(manifest["image"], repo.tag("1.0.0").as_str());
-    r.assert_no_secret(&d.password);
+    cutover_tests::assert_no_file_contains(r.dir(), &d.password);
     drop(d);
 }

@@ -11,20 +11,13 @@ use std::time::Duration;
 
 use common::{Cluster, HEALTHY, NAMESPACE, image};
 use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
-use cutover_core::testkit::dump_engine;
-use cutover_core::{BackupMode, Driver, Engine, Finished, Outcome, Plan};
+use cutover_core::testkit::EngineRun;
+use cutover_core::{Driver, Outcome};
 use cutover_driver_k8s::KubernetesDriver;
 use cutover_kube_emulator::{HistoryEvent, existing_pods};
 use cutover_tests::is_image;
 
-struct Run {
-    engine: Engine,
-    database: Database,
-    dir: tempfile::TempDir,
-}
-
-async fn run_with(c: &Cluster, driver: KubernetesDriver, timeout: Duration) -> Run {
-    let dir = tempfile::tempdir().unwrap();
+async fn run_with(c: &Cluster, driver: KubernetesDriver, timeout: Duration) -> EngineRun {
     let (url, password) = c.db.credentials();
     let database = Database::new(
         DatabaseEngine::Postgres,
@@ -33,53 +26,13 @@ async fn run_with(c: &Cluster, driver: KubernetesDriver, timeout: Duration) -> R
         ToolSite::Local,
     )
     .unwrap();
-    let engine = dump_engine(
-        Arc::new(driver),
-        database.clone(),
-        &c.name,
-        timeout,
-        dir.path(),
-    )
-    .await
-    .unwrap();
-    Run {
-        engine,
-        database,
-        dir,
-    }
+    EngineRun::new(Arc::new(driver), database, &c.name, timeout)
+        .await
+        .unwrap()
 }
 
-async fn run(c: &Cluster, timeout: Duration) -> Run {
+async fn run(c: &Cluster, timeout: Duration) -> EngineRun {
     run_with(c, c.driver.clone(), timeout).await
-}
-
-impl Run {
-    async fn upgrade(&self, version: &str) -> Finished {
-        self.engine
-            .start(Plan::Upgrade {
-                to: image(version),
-                backup: BackupMode::Offline,
-                replicas: None,
-                allow_downgrade: true,
-            })
-            .await
-            .expect("the journal works")
-    }
-
-    async fn fingerprint(&self) -> cutover_core::backup::Fingerprint {
-        self.database
-            .connect()
-            .await
-            .unwrap()
-            .fingerprint()
-            .await
-            .unwrap()
-    }
-
-    /// No file cutover wrote (journal, manifests, snapshots) holds the database password.
-    fn assert_no_secret(&self, password: &str) {
-        cutover_tests::assert_no_file_contains(self.dir.path(), password);
-    }
 }
 
 fn position(
@@ -97,7 +50,7 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     let items = c.db.count("items").await;
     let r = run(&c, HEALTHY).await;
 
-    let done = r.upgrade("1.1.0").await;
+    let done = r.upgrade(image("1.1.0")).await;
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
     c.wait_ready("1.1.0", 3).await;
     // The template names the release pinned to the digest the registry check reported,
@@ -196,7 +149,7 @@ async fn upgrade_with_three_replicas_goes_to_zero_then_one_ready_leader_then_thr
     assert_eq!(runs[0].outcome, "ok");
     assert_eq!(runs[0].instance, *leader, "the leader ran the migration");
     assert_eq!(c.db.count("items").await, items, "items intact");
-    r.assert_no_secret(&c.db.credentials().1);
+    cutover_tests::assert_no_file_contains(r.dir(), &c.db.credentials().1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +163,7 @@ async fn an_unhealthy_release_rolls_back_the_template_the_replicas_and_the_data(
         .object("deployments", NAMESPACE, &c.name)
         .expect("the deployment");
 
-    let done = r.upgrade("1.1.0-unhealthy").await;
+    let done = r.upgrade(image("1.1.0-unhealthy")).await;
     assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
 
     // The 1.1.0 migration ran (the release only turned unhealthy afterwards) and was undone.
@@ -257,7 +210,7 @@ async fn an_unhealthy_release_rolls_back_the_template_the_replicas_and_the_data(
         "only 1.0.0 pods: {:?}",
         o.instances
     );
-    r.assert_no_secret(&c.db.credentials().1);
+    cutover_tests::assert_no_file_contains(r.dir(), &c.db.credentials().1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +220,7 @@ async fn two_runs_on_one_deployment_the_lease_lets_exactly_one_proceed() {
     let a = run(&c, HEALTHY).await;
     let b = run_with(&c, c.second_driver().await, HEALTHY).await;
 
-    let (x, y) = tokio::join!(a.upgrade("1.1.0"), b.upgrade("1.1.0"));
+    let (x, y) = tokio::join!(a.upgrade(image("1.1.0")), b.upgrade(image("1.1.0")));
     let outcomes = [x.report.outcome, y.report.outcome];
     let upgraded = outcomes.iter().filter(|o| **o == Outcome::Upgraded).count();
     let aborted = outcomes.iter().filter(|o| **o == Outcome::Aborted).count();

@@ -12,20 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{Fleet, OwnSshd, host_docker, image, test_hosts};
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
-use cutover_core::testkit::dump_engine;
+use cutover_core::testkit::EngineRun;
 use cutover_core::{
-    BackupMode, ByteStream, Capabilities, Driver, DriverInfo, Engine, EventSink, ExecIo,
-    ExecTarget, ExitStatus, Finished, Holder, ImageRef, Observed, Outcome, Plan, Pulled, Snapshot,
-    Step,
+    ByteStream, Capabilities, Driver, DriverInfo, EventSink, ExecIo, ExecTarget, ExitStatus,
+    Holder, ImageRef, Observed, Outcome, Pulled, Snapshot, Step,
 };
 
 const HEALTHY: Duration = Duration::from_secs(90);
-
-struct Run {
-    engine: Engine,
-    database: Database,
-    dir: tempfile::TempDir,
-}
 
 fn database(f: &Fleet) -> Database {
     let (url, password) = f.db.credentials();
@@ -38,50 +31,14 @@ fn database(f: &Fleet) -> Database {
     .unwrap()
 }
 
-async fn run_with(f: &Fleet, driver: Arc<dyn Driver>, timeout: Duration) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let database = database(f);
-    let engine = dump_engine(driver, database.clone(), &f.base, timeout, dir.path())
+async fn run_with(f: &Fleet, driver: Arc<dyn Driver>, timeout: Duration) -> EngineRun {
+    EngineRun::new(driver, database(f), &f.base, timeout)
         .await
-        .unwrap();
-    Run {
-        engine,
-        database,
-        dir,
-    }
+        .unwrap()
 }
 
-async fn run(f: &Fleet, timeout: Duration) -> Run {
+async fn run(f: &Fleet, timeout: Duration) -> EngineRun {
     run_with(f, Arc::new(f.driver.clone()), timeout).await
-}
-
-impl Run {
-    async fn upgrade(&self, version: &str) -> Finished {
-        self.engine
-            .start(Plan::Upgrade {
-                to: image(version),
-                backup: BackupMode::Offline,
-                replicas: None,
-                allow_downgrade: true,
-            })
-            .await
-            .expect("the journal works")
-    }
-
-    async fn fingerprint(&self) -> cutover_core::backup::Fingerprint {
-        self.database
-            .connect()
-            .await
-            .unwrap()
-            .fingerprint()
-            .await
-            .unwrap()
-    }
-
-    /// No file cutover wrote (journal, manifests) holds the database password.
-    fn assert_no_secret(&self, password: &str) {
-        cutover_tests::assert_no_file_contains(self.dir.path(), password);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +57,7 @@ async fn a_three_host_upgrade_migrates_once_on_the_leader() {
     watched.before_release = Some(before_release.clone());
     let r = run_with(&f, Arc::new(watched), HEALTHY).await;
 
-    let done = r.upgrade("1.1.0").await;
+    let done = r.upgrade(image("1.1.0")).await;
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
     assert_eq!(
         *before_release.seen.lock().unwrap(),
@@ -165,7 +122,7 @@ async fn a_three_host_upgrade_migrates_once_on_the_leader() {
         );
     }
     assert_eq!(f.db.count("items").await, items, "items intact");
-    r.assert_no_secret(&f.password);
+    cutover_tests::assert_no_file_contains(r.dir(), &f.password);
     f.driver.close().await;
 }
 
@@ -182,7 +139,7 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
     let before = f.inspect_all();
     assert_eq!(before.len(), 3);
 
-    let done = r.upgrade("1.1.0-broken").await;
+    let done = r.upgrade(image("1.1.0-broken")).await;
     assert_eq!(done.report.outcome, Outcome::RolledBack, "{}", done.message);
 
     assert_eq!(
@@ -220,7 +177,7 @@ async fn a_broken_release_brings_every_host_back_with_its_data() {
             .unwrap()
             .contains("event=exit")
     );
-    r.assert_no_secret(&f.password);
+    cutover_tests::assert_no_file_contains(r.dir(), &f.password);
     f.driver.close().await;
 }
 
@@ -379,7 +336,7 @@ async fn a_host_whose_sshd_stops_after_the_leader_migrated_converges_the_fleet_b
     let before = f.inspect_all();
 
     // Once the leader has migrated and the fleet is about to scale out, h3's sshd stops.
-    let (done, runs) = tokio::join!(r.upgrade("1.1.0"), async {
+    let (done, runs) = tokio::join!(r.upgrade(image("1.1.0")), async {
         gate.reached.notified().await;
         let runs = f.db.migration_runs().await;
         sshd.stop();
@@ -589,7 +546,7 @@ async fn a_committed_upgrade_is_rolled_back_by_hand_on_every_host() {
     f.db.seed_items(20).await;
     let r = run(&f, HEALTHY).await;
     let fingerprint = r.fingerprint().await;
-    let done = r.upgrade("1.1.0").await;
+    let done = r.upgrade(image("1.1.0")).await;
     assert_eq!(done.report.outcome, Outcome::Upgraded, "{}", done.message);
     f.wait_healthy("1.1.0", HEALTHY).await;
 

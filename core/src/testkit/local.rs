@@ -1,12 +1,14 @@
 //! An engine over a real driver for end-to-end tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::backup::{Database, DumpBackups, LocalStore};
+use crate::backup::{Database, DumpBackups, Fingerprint, LocalStore};
 use crate::driver::{ExecTarget, SharedDriver};
-use crate::{Engine, HealthCheck, Result, Settings, SqliteJournal};
+use crate::machine::{BackupMode, Plan};
+use crate::{Engine, Finished, HealthCheck, ImageRef, Result, Settings, SqliteJournal};
 
 /// An engine driving `driver` for `target` (the lock key), with the dump backup engine of
 /// `database` storing into `dir/backups`, a SQLite journal at `dir/journal.db`, failed
@@ -38,4 +40,91 @@ pub async fn dump_engine(
         Arc::new(journal),
         settings,
     ))
+}
+
+/// A driver's end-to-end harness: a [`dump_engine`] in a fresh directory of its own
+/// (removed on drop), and the database it backs up. Each driver's engine tests build one
+/// per deployment.
+#[derive(Debug)]
+pub struct EngineRun {
+    /// The engine.
+    pub engine: Engine,
+    /// The application's database.
+    pub database: Database,
+    dir: PathBuf,
+}
+
+impl EngineRun {
+    /// A harness for `driver` on `target` whose health waits last at most `timeout`.
+    ///
+    /// # Errors
+    /// The directory or the journal cannot be created.
+    pub async fn new(
+        driver: SharedDriver,
+        database: Database,
+        target: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "cutover-engine-run-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            crate::Error::new(
+                crate::ErrorKind::Other,
+                format!("creating {}: {e}", dir.display()),
+            )
+        })?;
+        let engine = dump_engine(driver, database.clone(), target, timeout, &dir).await?;
+        Ok(EngineRun {
+            engine,
+            database,
+            dir,
+        })
+    }
+
+    /// Where the journal (`journal.db`), backups (`backups/`) and failed instances' logs
+    /// (`runs/`) are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Upgrades to `to` with an offline backup, downgrades allowed (tests move between
+    /// their own tags freely).
+    ///
+    /// # Panics
+    /// When the journal fails.
+    pub async fn upgrade(&self, to: ImageRef) -> Finished {
+        self.engine
+            .start(Plan::Upgrade {
+                to,
+                backup: BackupMode::Offline,
+                replicas: None,
+                allow_downgrade: true,
+            })
+            .await
+            .expect("the journal works")
+    }
+
+    /// The database's fingerprint now.
+    ///
+    /// # Panics
+    /// When the database cannot be read.
+    pub async fn fingerprint(&self) -> Fingerprint {
+        self.database
+            .connect()
+            .await
+            .expect("connect to the database")
+            .fingerprint()
+            .await
+            .expect("fingerprint the database")
+    }
+}
+
+impl Drop for EngineRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -18,4 +18,4 @@ pub use conformance::Fixture;
 pub use fake::FakeBackups;
 pub use fake::{FakeConfig, FakeData, FakeDriver, Fault, FaultKind, Method, registry_digest};
 #[cfg(feature = "engine")]
-pub use local::dump_engine;
+pub use local::{EngineRun, dump_engine};
