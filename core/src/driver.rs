@@ -53,6 +53,15 @@ impl Capabilities {
         Self::default()
     }
 
+    /// Every optional ability: exec, archive, lock and logs.
+    pub fn all() -> Self {
+        Self::none()
+            .with_exec()
+            .with_archive()
+            .with_lock()
+            .with_logs()
+    }
+
     /// With [`Driver::exec`].
     pub fn with_exec(mut self) -> Self {
         self.exec = true;

@@ -135,6 +135,25 @@ impl Error {
         self
     }
 
+    /// An error of `driver` (its kind, e.g. `docker`) in `operation`, about `subject`
+    /// (none when empty): how a driver builds the errors it returns.
+    pub fn in_driver(
+        driver: &str,
+        kind: ErrorKind,
+        operation: &str,
+        subject: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let err = Error::new(kind, message)
+            .with_driver(driver)
+            .with_operation(operation);
+        if subject.is_empty() {
+            err
+        } else {
+            err.with_subject(subject)
+        }
+    }
+
     /// Names the operation that failed (e.g. `scale`, `pg_dump`).
     pub fn with_operation(mut self, operation: impl Into<String>) -> Self {
         self.operation = Some(operation.into());

@@ -369,11 +369,7 @@ impl Driver for DockerDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none()
-            .with_exec()
-            .with_archive()
-            .with_lock()
-            .with_logs()
+        Capabilities::all()
     }
 
     async fn observe(&self) -> Result<Observed> {

@@ -45,27 +45,12 @@ pub(crate) fn docker_with_hint(
     if !hint.is_empty() {
         message = format!("{message}; {hint}");
     }
-    let err = Error::new(kind, message)
-        .with_driver(KIND)
-        .with_operation(operation)
-        .with_source(e);
-    if subject.is_empty() {
-        err
-    } else {
-        err.with_subject(subject)
-    }
+    Error::in_driver(KIND, kind, operation, subject, message).with_source(e)
 }
 
 /// A driver error without a Docker source.
 pub(crate) fn driver(kind: ErrorKind, operation: &str, subject: &str, message: String) -> Error {
-    let err = Error::new(kind, message)
-        .with_driver(KIND)
-        .with_operation(operation);
-    if subject.is_empty() {
-        err
-    } else {
-        err.with_subject(subject)
-    }
+    Error::in_driver(KIND, kind, operation, subject, message)
 }
 
 fn status_kind(status: u16) -> ErrorKind {

@@ -49,14 +49,7 @@ pub(crate) fn kube(operation: &str, subject: &str, e: kube::Error) -> Error {
 
 /// A driver error without a kube source.
 pub(crate) fn driver(kind: ErrorKind, operation: &str, subject: &str, message: String) -> Error {
-    let err = Error::new(kind, message)
-        .with_driver(KIND)
-        .with_operation(operation);
-    if subject.is_empty() {
-        err
-    } else {
-        err.with_subject(subject)
-    }
+    Error::in_driver(KIND, kind, operation, subject, message)
 }
 
 /// Whether `e` is the API server's 409 (a stale resourceVersion or a taken name).

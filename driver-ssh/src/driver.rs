@@ -456,11 +456,7 @@ impl Driver for SshDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none()
-            .with_exec()
-            .with_archive()
-            .with_lock()
-            .with_logs()
+        Capabilities::all()
     }
 
     async fn observe(&self) -> Result<Observed> {

@@ -11,14 +11,7 @@ pub(crate) const KIND: &str = "ssh";
 
 /// A driver error without a source.
 pub(crate) fn driver(kind: ErrorKind, operation: &str, subject: &str, message: String) -> Error {
-    let err = Error::new(kind, message)
-        .with_driver(KIND)
-        .with_operation(operation);
-    if subject.is_empty() {
-        err
-    } else {
-        err.with_subject(subject)
-    }
+    Error::in_driver(KIND, kind, operation, subject, message)
 }
 
 /// Another host's Docker error, with the host named first in the message.
