@@ -32,6 +32,9 @@ pub struct Config {
     /// Where runs are recorded.
     #[serde(default)]
     pub journal: JournalConfig,
+    /// Webhooks told how runs end.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
     /// The directory relative paths are resolved against (the config file's), set on load.
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -13,6 +13,7 @@ mod database;
 pub mod exit;
 mod init;
 mod logging;
+mod notify;
 pub mod registry;
 pub mod render;
 mod status;

@@ -198,9 +198,9 @@ impl EventSink {
         }
     }
 
-    /// The same sink, showing every event to `tap` before its subscriber.
-    #[cfg(feature = "engine")]
-    pub(crate) fn tapped(&self, tap: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+    /// The same sink, showing every event to `tap` (which must not block) before its
+    /// subscriber.
+    pub fn tapped(&self, tap: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         let inner = self.subscriber.clone();
         Self {
             subscriber: Arc::new(move |e: &Event| {

@@ -30,6 +30,7 @@ use crate::args::{BackupsCommand, Cli, Command};
 use crate::config::Config;
 use crate::confirm;
 use crate::exit;
+use crate::notify::Notifier;
 use crate::registry::{DriverContext, Registry};
 use crate::render::Renderer;
 
@@ -97,6 +98,7 @@ pub(crate) fn driver_context(config: &Config, source: &std::path::Path) -> Drive
 struct Setup {
     config: Config,
     engine: Engine,
+    notifier: Notifier,
 }
 
 async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Setup> {
@@ -158,8 +160,16 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
             .expect("validated when the configuration was loaded"),
         ..Settings::new(config.app.name.clone())
     };
-    let engine = Engine::new(target.driver, backups, journal, settings).with_events(events);
-    Ok(Setup { config, engine })
+    let notifier = Notifier::start(&config.notify, &config.app.name, |var| {
+        std::env::var(var).ok()
+    })?;
+    let engine =
+        Engine::new(target.driver, backups, journal, settings).with_events(notifier.tee(events));
+    Ok(Setup {
+        config,
+        engine,
+        notifier,
+    })
 }
 
 /// Whether the command works on backups.
@@ -220,12 +230,29 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
     }
     // Before anything is opened: a command that must ask and cannot stops here.
     let ask = asks_first(&cli)?;
-    let Setup { config, engine } = setup(&cli, &registry, renderer.sink()).await?;
+    let Setup {
+        config,
+        engine,
+        notifier,
+    } = setup(&cli, &registry, renderer.sink()).await?;
+    let result = command(&cli, &config, &engine, ask, renderer).await;
+    notifier.finish().await;
+    result
+}
+
+/// The command itself, once set up.
+async fn command(
+    cli: &Cli,
+    config: &Config,
+    engine: &Engine,
+    ask: bool,
+    renderer: &Renderer,
+) -> Outcome {
     match &cli.command {
-        Command::Plan(args) => plan(&config, &engine, args, renderer).await,
+        Command::Plan(args) => plan(config, engine, args, renderer).await,
         Command::Upgrade(args) => {
-            let plan = upgrade_plan(&config, args)?;
-            finish(drive(&engine, engine.start(plan)).await?)
+            let plan = upgrade_plan(config, args)?;
+            finish(drive(engine, engine.start(plan)).await?)
         }
         Command::Rollback {
             backup,
@@ -245,7 +272,7 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             *safety &= !no_safety_backup;
             if ask {
                 let question = confirm::rollback(
-                    &engine,
+                    engine,
                     snapshot,
                     backup.as_ref(),
                     *safety,
@@ -256,7 +283,7 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
                     return Ok(declined());
                 }
             }
-            finish(drive(&engine, engine.start(plan)).await?)
+            finish(drive(engine, engine.start(plan)).await?)
         }
         Command::Resume {
             run,
@@ -267,12 +294,12 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             } else {
                 cutover_core::Resume::Continue
             };
-            finish(drive(&engine, engine.resume_as(run.as_deref(), mode)).await?)
+            finish(drive(engine, engine.resume_as(run.as_deref(), mode)).await?)
         }
-        Command::Status => crate::status::status(&engine, renderer).await,
-        Command::History { limit, run } => history(&engine, *limit, run.as_deref(), renderer).await,
-        Command::Backup => finish(drive(&engine, engine.start(Plan::Backup)).await?),
-        Command::Backups(sub) => backups(&config, &engine, sub, renderer).await,
+        Command::Status => crate::status::status(engine, renderer).await,
+        Command::History { limit, run } => history(engine, *limit, run.as_deref(), renderer).await,
+        Command::Backup => finish(drive(engine, engine.start(Plan::Backup)).await?),
+        Command::Backups(sub) => backups(config, engine, sub, renderer).await,
         Command::Restore {
             id,
             no_safety_backup,
@@ -282,14 +309,14 @@ async fn execute(cli: Cli, registry: Registry, renderer: &Renderer) -> Outcome {
             let safety = !no_safety_backup;
             if ask {
                 let question =
-                    confirm::restore(&engine, &backup, safety, &config.backup.paths).await?;
+                    confirm::restore(engine, &backup, safety, &config.backup.paths).await?;
                 if !confirm::ask(question).await? {
                     return Ok(declined());
                 }
             }
-            finish(drive(&engine, engine.start(Plan::Restore { backup, safety })).await?)
+            finish(drive(engine, engine.start(Plan::Restore { backup, safety })).await?)
         }
-        Command::Unlock { force } => unlock(&engine, *force, renderer).await,
+        Command::Unlock { force } => unlock(engine, *force, renderer).await,
         Command::Check { .. }
         | Command::Init { .. }
         | Command::Completions { .. }
