@@ -552,7 +552,98 @@ pub enum Phase {
     Done(Ending),
 }
 
+/// What a phase is part of: the one place that sorts phases, so that cancelling,
+/// best-effort housekeeping and the operator's "may have changed" message follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// On the way forward, the deployment not yet known changed: a cancel aborts
+    /// (preflight, lock, pulls, snapshots, an online or backup run's backup, the offline
+    /// upgrade's stop, a verify run's check).
+    Preparing,
+    /// On the way forward, the deployment may be changed: a cancel restarts the old
+    /// instances or rolls back (an upgrade from its offline backup, or its online or
+    /// skip-mode stop, to `await_all`).
+    Changing,
+    /// Putting a recorded state back: an upgrade's restart of the old instances or
+    /// rollback, a manual rollback's or a restore's steps from its stop, a restore's
+    /// put-back. These run to completion; a failure stops the run as failed.
+    Restoring,
+    /// A prune run's deletion: runs to completion, changes no deployment.
+    Pruning,
+    /// Housekeeping after success (`release`, an upgrade's `prune`): a failure is only a
+    /// warning.
+    Committing,
+    /// Releasing the lock, whatever the outcome: a failure is only a warning.
+    Ending,
+    /// Stopped on a failure; [`Input::Retry`] resumes.
+    Failed,
+    /// Stopped for good.
+    Done,
+}
+
+impl Stage {
+    /// Whether the operator may cancel the step of this stage.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, Self::Preparing | Self::Changing)
+    }
+
+    /// Whether the deployment may have been changed by the time a run is in this stage.
+    pub fn has_changed_deployment(self) -> bool {
+        !matches!(self, Self::Preparing | Self::Pruning)
+    }
+
+    /// Whether a failure of the step of this stage is only a warning.
+    pub fn is_best_effort(self) -> bool {
+        matches!(self, Self::Committing | Self::Ending)
+    }
+}
+
 impl Phase {
+    /// The stage this phase belongs to. No wildcard: a new phase does not compile until
+    /// it is sorted here.
+    pub fn stage(&self) -> Stage {
+        use Phase as P;
+        match self {
+            // `stop` of an offline upgrade counts as preparing and that of an online or
+            // skip-mode one as changing: the lists this replaced said so, and only a
+            // failed run (always past a stop) is asked whether it changed the deployment.
+            P::Preflight
+            | P::Lock(_)
+            | P::Pull(_)
+            | P::Snapshot(..)
+            | P::BackupOnline(_)
+            | P::StopThenBackup(_)
+            | P::RollbackPull(_)
+            | P::TakeBackup(_)
+            | P::RestoreSnapshot(..)
+            | P::CheckBackup(..) => Stage::Preparing,
+            P::BackupOffline(_)
+            | P::StopAfterBackup(_)
+            | P::SetImage(_)
+            | P::StartLeader(_)
+            | P::AwaitLeader(_)
+            | P::ScaleOut(_)
+            | P::AwaitAll(_) => Stage::Changing,
+            P::RestartOld(..)
+            | P::RollbackStop(..)
+            | P::RollbackSafety(..)
+            | P::RestoreData(..)
+            | P::RestoreDefinition(..)
+            | P::AwaitRestored(..)
+            | P::RestoreStop(..)
+            | P::RestoreSafety(..)
+            | P::RestoreBackup(..)
+            | P::PutBack(..)
+            | P::RestoreBringBack(_)
+            | P::RestoreAwait(_) => Stage::Restoring,
+            P::PruneBackups(_) => Stage::Pruning,
+            P::Release(_) | P::Prune(_) | P::RestoreRelease(_) => Stage::Committing,
+            P::Unlock(_) => Stage::Ending,
+            P::Failed { .. } => Stage::Failed,
+            P::Done(_) => Stage::Done,
+        }
+    }
+
     /// The safety backup taken so far by a restore or manual rollback in this phase.
     fn safety(&self) -> Option<&BackupRef> {
         match self {
@@ -594,50 +685,27 @@ impl Run {
         next(&self.plan, &self.phase)
     }
 
+    /// Where the run is: see [`Stage`].
+    pub fn stage(&self) -> Stage {
+        self.phase.stage()
+    }
+
     /// Whether the operator may cancel the current step: true on the way forward, false
     /// once the run is aborting, rolling back or committing (those must finish).
     pub fn is_cancellable(&self) -> bool {
-        use Phase as P;
-        matches!(
-            self.phase,
-            P::Preflight
-                | P::Lock(_)
-                | P::Pull(_)
-                | P::Snapshot(..)
-                | P::BackupOnline(_)
-                | P::StopThenBackup(_)
-                | P::BackupOffline(_)
-                | P::StopAfterBackup(_)
-                | P::SetImage(_)
-                | P::StartLeader(_)
-                | P::AwaitLeader(_)
-                | P::ScaleOut(_)
-                | P::AwaitAll(_)
-                | P::TakeBackup(_)
-                | P::RestoreSnapshot(..)
-                | P::RollbackPull(_)
-                | P::CheckBackup(..)
-        )
+        self.stage().is_cancellable()
     }
 
-    /// Whether the deployment may be changed at this point (past `stop`): used to tell
-    /// the operator what state an interrupted run left behind.
+    /// Whether the deployment may be changed at this point: used to tell the operator
+    /// what state an interrupted run left behind.
     pub fn has_changed_deployment(&self) -> bool {
-        use Phase as P;
-        !matches!(
-            self.phase,
-            P::Preflight
-                | P::Lock(_)
-                | P::Pull(_)
-                | P::Snapshot(..)
-                | P::BackupOnline(_)
-                | P::StopThenBackup(_)
-                | P::TakeBackup(_)
-                | P::RestoreSnapshot(..)
-                | P::RollbackPull(_)
-                | P::CheckBackup(..)
-                | P::PruneBackups(_)
-        )
+        self.stage().has_changed_deployment()
+    }
+
+    /// Whether a failure of the current step is only a warning (commit housekeeping and
+    /// unlock): the machine goes on whatever the result.
+    pub fn is_best_effort(&self) -> bool {
+        self.stage().is_best_effort()
     }
 
     /// The new release whose instances the current step starts or waits for
@@ -1582,6 +1650,108 @@ mod tests {
         let refusal = refuse_upgrade(&pinned, &img("1.1.0"), false, 3).unwrap();
         assert!(refusal.message.contains("already runs"), "{refusal:?}");
         assert!(refuse_upgrade(&pinned, &img("1.2.0"), false, 3).is_none());
+    }
+
+    /// One phase of every variant, with what a run in it answers today: whether it may be
+    /// cancelled, and whether the deployment may have been changed. The table was taken
+    /// from the hand-kept lists that [`Phase::stage`] replaced, so the stages keep them.
+    fn every_phase() -> Vec<(Phase, bool, bool)> {
+        let base = Base {
+            from: img("1.0.0"),
+            old_replicas: 3,
+            replicas: 3,
+            from_digest: None,
+        };
+        let pulled = Pulled {
+            image: img("1.1.0"),
+            digest: None,
+        };
+        let prep = Prepared {
+            base: base.clone(),
+            to: img("1.1.0"),
+            digest: None,
+            snapshot: Snapshot {
+                driver: "test".into(),
+                image: img("1.0.0"),
+                replicas: 3,
+                data: serde_json::Value::Null,
+            },
+            safety: None,
+        };
+        let armed = Armed {
+            prep: prep.clone(),
+            protection: Protection::Skipped,
+        };
+        let ending = end(Outcome::Aborted, None, None);
+        let id: BackupId = "b-1".parse().unwrap();
+        use Phase as P;
+        vec![
+            (P::Preflight, true, false),
+            (P::Lock(base.clone()), true, false),
+            (P::Pull(base.clone()), true, false),
+            (P::Snapshot(base.clone(), pulled), true, false),
+            (P::BackupOnline(prep.clone()), true, false),
+            (P::StopThenBackup(prep.clone()), true, false),
+            (P::BackupOffline(prep.clone()), true, true),
+            (P::StopAfterBackup(armed.clone()), true, true),
+            (P::SetImage(armed.clone()), true, true),
+            (P::StartLeader(armed.clone()), true, true),
+            (P::AwaitLeader(armed.clone()), true, true),
+            (P::ScaleOut(armed.clone()), true, true),
+            (P::AwaitAll(armed.clone()), true, true),
+            (P::Release(armed.clone()), false, true),
+            (P::Prune(armed.clone()), false, true),
+            (P::RestartOld(prep.clone(), ending.clone()), false, true),
+            (P::RollbackPull(armed.clone()), true, false),
+            (P::RollbackStop(armed.clone(), None), false, true),
+            (P::RestoreData(armed.clone(), None), false, true),
+            (P::RestoreDefinition(armed.clone(), None), false, true),
+            (P::AwaitRestored(armed.clone(), None), false, true),
+            (P::TakeBackup(base.clone()), true, false),
+            (P::RollbackSafety(armed.clone(), None), false, true),
+            (P::RestoreSnapshot(base.clone(), id.clone()), true, false),
+            (P::RestoreStop(prep.clone(), id.clone()), false, true),
+            (P::RestoreSafety(prep.clone(), id.clone()), false, true),
+            (P::RestoreBackup(prep.clone(), id.clone()), false, true),
+            (P::PutBack(prep.clone(), fail()), false, true),
+            (P::RestoreBringBack(prep.clone()), false, true),
+            (P::RestoreAwait(prep.clone()), false, true),
+            (P::RestoreRelease(prep.clone()), false, true),
+            (P::CheckBackup(id.clone(), false), true, false),
+            (P::PruneBackups(2), false, false),
+            (P::Unlock(ending.clone()), false, true),
+            (
+                P::Failed {
+                    retry: Box::new(P::RollbackStop(armed, None)),
+                    step: Step::RollbackStop,
+                    error: fail(),
+                },
+                false,
+                true,
+            ),
+            (P::Done(ending), false, true),
+        ]
+    }
+
+    #[test]
+    fn cancellable_and_changed_are_what_the_hand_kept_lists_said() {
+        let plan = upgrade(BackupMode::Offline);
+        for (phase, cancellable, changed) in every_phase() {
+            let run = Run {
+                plan: plan.clone(),
+                phase,
+            };
+            assert_eq!(run.is_cancellable(), cancellable, "{:?}", run.phase);
+            assert_eq!(run.has_changed_deployment(), changed, "{:?}", run.phase);
+            if let Next::Perform(effect) = run.next() {
+                assert_eq!(
+                    run.is_best_effort(),
+                    effect.is_best_effort(),
+                    "{:?}",
+                    run.phase
+                );
+            }
+        }
     }
 
     proptest! {
