@@ -185,11 +185,6 @@ impl Step {
             Self::Verify => "verify",
         }
     }
-
-    /// Whether a failure of this step is only a warning (commit housekeeping).
-    pub fn is_best_effort(self) -> bool {
-        matches!(self, Self::Release | Self::Prune | Self::Unlock)
-    }
 }
 
 impl fmt::Display for Step {
@@ -237,8 +232,15 @@ pub enum Action {
     RestoreDefinition(Snapshot),
     /// Drop what was kept for rolling back to a snapshot.
     Release(Snapshot),
-    /// Delete old backups, keeping this run's (housekeeping after an upgrade).
-    Prune(Option<BackupId>),
+    /// Delete backups beyond the newest `keep`, never one that a run still needs, and
+    /// sweep the leftovers of unfinished ones; returns [`Output::Pruned`]. An upgrade's
+    /// housekeeping after its commit, or the deletion a prune run exists for.
+    Prune {
+        /// How many to keep; `None`: the configured retention (`Settings::keep_backups`).
+        keep: Option<usize>,
+        /// A backup to keep whatever its age: the one the upgrade just took.
+        protect: Option<BackupId>,
+    },
     /// Check a stored backup; returns [`Output::Backup`].
     Verify {
         /// The backup.
@@ -246,8 +248,6 @@ pub enum Action {
         /// Also restore it into a scratch database and compare fingerprints.
         restore_test: bool,
     },
-    /// Delete backups beyond the newest `keep` (a prune run); returns [`Output::Pruned`].
-    PruneTo(usize),
 }
 
 /// A step to perform: its name and its I/O.
@@ -257,14 +257,6 @@ pub struct Effect {
     pub step: Step,
     /// What to do.
     pub action: Action,
-}
-
-impl Effect {
-    /// Whether a failure is only a warning: commit housekeeping, but not the deletion a
-    /// prune run exists for.
-    pub fn is_best_effort(&self) -> bool {
-        self.step.is_best_effort() && !matches!(self.action, Action::PruneTo(_))
-    }
 }
 
 /// What the deployment looked like at preflight.
@@ -321,7 +313,7 @@ pub enum Output {
     Snapshot(Snapshot),
     /// From backup and verify.
     Backup(BackupRef),
-    /// From a prune run's prune.
+    /// From prune (an upgrade's housekeeping and a prune run's deletion).
     Pruned {
         /// The backups deleted.
         deleted: Vec<BackupId>,
@@ -329,7 +321,8 @@ pub enum Output {
         #[serde(default)]
         swept: Vec<Swept>,
     },
-    /// From any other step.
+    /// From any other step; also what an upgrade's prune returned in journals written
+    /// before it reported [`Output::Pruned`] (its phase takes any result).
     Done,
 }
 
@@ -757,6 +750,10 @@ impl Run {
                     id: BackupId::preview(),
                     bytes: 0,
                 }),
+                Action::Prune { .. } => Output::Pruned {
+                    deleted: Vec::new(),
+                    swept: Vec::new(),
+                },
                 _ => Output::Done,
             };
             steps.push(effect);
@@ -862,7 +859,10 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
         Phase::RestoreRelease(p) => perform(Step::Release, Action::Release(p.snapshot.clone())),
         Phase::Prune(a) => perform(
             Step::Prune,
-            Action::Prune(a.protection.backup().map(|b| b.id.clone())),
+            Action::Prune {
+                keep: None,
+                protect: a.protection.backup().map(|b| b.id.clone()),
+            },
         ),
         // The snapshot, not a scale: the stopped instances come back themselves (a scale
         // would create new ones beside those kept aside).
@@ -924,7 +924,13 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
                 restore_test: *restore_test,
             },
         ),
-        Phase::PruneBackups(keep) => perform(Step::Prune, Action::PruneTo(*keep)),
+        Phase::PruneBackups(keep) => perform(
+            Step::Prune,
+            Action::Prune {
+                keep: Some(*keep),
+                protect: None,
+            },
+        ),
         Phase::Unlock(_) => perform(Step::Unlock, Action::Unlock),
         Phase::Failed { retry, step, error } => Next::Stop(Report {
             outcome: Outcome::Failed,
@@ -1338,6 +1344,10 @@ mod tests {
                 id: "b-1".parse().unwrap(),
                 bytes: 1,
             }),
+            Action::Prune { .. } => Output::Pruned {
+                deleted: Vec::new(),
+                swept: Vec::new(),
+            },
             _ => Output::Done,
         }
     }
@@ -1733,6 +1743,61 @@ mod tests {
         ]
     }
 
+    /// Both prunes are one action with one outcome, and an upgrade journaled before that,
+    /// whose prune finished `done`, still folds to upgraded.
+    #[test]
+    fn both_prunes_report_what_they_deleted_and_old_done_prunes_still_fold() {
+        let prunes = |plan: Plan| -> Vec<Action> {
+            effects_with(plan, seen(), None)
+                .into_iter()
+                .filter(|e| e.step == Step::Prune)
+                .map(|e| e.action)
+                .collect()
+        };
+        assert_eq!(
+            prunes(upgrade(BackupMode::Offline)),
+            [Action::Prune {
+                keep: None,
+                protect: Some("b-1".parse().unwrap()),
+            }]
+        );
+        assert_eq!(
+            prunes(Plan::Prune { keep: 2 }),
+            [Action::Prune {
+                keep: Some(2),
+                protect: None,
+            }]
+        );
+
+        let upgraded = |prune: &str| {
+            let mut run = Run::new(upgrade(BackupMode::Offline));
+            let journal = [
+                r#"{"output":"observed","image":"registry.test/app:1.0.0","replicas":3}"#,
+                r#"{"output":"done"}"#,
+                r#"{"output":"pulled","image":"registry.test/app:1.1.0","digest":null}"#,
+                r#"{"output":"snapshot","driver":"test","image":"registry.test/app:1.0.0","replicas":3,"data":null}"#,
+                r#"{"output":"done"}"#,
+                r#"{"output":"backup","id":"b-1","bytes":1}"#,
+            ]
+            .into_iter()
+            .chain([r#"{"output":"done"}"#; 6])
+            .chain([prune, r#"{"output":"done"}"#]);
+            for entry in journal {
+                let output: Output = serde_json::from_str(entry).unwrap();
+                run = step(run, Input::Completed(Ok(output))).0;
+            }
+            match run.next() {
+                Next::Stop(report) => report.outcome,
+                Next::Perform(effect) => panic!("the run goes on: {effect:?}"),
+            }
+        };
+        assert_eq!(upgraded(r#"{"output":"done"}"#), Outcome::Upgraded);
+        assert_eq!(
+            upgraded(r#"{"output":"pruned","deleted":["b-0"]}"#),
+            Outcome::Upgraded
+        );
+    }
+
     #[test]
     fn cancellable_and_changed_are_what_the_hand_kept_lists_said() {
         let plan = upgrade(BackupMode::Offline);
@@ -1743,14 +1808,13 @@ mod tests {
             };
             assert_eq!(run.is_cancellable(), cancellable, "{:?}", run.phase);
             assert_eq!(run.has_changed_deployment(), changed, "{:?}", run.phase);
-            if let Next::Perform(effect) = run.next() {
-                assert_eq!(
-                    run.is_best_effort(),
-                    effect.is_best_effort(),
-                    "{:?}",
-                    run.phase
-                );
-            }
+            // What `Effect::is_best_effort` said before prune was one action: release,
+            // unlock and an upgrade's prune, not a prune run's.
+            let best_effort = matches!(
+                run.phase,
+                Phase::Release(_) | Phase::RestoreRelease(_) | Phase::Prune(_) | Phase::Unlock(_)
+            );
+            assert_eq!(run.is_best_effort(), best_effort, "{:?}", run.phase);
         }
     }
 
