@@ -82,27 +82,6 @@ impl Engine {
                 .run(driver.release(snapshot))
                 .await
                 .map(|()| Output::Done),
-            Action::Prune(keep_id) => {
-                let mut protected = self.referenced_backups().await?;
-                protected.extend(keep_id.iter().cloned());
-                let deleted = self
-                    .backups
-                    .prune(app, self.settings.keep_backups, &protected)
-                    .await?;
-                if !deleted.is_empty() {
-                    let ids: Vec<_> = deleted.iter().map(|d| d.as_str()).collect();
-                    events.warn(format!("pruned old backups: {}", ids.join(", ")));
-                }
-                let swept = self.backups.sweep(&protected).await?;
-                if !swept.is_empty() {
-                    let names: Vec<_> = swept.iter().map(ToString::to_string).collect();
-                    events.warn(format!(
-                        "deleted the leftovers of unfinished backups: {}",
-                        names.join(", ")
-                    ));
-                }
-                Ok(Output::Done)
-            }
             Action::Verify {
                 backup,
                 restore_test,
@@ -117,9 +96,11 @@ impl Engine {
             }
             // The lock keeps other runs of the target out, but a run whose lock was
             // removed with `unlock --force` may still be resumed: its backups stay.
-            Action::PruneTo(keep) => {
-                let protected = self.referenced_backups().await?;
-                let deleted = self.backups.prune(app, *keep, &protected).await?;
+            Action::Prune { keep, protect } => {
+                let mut protected = self.referenced_backups().await?;
+                protected.extend(protect.iter().cloned());
+                let keep = keep.unwrap_or(self.settings.keep_backups);
+                let deleted = self.backups.prune(app, keep, &protected).await?;
                 let swept = self.backups.sweep(&protected).await?;
                 Ok(Output::Pruned { deleted, swept })
             }

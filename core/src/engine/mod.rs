@@ -541,7 +541,7 @@ impl Engine {
                     millis,
                     detail: step_detail(output, moved.load(Ordering::Relaxed), millis),
                 }),
-                Err(error) if effect.is_best_effort() => events.warn(format!(
+                Err(error) if run.is_best_effort() => events.warn(format!(
                     "{} failed (the run continues): {error}",
                     effect.step
                 )),

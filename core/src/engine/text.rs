@@ -49,7 +49,10 @@ pub fn about(effect: &Effect) -> String {
             )
         }
         Action::Release(_) => "drop the containers kept for rollback".into(),
-        Action::Prune(_) => "delete backups beyond the retention count".into(),
+        Action::Prune { keep: None, .. } => "delete backups beyond the retention count".into(),
+        Action::Prune {
+            keep: Some(keep), ..
+        } => format!("delete backups beyond the newest {keep}"),
         Action::Verify {
             backup,
             restore_test: false,
@@ -57,7 +60,6 @@ pub fn about(effect: &Effect) -> String {
         Action::Verify { backup, .. } => format!(
             "check backup {backup}, restore it into a scratch database and compare fingerprints"
         ),
-        Action::PruneTo(keep) => format!("delete backups beyond the newest {keep}"),
     }
 }
 
