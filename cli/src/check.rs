@@ -12,14 +12,12 @@
 use std::sync::Arc;
 
 use cutover_core::check::Check;
-use cutover_core::{
-    BackupMode, Backups, Driver, Engine, Error, Journal, Plan, Settings, SqliteJournal,
-};
+use cutover_core::{BackupMode, Backups, Driver, Engine, Error, Plan, Settings, SqliteJournal};
 use serde_json::json;
 
 use crate::args::Cli;
-use crate::commands::{NoBackups, driver_context, dump_backups};
-use crate::config::Config;
+use crate::commands::{NoBackups, driver_context, dump_backups, open_journal};
+use crate::config::{Config, JournalAt};
 use crate::exit;
 use crate::registry::Registry;
 use crate::render::Renderer;
@@ -159,47 +157,51 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
 }
 
 /// The journal: an existing one opens (and says whether a run holds the lock); a missing
-/// one is created by the first run, so its directory must be creatable.
+/// file is created by the first run, so its directory must be creatable; a PostgreSQL
+/// journal must take the connection (and its schema).
 async fn journal_check(config: &Config) -> Check {
-    let path = match config.journal_path() {
-        Ok(p) => p,
+    let (shown, journal) = match config.journal_at() {
         Err(e) => return Check::failed("journal", Error::invalid(e.to_string())),
-    };
-    if !path.exists() {
-        let mut dir = path.parent();
-        while let Some(d) = dir.filter(|d| !d.exists()) {
-            dir = d.parent();
-        }
-        return match dir.map(std::fs::metadata) {
-            Some(Ok(m)) if m.is_dir() && !m.permissions().readonly() => Check::passed(
-                "journal",
-                format!(
-                    "{} does not exist yet; the first run creates it",
-                    path.display()
+        Ok(JournalAt::File(path)) if !path.exists() => {
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| !d.exists()) {
+                dir = d.parent();
+            }
+            return match dir.map(std::fs::metadata) {
+                Some(Ok(m)) if m.is_dir() && !m.permissions().readonly() => Check::passed(
+                    "journal",
+                    format!(
+                        "{} does not exist yet; the first run creates it",
+                        path.display()
+                    ),
                 ),
-            ),
-            _ => Check::failed(
-                "journal",
-                Error::invalid(format!(
-                    "{} cannot be created: no writable directory above it",
-                    path.display()
-                )),
-            ),
-        };
-    }
-    let journal = match SqliteJournal::open(&path).await {
+                _ => Check::failed(
+                    "journal",
+                    Error::invalid(format!(
+                        "{} cannot be created: no writable directory above it",
+                        path.display()
+                    )),
+                ),
+            };
+        }
+        Ok(JournalAt::File(path)) => (path.display().to_string(), open_journal(config).await),
+        Ok(JournalAt::Postgres(url)) => (
+            url.split('?').next().unwrap_or_default().to_string(),
+            open_journal(config).await,
+        ),
+    };
+    let journal = match journal {
         Ok(j) => j,
-        Err(e) => return Check::failed("journal", e),
+        Err(f) => return Check::failed("journal", Error::invalid(f.message())),
     };
     Check::of(
         "journal",
         journal.lock(&config.app.name).await.map(|lock| match lock {
             Some(l) => format!(
-                "{}: the lock is held by run {} (`cutover status` says more)",
-                path.display(),
+                "{shown}: the lock is held by run {} (`cutover status` says more)",
                 l.holder.run
             ),
-            None => format!("{}: the lock is free", path.display()),
+            None => format!("{shown}: the lock is free"),
         }),
     )
 }

@@ -208,12 +208,38 @@ impl Default for BackupConfig {
 }
 
 /// `[journal]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
-    /// `sqlite://PATH` (relative to the config file's directory).
+    /// `sqlite://PATH` (relative to the config file's directory), or
+    /// `postgres://user@host:port/database` for a journal shared by several machines.
     #[serde(default = "default_journal")]
     pub url: String,
+    /// A PostgreSQL journal's password: from `CUTOVER_JOURNAL__PASSWORD`, never the file.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// A file holding a PostgreSQL journal's password (its first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for JournalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalConfig")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .finish()
+    }
+}
+
+/// Where the journal is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalAt {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A PostgreSQL database (the URL holds no password).
+    Postgres(String),
 }
 
 fn default_journal() -> String {
@@ -224,6 +250,8 @@ impl Default for JournalConfig {
     fn default() -> Self {
         Self {
             url: default_journal(),
+            password: None,
+            password_file: None,
         }
     }
 }
@@ -375,15 +403,30 @@ impl Config {
         }
     }
 
-    /// The journal's file path.
-    pub fn journal_path(&self) -> Result<PathBuf, ConfigError> {
+    /// Where the journal is.
+    pub fn journal_at(&self) -> Result<JournalAt, ConfigError> {
         let url = &self.journal.url;
-        let path = url.strip_prefix("sqlite://").ok_or_else(|| {
-            ConfigError::Value(format!(
-                "journal.url = {url:?}: only sqlite://PATH journals are supported so far"
-            ))
-        })?;
-        Ok(self.resolve(path))
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(JournalAt::File(self.resolve(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(JournalAt::Postgres(url.clone()));
+        }
+        Err(ConfigError::Value(format!(
+            "journal.url: {:?} is neither sqlite://PATH nor postgres://user@host/database",
+            url.split('@').next_back().unwrap_or_default()
+        )))
+    }
+
+    /// Where failed instances' logs are kept: `runs/` beside a SQLite journal, else
+    /// `.cutover/runs` beside the config.
+    pub fn evidence_dir(&self) -> PathBuf {
+        match self.journal_at() {
+            Ok(JournalAt::File(path)) => path
+                .parent()
+                .map_or_else(|| self.resolve(".cutover/runs"), |dir| dir.join("runs")),
+            _ => self.resolve(".cutover/runs"),
+        }
     }
 
     /// The driver's own table (`[driver.<kind>]`), empty if absent.
@@ -436,7 +479,9 @@ kind = "docker"
         assert_eq!(c.app.name, "apidog");
         assert_eq!(c.backup.keep, 10);
         assert_eq!(c.journal.url, "sqlite://.cutover/journal.db");
-        assert!(c.journal_path().unwrap().ends_with(".cutover/journal.db"));
+        assert!(
+            matches!(c.journal_at().unwrap(), JournalAt::File(p) if p.ends_with(".cutover/journal.db"))
+        );
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub use event::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 pub use health::HealthCheck;
 pub use image::{ImageRef, Version};
 #[cfg(feature = "engine")]
-pub use journal::{Journal, SqliteJournal};
+pub use journal::{Journal, PgJournal, SqliteJournal};
 #[cfg(feature = "engine")]
 pub use machine::{BackupMode, Output, Plan, Report, Step};
 pub use run::{Outcome, RunKind};

@@ -493,20 +493,57 @@ async fn run_until_crash(
     }
 }
 
-#[tokio::test]
-async fn a_crash_after_any_effect_resumes_to_a_terminal_state() {
+/// Where a test's journal lives: a file (each open is a new connection, as a new process
+/// makes) or a PostgreSQL database (each open a new pool, as another machine makes).
+enum JournalAt {
+    File(tempfile::TempDir),
+    Postgres(cutover_tests::ScratchDatabase),
+}
+
+impl JournalAt {
+    async fn new(postgres: bool) -> Self {
+        if postgres {
+            JournalAt::Postgres(
+                cutover_tests::ScratchDatabase::create(cutover_tests::Engine::Postgres).await,
+            )
+        } else {
+            JournalAt::File(tempfile::tempdir().unwrap())
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn Journal> {
+        match self {
+            JournalAt::File(dir) => Arc::new(
+                SqliteJournal::open(dir.path().join("journal.db"))
+                    .await
+                    .unwrap(),
+            ),
+            JournalAt::Postgres(db) => {
+                let (url, password) = db.credentials();
+                Arc::new(
+                    cutover_core::PgJournal::connect(&url, Some(&password))
+                        .await
+                        .unwrap(),
+                )
+            }
+        }
+    }
+}
+
+/// After a crash following any effect of an upgrade (to a good release and to a broken
+/// one), a new engine on a new journal connection resumes the run to its end.
+async fn a_crash_after_any_effect_resumes_on(postgres: bool) {
     for to in [NEW, BROKEN] {
         let calls = clean_calls(to).await;
         for (method, nth) in calls {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("journal.db");
+            let at = JournalAt::new(postgres).await;
             let fake = fake();
             fake.inject(Fault {
                 method,
                 nth,
                 kind: FaultKind::CrashAfterEffect,
             });
-            let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+            let journal = at.open().await;
             if let Some(finished) = run_until_crash(&fake, journal.clone(), upgrade(to)).await {
                 // Only the number of polls while awaiting readiness varies between runs.
                 assert_eq!(method, Method::Observe, "{method:?} #{nth} never happened");
@@ -514,9 +551,9 @@ async fn a_crash_after_any_effect_resumes_to_a_terminal_state() {
                 continue;
             }
 
-            // A new process: a fresh engine and journal connection on the same file. The
-            // dead run's heartbeat is at most 20 ms old, so treat 0 s as stale.
-            let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&path).await.unwrap());
+            // A new process: a fresh engine and journal connection. The dead run's
+            // heartbeat is at most 20 ms old, so treat 0 s as stale.
+            let journal = at.open().await;
             let fresh = engine(&fake, journal.clone(), Duration::ZERO);
             let finished = fresh.resume(None).await.unwrap_or_else(|e| {
                 panic!("resume after crash in {method:?} #{nth}: {}", e.report())
@@ -534,6 +571,16 @@ async fn a_crash_after_any_effect_resumes_to_a_terminal_state() {
             assert_settled(&fake, &*journal, &finished, to).await;
         }
     }
+}
+
+#[tokio::test]
+async fn a_crash_after_any_effect_resumes_to_a_terminal_state() {
+    a_crash_after_any_effect_resumes_on(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_effect_resumes_to_a_terminal_state_on_a_postgres_journal() {
+    a_crash_after_any_effect_resumes_on(true).await;
 }
 
 /// A store with backups b-1 … b-4 of the app and the leftovers of an unfinished backup,

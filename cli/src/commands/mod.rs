@@ -14,7 +14,8 @@ use std::sync::Arc;
 use clap::CommandFactory as _;
 use cutover_core::journal::Journal;
 use cutover_core::{
-    BackupId, Backups, Engine, Error, ErrorKind, EventSink, Finished, Plan, Settings, SqliteJournal,
+    BackupId, Backups, Engine, Error, ErrorKind, EventSink, Finished, PgJournal, Plan, Settings,
+    SqliteJournal,
 };
 use serde_json::json;
 
@@ -27,7 +28,7 @@ use plan::{plan, upgrade_plan};
 use unlock::unlock;
 
 use crate::args::{BackupsCommand, Cli, Command};
-use crate::config::Config;
+use crate::config::{Config, JournalAt};
 use crate::confirm;
 use crate::exit;
 use crate::notify::Notifier;
@@ -83,6 +84,28 @@ pub async fn run(cli: Cli, registry: Registry, renderer: &Renderer) -> u8 {
 }
 
 /// Everything a command needs.
+/// The journal `[journal] url` names: a SQLite file, or PostgreSQL with its password from
+/// `CUTOVER_JOURNAL__PASSWORD` or `password_file`.
+pub(crate) async fn open_journal(config: &Config) -> Outcome<Arc<dyn Journal>> {
+    Ok(match config.journal_at()? {
+        JournalAt::File(path) => Arc::new(SqliteJournal::open(&path).await?),
+        JournalAt::Postgres(url) => {
+            let password = match (&config.journal.password, &config.journal.password_file) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(file)) => {
+                    let path = config.resolve(&file.to_string_lossy());
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        Error::invalid(format!("journal.password_file {}: {e}", path.display()))
+                    })?;
+                    Some(text.lines().next().unwrap_or_default().to_string())
+                }
+                (None, None) => None,
+            };
+            Arc::new(PgJournal::connect(&url, password.as_deref()).await?)
+        }
+    })
+}
+
 /// What the registry needs to build the configured driver.
 pub(crate) fn driver_context(config: &Config, source: &std::path::Path) -> DriverContext {
     DriverContext {
@@ -148,11 +171,10 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
         }
         (None, None) => Arc::new(NoBackups),
     };
-    let journal_path = config.journal_path()?;
-    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&journal_path).await?);
+    let journal = open_journal(&config).await?;
     let settings = Settings {
         // A failed release's instance logs, beside the journal that names the run.
-        evidence_dir: journal_path.parent().map(|dir| dir.join("runs")),
+        evidence_dir: Some(config.evidence_dir()),
         health: config.health.clone(),
         keep_backups: config.backup.keep,
         call_timeout: config

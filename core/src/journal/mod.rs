@@ -17,8 +17,10 @@ use crate::error::Failure;
 use crate::machine::{Baseline, Input, Output, Plan, Report, Run, RunKind, Step, step};
 use crate::{Error, ErrorKind, Result};
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgJournal;
 pub use sqlite::SqliteJournal;
 
 /// One record of a run.

@@ -470,60 +470,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_live_holder_locks_out_a_second_run_and_a_dead_one_asks_for_resume() {
+    async fn the_journal_contract_holds_on_sqlite() {
+        use crate::testkit::journal as contract;
         let j = SqliteJournal::in_memory().await.unwrap();
-        j.begin(&header("r1"), &holder("r1", 10), LIVE)
-            .await
-            .unwrap();
-        let e = j
-            .begin(&header("r2"), &holder("r2", 11), LIVE)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Locked);
-        assert!(
-            e.to_string().contains("run r1 (pid 10 on elsewhere)"),
-            "{e}"
-        );
-        let e = j
-            .begin(&header("r2"), &holder("r2", 11), Duration::ZERO)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Interrupted);
-        assert!(e.to_string().contains("cutover resume r1"), "{e}");
-        // The refused run left no record.
-        assert!(j.run("r2").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn take_over_is_only_for_the_same_run_and_a_dead_holder() {
-        let j = SqliteJournal::in_memory().await.unwrap();
-        j.begin(&header("r1"), &holder("r1", 10), LIVE)
-            .await
-            .unwrap();
-        let other = j
-            .take_over("app", &holder("r2", 12), Duration::ZERO)
-            .await
-            .unwrap_err();
-        assert_eq!(other.kind(), ErrorKind::Locked);
-        let live = j
-            .take_over("app", &holder("r1", 12), LIVE)
-            .await
-            .unwrap_err();
-        assert_eq!(live.kind(), ErrorKind::Locked);
-        j.take_over("app", &holder("r1", 12), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(j.lock("app").await.unwrap().unwrap().holder.pid, 12);
-        // Heartbeats of the old process no longer count.
-        j.heartbeat("app", &holder("r1", 10)).await.unwrap();
-        j.release("app", "r2").await.unwrap();
-        assert!(
-            j.lock("app").await.unwrap().is_some(),
-            "release by another run"
-        );
-        let removed = j.force_release("app").await.unwrap().unwrap();
-        assert_eq!(removed.holder.run, "r1");
-        assert!(j.lock("app").await.unwrap().is_none());
+        contract::a_live_holder_locks_out_a_second_run_and_a_dead_one_asks_for_resume(&j, "a")
+            .await;
+        contract::take_over_is_only_for_the_same_run_and_a_dead_holder(&j, "b").await;
+        contract::entries_come_back_in_order_and_runs_newest_first(&j, "c").await;
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 pub mod conformance;
 mod fake;
 #[cfg(feature = "engine")]
+pub mod journal;
+#[cfg(feature = "engine")]
 mod local;
 
 pub use conformance::Fixture;
