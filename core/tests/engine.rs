@@ -854,6 +854,40 @@ async fn a_failed_rollback_holds_the_lock_and_resume_finishes_it() {
     assert_settled(&fake, &*journal, &resumed, BROKEN).await;
 }
 
+/// `cutover plan` and `cutover check` make the checks outside a run's step: a backend that
+/// never answers is a failed `driver` check after `call_timeout`, not a command that hangs.
+#[tokio::test]
+async fn checks_outside_a_run_are_bounded_by_the_call_timeout() {
+    let fake = fake();
+    fake.inject(Fault {
+        method: Method::Observe,
+        nth: 1,
+        kind: FaultKind::Hang,
+    });
+    let engine = Engine::new(
+        Arc::new(fake.clone()),
+        Arc::new(fake.backups()),
+        memory_journal().await,
+        Settings {
+            call_timeout: Duration::from_millis(300),
+            ..settings(Duration::ZERO)
+        },
+    );
+    let (seen, checks) = engine.checks(&upgrade(NEW)).await;
+    assert!(seen.is_none());
+    let driver = checks
+        .iter()
+        .find(|c| c.name == "driver")
+        .expect("a driver check");
+    let e = driver.result.as_ref().unwrap_err();
+    assert_eq!(e.kind(), cutover_core::ErrorKind::Timeout, "{}", e.report());
+    assert!(
+        e.report().contains("did not return within 300ms"),
+        "{}",
+        e.report()
+    );
+}
+
 #[tokio::test]
 async fn a_driver_call_that_never_returns_ends_in_the_documented_state() {
     let limited = |fake: &FakeDriver, journal: Arc<dyn Journal>| {

@@ -39,7 +39,14 @@ impl Engine {
                 .validate()
                 .map(|()| "the health check is valid".into()),
         )];
-        let seen = match driver.observe().await {
+        // Bounded here too: `plan` and `cutover check` call this outside a run's step.
+        let observed = Bounded {
+            what: "the driver's observe",
+            limit: self.settings.call_timeout,
+        }
+        .run(driver.observe())
+        .await;
+        let seen = match observed {
             Ok(seen) => {
                 checks.push(Check::passed(
                     "driver",
