@@ -57,20 +57,18 @@ impl Phase {
     pub fn stage(&self) -> Stage {
         use Phase as P;
         match self {
-            // `stop` of an offline upgrade counts as preparing and that of an online or
-            // skip-mode one as changing: the lists this replaced said so, and only a
-            // failed run (always past a stop) is asked whether it changed the deployment.
             P::Preflight
             | P::Lock(_)
             | P::Pull(_)
             | P::Snapshot(..)
             | P::BackupOnline(_)
-            | P::StopThenBackup(_)
             | P::RollbackPull(_)
             | P::TakeBackup(_)
             | P::RestoreSnapshot(..)
             | P::CheckBackup(..) => Stage::Preparing,
-            P::BackupOffline(_)
+            // Every `stop` changes the deployment, whichever backup mode put it where.
+            P::StopThenBackup(_)
+            | P::BackupOffline(_)
             | P::StopAfterBackup(_)
             | P::SetImage(_)
             | P::StartLeader(_)

@@ -407,7 +407,8 @@ fn every_phase() -> Vec<(Phase, bool, bool)> {
         (P::Pull(base.clone()), true, false),
         (P::Snapshot(base.clone(), pulled), true, false),
         (P::BackupOnline(prep.clone()), true, false),
-        (P::StopThenBackup(prep.clone()), true, false),
+        // Its stop changes the deployment, as the online and skip-mode stop does.
+        (P::StopThenBackup(prep.clone()), true, true),
         (P::BackupOffline(prep.clone()), true, true),
         (P::StopAfterBackup(armed.clone()), true, true),
         (P::SetImage(armed.clone()), true, true),
