@@ -142,6 +142,7 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
             },
             replicas: None,
             allow_downgrade: false,
+            hooks: Default::default(),
         },
         None if has_backups => Plan::Backup,
         // Without backups and a tag, the checks every plan makes: settings and driver.

@@ -70,6 +70,7 @@ impl Engine {
                 backup,
                 replicas,
                 allow_downgrade,
+                ..
             } => {
                 if let Some(seen) = &seen {
                     let replicas = replicas.unwrap_or(seen.replicas);
