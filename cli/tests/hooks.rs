@@ -132,8 +132,15 @@ fn plan_lists_the_hook_steps_where_they_run() {
     assert_eq!(at("hook_after_leader") + 1, at("scale_out"), "{steps:?}");
     assert_eq!(at("hook_after_run") + 1, at("unlock"), "{steps:?}");
     assert!(!steps.contains(&"hook_on_rollback"), "{steps:?}");
-    // Nothing ran.
+    // Nothing ran; preflight found every hook's program.
     assert!(log(dir.path()).is_empty());
+    let hooks_check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "hooks")
+        .unwrap_or_else(|| panic!("no hooks check: {doc}"));
+    assert_eq!(hooks_check["passed"], true, "{hooks_check}");
 
     let out = cutover(&path, &["plan", "--to", "v2.7.81"]);
     let said = text(&out);
@@ -142,6 +149,23 @@ fn plan_lists_the_hook_steps_where_they_run() {
         said.contains("the upgrade aborts with nothing changed"),
         "{said}"
     );
+}
+
+#[test]
+fn a_hook_whose_program_is_missing_stops_the_upgrade_in_preflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "true");
+    let toml = std::fs::read_to_string(&path).unwrap().replace(
+        r#"command = ["/bin/sh", "-c", "echo \"$CUTOVER_HOOK\" >> log"]"#,
+        r#"command = ["smoke-test-that-is-not-installed"]"#,
+    );
+    std::fs::write(&path, toml).unwrap();
+    let out = cutover(&path, &["upgrade", "--to", "v2.7.81"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{said}");
+    assert!(said.contains("after_leader"), "{said}");
+    assert!(said.contains("not an executable file on PATH"), "{said}");
+    assert!(log(dir.path()).is_empty(), "a hook ran: {said}");
 }
 
 #[test]

@@ -1722,6 +1722,12 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
         dir: Some(dir.path().to_path_buf()),
         timeout,
     };
+    let not_a_program = dir.path().join("not-a-program");
+    std::fs::write(&not_a_program, [0u8, 1, 2, 3]).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&not_a_program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let cases = [
         (
             failing(
@@ -1733,17 +1739,30 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
                 Duration::from_secs(20),
             ),
             vec!["before_stop", "exit status 3", "maintenance page is down"],
+            true,
         ),
         (
             failing(&["/bin/sleep", "30"], Duration::from_millis(300)),
             vec!["before_stop", "did not finish within", "killed"],
+            true,
         ),
         (
-            failing(&["/nonexistent/maintenance-on"], Duration::from_secs(20)),
+            // Passes preflight's check, yet the system cannot run it.
+            failing(&[not_a_program.to_str().unwrap()], Duration::from_secs(20)),
             vec!["before_stop", "could not start"],
+            true,
+        ),
+        (
+            // Found out by preflight, before the lock: no hook runs.
+            failing(&["/nonexistent/maintenance-on"], Duration::from_secs(20)),
+            vec![
+                "before_stop",
+                "\"/nonexistent/maintenance-on\" is not an executable file",
+            ],
+            false,
         ),
     ];
-    for (before_stop, says) in cases {
+    for (before_stop, says, ran) in cases {
         let hooks = Hooks {
             before_stop: Some(before_stop),
             ..recording_hooks(dir.path())
@@ -1781,12 +1800,16 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
             fake.call_log()
         );
         assert_settled(&fake, &*journal, &finished, NEW).await;
-        // The end hook still runs, told the run aborted.
-        assert_eq!(hooks_ran(dir.path()), ["after_run"]);
-        assert_eq!(
-            hook_env(dir.path(), "after_run")["CUTOVER_OUTCOME"],
-            "aborted"
-        );
+        if ran {
+            // The end hook still runs, told the run aborted.
+            assert_eq!(hooks_ran(dir.path()), ["after_run"]);
+            assert_eq!(
+                hook_env(dir.path(), "after_run")["CUTOVER_OUTCOME"],
+                "aborted"
+            );
+        } else {
+            assert_eq!(hooks_ran(dir.path()), Vec::<String>::new());
+        }
     }
 }
 
@@ -1802,11 +1825,19 @@ async fn a_best_effort_hook_that_fails_is_a_warning() {
         dir: None,
         timeout: Duration::from_secs(20),
     };
+    // A hook that leaves a process behind holding its stderr is done when it exits.
+    let leaves_a_child = HookCommand {
+        argv: vec!["/bin/sh".into(), "-c".into(), "sleep 20 & exit 0".into()],
+        dir: None,
+        timeout: Duration::from_secs(10),
+    };
     let hooks = Hooks {
+        before_stop: Some(leaves_a_child),
         after_leader: Some(fails.clone()),
         after_run: Some(fails),
         ..recording_hooks(dir.path())
     };
+    let began = std::time::Instant::now();
     let fake = fake();
     let journal = memory_journal().await;
     let (events, mut rx) = EventSink::channel();
@@ -1820,6 +1851,10 @@ async fn a_best_effort_hook_that_fails_is_a_warning() {
     .start(hooked_upgrade(NEW, &hooks))
     .await
     .unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(8),
+        "waited for the hook's background process"
+    );
     assert_eq!(
         finished.report.outcome,
         Outcome::Upgraded,

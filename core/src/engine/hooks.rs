@@ -5,12 +5,16 @@
 //!   (when set) are passed on, plus the run's context (`CUTOVER_RUN`, `CUTOVER_APP`,
 //!   `CUTOVER_HOOK`, `CUTOVER_FROM`, `CUTOVER_TO`, and when known `CUTOVER_TO_DIGEST`,
 //!   `CUTOVER_BACKUP`, `CUTOVER_OUTCOME`). No secret of cutover's environment reaches it.
-//! - A hook that outlives its timeout, or whose step is cancelled, is killed.
+//! - A hook that outlives its timeout, or whose step is cancelled, is killed. It ends when
+//!   its process exits, whatever it left running in the background. Its stdout is
+//!   discarded.
 //! - A failure names the hook, its exit status and the last lines of its stderr.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 
 use crate::machine::{Hook, HookCall, HookPoints};
 use crate::{Error, ErrorKind, Output, Result};
@@ -20,6 +24,18 @@ pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many lines of a failed hook's stderr its failure keeps.
 const STDERR_LINES: usize = 10;
+
+/// How long a failed hook's stderr is still read after it exited.
+const STDERR_GRACE: Duration = Duration::from_secs(1);
+
+/// The stderr reader, stopped when the hook's step ends.
+struct AbortOnDrop(tokio::task::JoinHandle<Vec<u8>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// One hook's command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +94,73 @@ impl Hooks {
     }
 }
 
+/// Whether every hook point of `points` has a command that can start: its program exists
+/// and is executable (on `PATH` when named without a `/`) and its directory exists. A
+/// preflight check, so that a mistyped hook stops the upgrade before any downtime instead
+/// of failing (or warning) in the middle of it.
+pub(super) fn check(hooks: &Hooks, points: HookPoints) -> Result<String> {
+    let mut ready = Vec::new();
+    for hook in [
+        Hook::BeforeStop,
+        Hook::AfterLeader,
+        Hook::OnRollback,
+        Hook::AfterRun,
+    ] {
+        if !points.has(hook) {
+            continue;
+        }
+        let command = hooks.get(hook).ok_or_else(|| {
+            Error::invalid(format!(
+                "the plan has a {hook} hook but [hooks] configures none"
+            ))
+        })?;
+        let program = command
+            .argv
+            .first()
+            .ok_or_else(|| Error::invalid(format!("hook {hook} has an empty command")))?;
+        if let Some(dir) = &command.dir
+            && !dir.is_dir()
+        {
+            return Err(Error::invalid(format!(
+                "hook {hook}: its directory {} does not exist",
+                dir.display()
+            )));
+        }
+        if find_program(program, command.dir.as_deref()).is_none() {
+            return Err(Error::invalid(format!(
+                "hook {hook}: {program:?} is not an executable file{}",
+                if program.contains('/') {
+                    ""
+                } else {
+                    " on PATH"
+                }
+            )));
+        }
+        ready.push(hook.as_str());
+    }
+    Ok(format!("{} can start", ready.join(", ")))
+}
+
+/// Where `program` is, as the hook's process would find it.
+fn find_program(program: &str, dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        // A relative path is the hook's directory's.
+        let path = match dir {
+            Some(dir) => dir.join(program),
+            None => PathBuf::from(program),
+        };
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
 /// Runs `call`'s hook of `hooks` for run `run` of application `app`.
 pub(super) async fn run_hook(
     hooks: &Hooks,
@@ -98,7 +181,7 @@ pub(super) async fn run_hook(
     cmd.args(args)
         .env_clear()
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     for name in ["PATH", "HOME", "LANG"] {
@@ -112,14 +195,24 @@ pub(super) async fn run_hook(
     if let Some(dir) = &command.dir {
         cmd.current_dir(dir);
     }
-    let child = cmd.spawn().map_err(|e| {
+    let mut child = cmd.spawn().map_err(|e| {
         Error::new(
             ErrorKind::Other,
             format!("hook {hook} could not start {program:?}: {e}"),
         )
     })?;
-    // Dropping the wait (timeout, cancel) drops the child, which kills it.
-    let output = match tokio::time::timeout(command.timeout, child.wait_with_output()).await {
+    // Read stderr beside the wait, not until its end: a process the hook leaves running
+    // in the background may keep it open for ever.
+    let mut pipe = child.stderr.take();
+    let mut reader = AbortOnDrop(tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(pipe) = &mut pipe {
+            let _ = pipe.read_to_end(&mut buf).await;
+        }
+        buf
+    }));
+    // Dropping the child (timeout, cancel) kills it.
+    let status = match tokio::time::timeout(command.timeout, child.wait()).await {
         Ok(waited) => waited
             .map_err(|e| Error::new(ErrorKind::Other, format!("hook {hook} ({program:?}): {e}")))?,
         Err(_) => {
@@ -132,15 +225,19 @@ pub(super) async fn run_hook(
             ));
         }
     };
-    if output.status.success() {
+    if status.success() {
         return Ok(Output::Done);
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = match tokio::time::timeout(STDERR_GRACE, &mut reader.0).await {
+        Ok(Ok(bytes)) => bytes,
+        _ => Vec::new(),
+    };
+    let stderr = String::from_utf8_lossy(&stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(STDERR_LINES)..].join("\n");
-    let status = match output.status.code() {
+    let status = match status.code() {
         Some(code) => format!("exit status {code}"),
-        None => format!("{}", output.status),
+        None => format!("{status}"),
     };
     let said = if tail.is_empty() {
         " (no stderr)".to_string()
