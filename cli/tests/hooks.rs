@@ -166,6 +166,18 @@ fn a_hook_whose_program_is_missing_stops_the_upgrade_in_preflight() {
     assert!(said.contains("after_leader"), "{said}");
     assert!(said.contains("not an executable file on PATH"), "{said}");
     assert!(log(dir.path()).is_empty(), "a hook ran: {said}");
+    // `cutover check --to` finds it too, as a failed `hooks` check.
+    let out = cutover(&path, &["--output", "json", "check", "--to", "v2.7.81"]);
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("check prints JSON ({e}): {}", text(&out)));
+    let hooks = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "hooks")
+        .unwrap_or_else(|| panic!("no hooks check: {doc}"));
+    assert_eq!(hooks["passed"], false, "{hooks}");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]
