@@ -117,6 +117,7 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
         call_timeout: config
             .call_timeout()
             .expect("validated when the configuration was loaded"),
+        hooks: config.hook_commands(),
         ..Settings::new(config.app.name.clone())
     };
     let engine = Engine::new(
@@ -142,6 +143,7 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
             },
             replicas: None,
             allow_downgrade: false,
+            hooks: config.hook_commands().points(),
         },
         None if has_backups => Plan::Backup,
         // Without backups and a tag, the checks every plan makes: settings and driver.

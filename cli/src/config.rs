@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use cutover_core::{HealthCheck, ImageRef};
+use cutover_core::{HealthCheck, HookCommand, Hooks, ImageRef};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,9 @@ pub struct Config {
     /// Webhooks told how runs end.
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// Commands run around an upgrade's downtime.
+    #[serde(default)]
+    pub hooks: HooksConfig,
     /// The directory relative paths are resolved against (the config file's), set on load.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -165,6 +168,38 @@ pub struct AppVars {
     /// The database name.
     #[serde(default)]
     pub database: Option<String>,
+}
+
+/// `[hooks]`: one table per hook point, e.g. `[hooks.before_stop]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Right before the upgrade's stop; a failure aborts the upgrade with nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_stop: Option<HookConfig>,
+    /// Once the new leader is healthy, before the other instances start; best effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_leader: Option<HookConfig>,
+    /// When the upgrade ends rolled back; best effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_rollback: Option<HookConfig>,
+    /// At the end of the upgrade, whatever the outcome; best effort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_run: Option<HookConfig>,
+}
+
+/// One hook: `command` is the program and its arguments, run without a shell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// The program and its arguments, e.g. `["/usr/local/bin/maintenance", "on"]`.
+    pub command: Vec<String>,
+    /// The working directory (relative to the config file's); default: cutover's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// How long it may run before it is killed, e.g. `"30s"`; default 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 pub use cutover_core::backup::DatabaseEngine;
@@ -357,6 +392,7 @@ impl Config {
             .map_err(|e| at("health", e.message().to_string()))?;
         self.call_timeout()
             .map_err(|msg| at("driver.call_timeout", msg))?;
+        self.try_hooks().map_err(|(key, msg)| at(&key, msg))?;
         if let Some(extra) = self.driver.tables.keys().find(|k| **k != self.driver.kind) {
             return Err(at(
                 &format!("driver.{extra}"),
@@ -381,6 +417,54 @@ impl Config {
                 "{text:?} is not a duration like \"90s\" or \"5m\": {e}"
             )),
         }
+    }
+
+    /// The `[hooks]` commands, validated when the configuration was loaded.
+    pub fn hook_commands(&self) -> Hooks {
+        self.try_hooks()
+            .expect("validated when the configuration was loaded")
+    }
+
+    fn try_hooks(&self) -> Result<Hooks, (String, String)> {
+        let h = &self.hooks;
+        let one = |name: &str,
+                   hook: &Option<HookConfig>|
+         -> Result<Option<HookCommand>, (String, String)> {
+            let Some(hook) = hook else {
+                return Ok(None);
+            };
+            let key = |k: &str| format!("hooks.{name}.{k}");
+            if hook.command.first().is_none_or(|p| p.is_empty()) {
+                return Err((
+                    key("command"),
+                    "must name a program: [\"program\", \"arg\", …]".into(),
+                ));
+            }
+            let timeout = match &hook.timeout {
+                None => cutover_core::DEFAULT_HOOK_TIMEOUT,
+                Some(text) => match humantime::parse_duration(text) {
+                    Ok(d) if !d.is_zero() => d,
+                    Ok(_) => return Err((key("timeout"), "must be above zero".into())),
+                    Err(e) => {
+                        return Err((
+                            key("timeout"),
+                            format!("{text:?} is not a duration like \"30s\": {e}"),
+                        ));
+                    }
+                },
+            };
+            Ok(Some(HookCommand {
+                argv: hook.command.clone(),
+                dir: hook.dir.as_deref().map(|d| self.resolve(d)),
+                timeout,
+            }))
+        };
+        Ok(Hooks {
+            before_stop: one("before_stop", &h.before_stop)?,
+            after_leader: one("after_leader", &h.after_leader)?,
+            on_rollback: one("on_rollback", &h.on_rollback)?,
+            after_run: one("after_run", &h.after_run)?,
+        })
     }
 
     /// The image repository.

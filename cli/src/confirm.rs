@@ -405,6 +405,7 @@ mod tests {
                     backup: BackupMode::Offline,
                     replicas: None,
                     allow_downgrade: false,
+                    hooks: Default::default(),
                 },
                 Outcome::Upgraded,
             ),

@@ -57,7 +57,10 @@ pub use driver::{
 #[cfg(feature = "engine")]
 pub use engine::preview;
 #[cfg(feature = "engine")]
-pub use engine::{Class, DEFAULT_CALL_TIMEOUT, Engine, Finished, Resume, Settings};
+pub use engine::{
+    Class, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Engine, Finished, HookCommand, Hooks,
+    Resume, Settings,
+};
 pub use error::{Error, ErrorKind, Failure, InstanceLogs, Result};
 pub use event::{EVENT_SCHEMA, Event, EventKind, EventSink, Unit};
 #[cfg(feature = "engine")]

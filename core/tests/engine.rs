@@ -8,8 +8,8 @@ use cutover_core::journal::{Entry, Journal};
 use cutover_core::machine::{Plan, RunKind, Step};
 use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method, registry_digest};
 use cutover_core::{
-    BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck, ImageRef, Outcome,
-    Settings, SqliteJournal,
+    BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck, HookCommand, Hooks,
+    ImageRef, Outcome, Settings, SqliteJournal,
 };
 
 const OLD: &str = "registry.test:5000/app:1.0.0";
@@ -66,6 +66,7 @@ fn upgrade(to: &str) -> Plan {
         backup: BackupMode::Offline,
         replicas: None,
         allow_downgrade: false,
+        hooks: Default::default(),
     }
 }
 
@@ -272,6 +273,7 @@ async fn online_and_skipped_backups_order_the_steps_as_planned() {
             backup: mode,
             replicas: None,
             allow_downgrade: false,
+            hooks: Default::default(),
         };
         let finished = engine(&fake, journal.clone(), Duration::from_secs(30))
             .start(plan)
@@ -395,6 +397,7 @@ async fn a_downgrade_is_refused_unless_allowed() {
         backup: BackupMode::Offline,
         replicas: None,
         allow_downgrade: true,
+        hooks: Default::default(),
     };
     assert_eq!(
         e.start(allowed).await.unwrap().report.outcome,
@@ -1311,6 +1314,7 @@ async fn a_rollback_without_backup_says_the_data_was_not_restored() {
         backup: BackupMode::Skip,
         replicas: None,
         allow_downgrade: false,
+        hooks: Default::default(),
     };
     let finished = engine(&fake, journal, Duration::from_secs(30))
         .start(plan)
@@ -1559,4 +1563,393 @@ async fn an_instance_of_a_moved_tag_fails_the_step_naming_both_digests_and_rolls
         "the leader's wait failed"
     );
     assert_settled(&fake, journal.as_ref(), &done, NEW).await;
+}
+
+/// Hooks at every point that record themselves in `dir`: each appends its name to `log`
+/// and writes its environment to `HOOK.env`.
+fn recording_hooks(dir: &std::path::Path) -> Hooks {
+    let record = HookCommand {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            r#"echo "$CUTOVER_HOOK" >> log && env > "$CUTOVER_HOOK.env""#.into(),
+        ],
+        dir: Some(dir.to_path_buf()),
+        timeout: Duration::from_secs(20),
+    };
+    Hooks {
+        before_stop: Some(record.clone()),
+        after_leader: Some(record.clone()),
+        on_rollback: Some(record.clone()),
+        after_run: Some(record),
+    }
+}
+
+fn hooked_upgrade(to: &str, hooks: &Hooks) -> Plan {
+    Plan::Upgrade {
+        to: img(to),
+        backup: BackupMode::Offline,
+        replicas: None,
+        allow_downgrade: false,
+        hooks: hooks.points(),
+    }
+}
+
+fn hooked_engine(
+    fake: &FakeDriver,
+    journal: Arc<dyn Journal>,
+    stale_after: Duration,
+    hooks: Hooks,
+) -> Engine {
+    Engine::new(
+        Arc::new(fake.clone()),
+        Arc::new(fake.backups()),
+        journal,
+        Settings {
+            hooks,
+            ..settings(stale_after)
+        },
+    )
+}
+
+/// The hooks that ran, in order.
+fn hooks_ran(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The environment hook `hook` ran with.
+fn hook_env(dir: &std::path::Path, hook: &str) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(dir.join(format!("{hook}.env")))
+        .unwrap_or_else(|e| panic!("{hook} did not record its environment: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn hooks_run_in_order_with_the_runs_context_and_nothing_else() {
+    for (to, outcome, expected) in [
+        (
+            NEW,
+            Outcome::Upgraded,
+            ["before_stop", "after_leader", "after_run"],
+        ),
+        (
+            BROKEN,
+            Outcome::RolledBack,
+            ["before_stop", "on_rollback", "after_run"],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = recording_hooks(dir.path());
+        let fake = fake();
+        let journal = memory_journal().await;
+        let finished = hooked_engine(
+            &fake,
+            journal.clone(),
+            Duration::from_secs(30),
+            hooks.clone(),
+        )
+        .start(hooked_upgrade(to, &hooks))
+        .await
+        .unwrap();
+        assert_eq!(finished.report.outcome, outcome, "{}", finished.message);
+        assert_settled(&fake, &*journal, &finished, to).await;
+        assert_eq!(hooks_ran(dir.path()), expected, "upgrading to {to}");
+
+        // What the shell itself adds (dash and bash) besides what cutover passes on.
+        let allowed = ["PATH", "HOME", "LANG", "PWD", "OLDPWD", "SHLVL", "_"];
+        let backup = finished.report.backup.as_ref().unwrap().id.to_string();
+        for hook in expected {
+            let env = hook_env(dir.path(), hook);
+            for name in env.keys() {
+                assert!(
+                    name.starts_with("CUTOVER_") || allowed.contains(&name.as_str()),
+                    "{hook} got {name} from cutover's environment"
+                );
+            }
+            // Every secret-looking variable of this process (the test environment's
+            // database and journal passwords) stays out.
+            for (name, _) in std::env::vars() {
+                if name.contains("PASSWORD") || name.starts_with("CARGO") {
+                    assert!(!env.contains_key(&name), "{hook} got {name}");
+                }
+            }
+            assert_eq!(env["CUTOVER_RUN"], finished.run, "{hook}");
+            assert_eq!(env["CUTOVER_APP"], "app", "{hook}");
+            assert_eq!(env["CUTOVER_HOOK"], hook);
+            assert!(env["CUTOVER_FROM"].starts_with(OLD), "{hook}: {env:?}");
+            assert_eq!(env["CUTOVER_TO"], to, "{hook}");
+            assert_eq!(
+                env["CUTOVER_TO_DIGEST"],
+                registry_digest(&img(to)),
+                "{hook}"
+            );
+            // The offline backup follows the stop.
+            let expect_backup = (hook != "before_stop").then_some(&backup);
+            assert_eq!(env.get("CUTOVER_BACKUP"), expect_backup, "{hook}");
+            let expect_outcome =
+                matches!(hook, "on_rollback" | "after_run").then(|| outcome.as_str().to_string());
+            assert_eq!(
+                env.get("CUTOVER_OUTCOME"),
+                expect_outcome.as_ref(),
+                "{hook}"
+            );
+        }
+        let record = journal.run(&finished.run).await.unwrap().unwrap();
+        let hook_steps: Vec<Step> = record
+            .records
+            .iter()
+            .filter_map(|r| match r.entry {
+                Entry::Finished { step, .. } if step.as_str().starts_with("hook_") => Some(step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hook_steps.len(), 3, "{hook_steps:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = |argv: &[&str], timeout: Duration| HookCommand {
+        argv: argv.iter().map(|a| a.to_string()).collect(),
+        dir: Some(dir.path().to_path_buf()),
+        timeout,
+    };
+    let not_a_program = dir.path().join("not-a-program");
+    std::fs::write(&not_a_program, [0u8, 1, 2, 3]).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&not_a_program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let cases = [
+        (
+            failing(
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo first >&2; echo maintenance page is down >&2; exit 3",
+                ],
+                Duration::from_secs(20),
+            ),
+            vec!["before_stop", "exit status 3", "maintenance page is down"],
+            true,
+        ),
+        (
+            failing(&["/bin/sleep", "30"], Duration::from_millis(300)),
+            vec!["before_stop", "did not finish within", "killed"],
+            true,
+        ),
+        (
+            // Passes preflight's check, yet the system cannot run it.
+            failing(&[not_a_program.to_str().unwrap()], Duration::from_secs(20)),
+            vec!["before_stop", "could not start"],
+            true,
+        ),
+        (
+            // Found out by preflight, before the lock: no hook runs.
+            failing(&["/nonexistent/maintenance-on"], Duration::from_secs(20)),
+            vec![
+                "before_stop",
+                "\"/nonexistent/maintenance-on\" is not an executable file",
+            ],
+            false,
+        ),
+    ];
+    for (before_stop, says, ran) in cases {
+        let hooks = Hooks {
+            before_stop: Some(before_stop),
+            ..recording_hooks(dir.path())
+        };
+        let _ = std::fs::remove_file(dir.path().join("log"));
+        let fake = fake();
+        let journal = memory_journal().await;
+        let began = std::time::Instant::now();
+        let finished = hooked_engine(
+            &fake,
+            journal.clone(),
+            Duration::from_secs(30),
+            hooks.clone(),
+        )
+        .start(hooked_upgrade(NEW, &hooks))
+        .await
+        .unwrap();
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the hook was not killed"
+        );
+        assert_eq!(
+            finished.report.outcome,
+            Outcome::Aborted,
+            "{}",
+            finished.message
+        );
+        let cause = finished.report.cause.as_ref().unwrap().message.clone();
+        for said in says {
+            assert!(cause.contains(said), "{said:?} not in {cause:?}");
+        }
+        assert!(
+            !fake.call_log().contains(&Method::Scale),
+            "stopped after a failed before_stop: {:?}",
+            fake.call_log()
+        );
+        assert_settled(&fake, &*journal, &finished, NEW).await;
+        if ran {
+            // The end hook still runs, told the run aborted.
+            assert_eq!(hooks_ran(dir.path()), ["after_run"]);
+            assert_eq!(
+                hook_env(dir.path(), "after_run")["CUTOVER_OUTCOME"],
+                "aborted"
+            );
+        } else {
+            assert_eq!(hooks_ran(dir.path()), Vec::<String>::new());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_best_effort_hook_that_fails_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let fails = HookCommand {
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo no pager >&2; exit 1".into(),
+        ],
+        dir: None,
+        timeout: Duration::from_secs(20),
+    };
+    // A hook that leaves a process behind holding its stderr is done when it exits.
+    let leaves_a_child = HookCommand {
+        argv: vec!["/bin/sh".into(), "-c".into(), "sleep 20 & exit 0".into()],
+        dir: None,
+        timeout: Duration::from_secs(10),
+    };
+    let hooks = Hooks {
+        before_stop: Some(leaves_a_child),
+        after_leader: Some(fails.clone()),
+        after_run: Some(fails),
+        ..recording_hooks(dir.path())
+    };
+    let began = std::time::Instant::now();
+    let fake = fake();
+    let journal = memory_journal().await;
+    let (events, mut rx) = EventSink::channel();
+    let finished = hooked_engine(
+        &fake,
+        journal.clone(),
+        Duration::from_secs(30),
+        hooks.clone(),
+    )
+    .with_events(events)
+    .start(hooked_upgrade(NEW, &hooks))
+    .await
+    .unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(8),
+        "waited for the hook's background process"
+    );
+    assert_eq!(
+        finished.report.outcome,
+        Outcome::Upgraded,
+        "{}",
+        finished.message
+    );
+    assert_settled(&fake, &*journal, &finished, NEW).await;
+    let mut warnings = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        match event.kind {
+            EventKind::Warning { message } => warnings.push(message),
+            EventKind::StepFailed { step, .. } => panic!("{step} failed the run"),
+            _ => {}
+        }
+    }
+    for hook in ["hook_after_leader", "hook_after_run"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(hook) && w.contains("no pager")),
+            "{hook}: {warnings:?}"
+        );
+    }
+}
+
+/// A crash after any effect of a hooked upgrade, then resume: each hook runs exactly once
+/// (a finished hook step is not repeated) and the run ends as a clean one does.
+#[tokio::test]
+async fn after_a_crash_and_resume_each_hook_ran_once() {
+    for to in [NEW, BROKEN] {
+        let clean = tempfile::tempdir().unwrap();
+        let hooks = recording_hooks(clean.path());
+        let fake_clean = fake();
+        let finished = hooked_engine(
+            &fake_clean,
+            memory_journal().await,
+            Duration::from_secs(30),
+            hooks.clone(),
+        )
+        .start(hooked_upgrade(to, &hooks))
+        .await
+        .unwrap();
+        assert!(finished.report.outcome.is_terminal());
+        let expected = hooks_ran(clean.path());
+        assert_eq!(expected.len(), 3, "{expected:?}");
+
+        for (method, nth) in numbered_calls(&fake_clean) {
+            let dir = tempfile::tempdir().unwrap();
+            let hooks = recording_hooks(dir.path());
+            let at = JournalAt::new(false).await;
+            let fake = fake();
+            fake.inject(Fault {
+                method,
+                nth,
+                kind: FaultKind::CrashAfterEffect,
+            });
+            let journal = at.open().await;
+            let crashed = fake.crashed();
+            let e = hooked_engine(
+                &fake,
+                journal.clone(),
+                Duration::from_secs(30),
+                hooks.clone(),
+            );
+            let plan = hooked_upgrade(to, &hooks);
+            let mut task = tokio::spawn(async move { e.start(plan).await });
+            let done = tokio::select! {
+                () = crashed.notified() => {
+                    task.abort();
+                    let _ = task.await;
+                    None
+                }
+                done = &mut task => Some(done.unwrap().unwrap()),
+            };
+            let finished = match done {
+                Some(finished) => {
+                    assert_eq!(method, Method::Observe, "{method:?} #{nth} never happened");
+                    finished
+                }
+                None => {
+                    let journal = at.open().await;
+                    hooked_engine(&fake, journal, Duration::ZERO, hooks.clone())
+                        .resume(None)
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!("resume after crash in {method:?} #{nth}: {}", e.report())
+                        })
+                }
+            };
+            assert_settled(&fake, &*at.open().await, &finished, to).await;
+            assert_eq!(
+                hooks_ran(dir.path()),
+                expected,
+                "crash after {method:?} #{nth} upgrading to {to}"
+            );
+        }
+    }
 }

@@ -74,6 +74,7 @@ fn upgrade(to: &str) -> Plan {
         backup: BackupMode::Offline,
         replicas: None,
         allow_downgrade: false,
+        hooks: Default::default(),
     }
 }
 

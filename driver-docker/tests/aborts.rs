@@ -301,6 +301,7 @@ async fn abort(d: &Deployment, case: &Case) {
             backup: case.mode,
             replicas: None,
             allow_downgrade: false,
+            hooks: Default::default(),
         })
         .await
         .expect("the journal works");

@@ -241,6 +241,7 @@ fn upgrade(to: &str) -> Plan {
         backup: BackupMode::Offline,
         replicas: None,
         allow_downgrade: true,
+        hooks: Default::default(),
     }
 }
 

@@ -334,6 +334,7 @@ fn upgrade(to: &str) -> Plan {
         backup: BackupMode::Offline,
         replicas: None,
         allow_downgrade: true,
+        hooks: Default::default(),
     }
 }
 

@@ -356,6 +356,7 @@ async fn a_tag_moved_between_pull_and_start_starts_the_pulled_image() {
             backup: BackupMode::Offline,
             replicas: None,
             allow_downgrade: false,
+            hooks: Default::default(),
         })
         .await
         .unwrap();

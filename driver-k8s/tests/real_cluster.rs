@@ -115,6 +115,7 @@ async fn upgrade_with_three_replicas_on_a_real_cluster() {
             backup: BackupMode::Offline,
             replicas: None,
             allow_downgrade: false,
+            hooks: Default::default(),
         })
         .await
         .expect("the journal works");

@@ -68,6 +68,7 @@ async fn upgrade_seconds(hosts: usize) -> (f64, String) {
             backup: BackupMode::Offline,
             replicas: None,
             allow_downgrade: false,
+            hooks: Default::default(),
         })
         .await
         .expect("the journal works");

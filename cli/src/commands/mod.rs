@@ -180,6 +180,7 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
         call_timeout: config
             .call_timeout()
             .expect("validated when the configuration was loaded"),
+        hooks: config.hook_commands(),
         ..Settings::new(config.app.name.clone())
     };
     let notifier = Notifier::start(&config.notify, &config.app.name, |var| {

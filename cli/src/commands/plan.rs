@@ -23,6 +23,7 @@ pub(super) fn upgrade_plan(config: &Config, args: &UpgradeArgs) -> Outcome<Plan>
         },
         replicas: args.replicas.or(config.app.replicas),
         allow_downgrade: args.allow_downgrade,
+        hooks: config.hook_commands().points(),
     })
 }
 
@@ -79,7 +80,7 @@ pub(super) async fn plan(
                     " "
                 };
                 out.push_str(&format!(
-                    "{:>3}. {mark} {:<16} {}\n",
+                    "{:>3}. {mark} {:<17} {}\n",
                     i + 1,
                     e.step.as_str(),
                     cutover_core::engine::about(e)

@@ -104,6 +104,9 @@ impl Engine {
                 let swept = self.backups.sweep(&protected).await?;
                 Ok(Output::Pruned { deleted, swept })
             }
+            Action::Hook(call) => {
+                super::hooks::run_hook(&self.settings.hooks, call, &holder.run, app).await
+            }
         }
     }
 }

@@ -21,6 +21,7 @@
 
 mod effects;
 mod history;
+mod hooks;
 mod preflight;
 pub mod preview;
 mod queries;
@@ -28,6 +29,7 @@ mod text;
 
 pub(crate) use effects::Bounded;
 use effects::step_detail;
+pub use hooks::{DEFAULT_HOOK_TIMEOUT, HookCommand, Hooks};
 use text::safety_note;
 pub use text::{about, describe};
 
@@ -74,6 +76,9 @@ pub struct Settings {
     /// [`crate::evidence::TAIL_BYTES`] per instance. The CLI sets it to `runs/` beside the
     /// journal.
     pub evidence_dir: Option<std::path::PathBuf>,
+    /// The commands at an upgrade's hook points. An upgrade's plan records which points
+    /// have one ([`Hooks::points`]); a point the plan has but these lack fails its step.
+    pub hooks: Hooks,
 }
 
 impl Settings {
@@ -88,6 +93,7 @@ impl Settings {
             heartbeat: Duration::from_secs(5),
             call_timeout: DEFAULT_CALL_TIMEOUT,
             evidence_dir: None,
+            hooks: Hooks::default(),
         }
     }
 }

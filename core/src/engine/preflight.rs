@@ -70,6 +70,7 @@ impl Engine {
                 backup,
                 replicas,
                 allow_downgrade,
+                hooks,
             } => {
                 if let Some(seen) = &seen {
                     let replicas = replicas.unwrap_or(seen.replicas);
@@ -87,6 +88,12 @@ impl Engine {
                 }
                 if *backup != crate::BackupMode::Skip {
                     checks.extend(self.backups.checks(driver).await);
+                }
+                if !hooks.is_none() {
+                    checks.push(Check::of(
+                        "hooks",
+                        super::hooks::check(&self.settings.hooks, *hooks),
+                    ));
                 }
             }
             Plan::Rollback {

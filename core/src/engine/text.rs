@@ -1,6 +1,6 @@
 //! What the operator reads: each step's description and the summary of a finished run.
 
-use crate::machine::{Action, Effect, Outcome, Plan, Report, Run, Step};
+use crate::machine::{Action, Effect, Hook, Outcome, Plan, Report, Run, Step};
 
 /// A human description of what a step does.
 pub fn about(effect: &Effect) -> String {
@@ -60,6 +60,26 @@ pub fn about(effect: &Effect) -> String {
         Action::Verify { backup, .. } => format!(
             "check backup {backup}, restore it into a scratch database and compare fingerprints"
         ),
+        Action::Hook(call) => match call.hook {
+            Hook::BeforeStop => {
+                "run the before_stop hook; if it fails, the upgrade aborts with nothing changed"
+                    .into()
+            }
+            Hook::AfterLeader => {
+                "run the after_leader hook (the new leader is healthy); a failure is a warning"
+                    .into()
+            }
+            Hook::OnRollback => {
+                "run the on_rollback hook (the upgrade was rolled back); a failure is a warning"
+                    .into()
+            }
+            Hook::AfterRun => format!(
+                "run the after_run hook{}; a failure is a warning",
+                call.outcome
+                    .map(|o| format!(" (outcome {})", o.as_str()))
+                    .unwrap_or_default()
+            ),
+        },
     }
 }
 

@@ -403,6 +403,7 @@ mod tests {
                 backup: crate::BackupMode::Offline,
                 replicas: None,
                 allow_downgrade: false,
+                hooks: Default::default(),
             },
             vec![
                 (

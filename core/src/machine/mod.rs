@@ -13,16 +13,21 @@
 //!    the target from here on ([`Prepared::target`]).
 //! 4. `snapshot`: the definition and instances, for restore.
 //! 5. `stop` (scale 0) and `backup` — backup after stop (offline, default), before stop
-//!    (online), or not at all (skip).
+//!    (online), or not at all (skip). The `before_stop` hook, if the plan has one, runs
+//!    right before the stop.
 //! 6. `set_image`: the definition now names the new image, pinned to the pulled digest;
 //!    readiness then waits for that digest, and an instance of the tag running another
 //!    fails the step.
-//! 7. `start_leader` (scale 1) and `await_leader`: the one instance that migrates.
+//! 7. `start_leader` (scale 1) and `await_leader`: the one instance that migrates; then
+//!    the `after_leader` hook (best effort).
 //! 8. `scale_out` (scale N) and `await_all`.
-//! 9. `release`, `prune`, `unlock`: commit.
+//! 9. `release`, `prune`, `unlock`: commit. Every upgrade that took its lock runs its
+//!    `on_rollback` hook (when rolled back) and `after_run` hook right before `unlock`,
+//!    best effort.
 //!
 //! # Guarantees
-//! - Failure before `stop`: nothing changed; unlock → [`Outcome::Aborted`].
+//! - Failure before `stop` (the `before_stop` hook's included): nothing changed; unlock →
+//!   [`Outcome::Aborted`].
 //! - Failure after `stop`, before `set_image`: the snapshot is restored (the stopped
 //!   instances start again, themselves, not replacements); unlock →
 //!   [`Outcome::Aborted`].
@@ -55,13 +60,15 @@ use crate::image::ImageRef;
 pub use crate::run::{Outcome, RunKind};
 
 mod backup;
+mod hook;
 mod phase;
 mod restore;
 mod rollback;
 mod stage;
 mod upgrade;
 
-pub use phase::{Armed, Base, Ending, Phase, Prepared, Protection};
+pub use hook::{Hook, HookCall, HookPoints};
+pub use phase::{Armed, Base, Closing, Ending, Phase, Prepared, Protection};
 pub use stage::Stage;
 pub use upgrade::refuse_upgrade;
 
@@ -93,6 +100,10 @@ pub enum Plan {
         replicas: Option<u32>,
         /// Permit a target version lower than the running one.
         allow_downgrade: bool,
+        /// The hook points with a command (the engine's `Settings::hooks` holds the
+        /// commands). Journals written before hooks existed read none.
+        #[serde(default, skip_serializing_if = "HookPoints::is_none")]
+        hooks: HookPoints,
     },
     /// Roll back to a snapshot and backup recorded by an earlier upgrade.
     Rollback {
@@ -173,6 +184,10 @@ pub enum Step {
     SafetyBackup,
     PutBack,
     Verify,
+    HookBeforeStop,
+    HookAfterLeader,
+    HookOnRollback,
+    HookAfterRun,
 }
 
 impl Step {
@@ -201,6 +216,10 @@ impl Step {
             Self::SafetyBackup => "safety_backup",
             Self::PutBack => "put_back",
             Self::Verify => "verify",
+            Self::HookBeforeStop => "hook_before_stop",
+            Self::HookAfterLeader => "hook_after_leader",
+            Self::HookOnRollback => "hook_on_rollback",
+            Self::HookAfterRun => "hook_after_run",
         }
     }
 }
@@ -266,6 +285,9 @@ pub enum Action {
         /// Also restore it into a scratch database and compare fingerprints.
         restore_test: bool,
     },
+    /// Run the operator's command at a hook point (`Settings::hooks`); returns
+    /// [`Output::Done`].
+    Hook(HookCall),
 }
 
 /// A step to perform: its name and its I/O.
@@ -456,10 +478,12 @@ impl Run {
         self.stage().has_changed_deployment()
     }
 
-    /// Whether a failure of the current step is only a warning (commit housekeeping and
-    /// unlock): the machine goes on whatever the result.
+    /// Whether a failure of the current step is only a warning (commit housekeeping,
+    /// unlock, and every hook but `before_stop`): the machine goes on whatever the result.
     pub fn is_best_effort(&self) -> bool {
-        self.stage().is_best_effort()
+        // `after_leader` is on the way forward (a cancel rolls back) but its failure is
+        // only a warning.
+        self.stage().is_best_effort() || matches!(self.phase, Phase::HookAfterLeader(_))
     }
 
     /// The new release whose instances the current step starts or waits for
@@ -634,17 +658,22 @@ fn branch(phase: &Phase) -> Branch {
         P::Pull(_)
         | P::Snapshot(..)
         | P::BackupOnline(_)
+        | P::HookBeforeStop(_)
+        | P::HookBeforeStopArmed(_)
         | P::StopThenBackup(_)
         | P::BackupOffline(_)
         | P::StopAfterBackup(_)
         | P::SetImage(_)
         | P::StartLeader(_)
         | P::AwaitLeader(_)
+        | P::HookAfterLeader(_)
         | P::ScaleOut(_)
         | P::AwaitAll(_)
         | P::Release(_)
         | P::Prune(_)
-        | P::RestartOld(..) => Branch::Upgrade,
+        | P::RestartOld(..)
+        | P::HookOnRollback(_)
+        | P::HookAfterRun(_) => Branch::Upgrade,
         P::RollbackPull(_)
         | P::RollbackStop(..)
         | P::RollbackSafety(..)

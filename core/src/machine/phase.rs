@@ -102,6 +102,18 @@ pub struct Ending {
     pub safety: Option<BackupRef>,
 }
 
+/// An upgrade that has ended, before its end hooks and unlock: the ending, with what the
+/// hooks are told about the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Closing {
+    /// From preflight.
+    pub base: Base,
+    /// The digest `pull` resolved the target to, when known.
+    pub digest: Option<String>,
+    /// How the run ends.
+    pub ending: Ending,
+}
+
 /// Where a run is. Each variant carries exactly what is known at that point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)] // variants are named after the step they perform next
@@ -113,10 +125,15 @@ pub enum Phase {
     BackupOnline(Prepared),
     StopThenBackup(Prepared),
     BackupOffline(Prepared),
+    /// The `before_stop` hook of an offline upgrade (its backup follows the stop).
+    HookBeforeStop(Prepared),
+    /// The `before_stop` hook of an online (backed up) or skip-mode upgrade.
+    HookBeforeStopArmed(Armed),
     StopAfterBackup(Armed),
     SetImage(Armed),
     StartLeader(Armed),
     AwaitLeader(Armed),
+    HookAfterLeader(Armed),
     ScaleOut(Armed),
     AwaitAll(Armed),
     Release(Armed),
@@ -145,6 +162,10 @@ pub enum Phase {
     /// Verify and prune runs.
     CheckBackup(BackupId, bool),
     PruneBackups(usize),
+    /// An upgrade ended rolled back: its `on_rollback` hook.
+    HookOnRollback(Closing),
+    /// An upgrade ended: its `after_run` hook.
+    HookAfterRun(Closing),
     Unlock(Ending),
     /// A step of a rollback or restore failed; `retry` is where [`super::Input::Retry`] resumes.
     Failed {

@@ -64,10 +64,8 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
         (P::RestoreDefinition(a, cause), Ok(_)) => P::AwaitRestored(a, cause),
         (P::AwaitRestored(a, cause), Ok(_)) => {
             let backup = a.protection.backup().cloned();
-            P::Unlock(with_safety(
-                end(Outcome::RolledBack, cause, backup),
-                &a.prep,
-            ))
+            let ending = with_safety(end(Outcome::RolledBack, cause, backup), &a.prep);
+            super::upgrade::close_prepared(plan, a.prep, ending)
         }
         (P::RollbackStop(a, cause), Err(e)) => {
             failed(P::RollbackStop(a, cause), Step::RollbackStop, e)

@@ -10,12 +10,12 @@ use super::Phase;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// On the way forward, the deployment not yet known changed: a cancel aborts
-    /// (preflight, lock, pulls, snapshots, an online or backup run's backup, the offline
-    /// upgrade's stop, a verify run's check).
+    /// (preflight, lock, pulls, snapshots, an online or backup run's backup, the
+    /// `before_stop` hook, a verify run's check).
     Preparing,
     /// On the way forward, the deployment may be changed: a cancel restarts the old
     /// instances or rolls back (an upgrade from its offline backup, or its online or
-    /// skip-mode stop, to `await_all`).
+    /// skip-mode stop, to `await_all`, the `after_leader` hook included).
     Changing,
     /// Putting a recorded state back: an upgrade's restart of the old instances or
     /// rollback, a manual rollback's or a restore's steps from its stop, a restore's
@@ -26,7 +26,8 @@ pub enum Stage {
     /// Housekeeping after success (`release`, an upgrade's `prune`): a failure is only a
     /// warning.
     Committing,
-    /// Releasing the lock, whatever the outcome: a failure is only a warning.
+    /// An upgrade's end hooks and releasing the lock, whatever the outcome: a failure is
+    /// only a warning.
     Ending,
     /// Stopped on a failure; [`Input::Retry`] resumes.
     Failed,
@@ -62,6 +63,8 @@ impl Phase {
             | P::Pull(_)
             | P::Snapshot(..)
             | P::BackupOnline(_)
+            | P::HookBeforeStop(_)
+            | P::HookBeforeStopArmed(_)
             | P::RollbackPull(_)
             | P::TakeBackup(_)
             | P::RestoreSnapshot(..)
@@ -73,6 +76,7 @@ impl Phase {
             | P::SetImage(_)
             | P::StartLeader(_)
             | P::AwaitLeader(_)
+            | P::HookAfterLeader(_)
             | P::ScaleOut(_)
             | P::AwaitAll(_) => Stage::Changing,
             P::RestartOld(..)
@@ -89,7 +93,8 @@ impl Phase {
             | P::RestoreAwait(_) => Stage::Restoring,
             P::PruneBackups(_) => Stage::Pruning,
             P::Release(_) | P::Prune(_) | P::RestoreRelease(_) => Stage::Committing,
-            P::Unlock(_) => Stage::Ending,
+            // The end hooks run whatever the outcome, like the unlock they precede.
+            P::HookOnRollback(_) | P::HookAfterRun(_) | P::Unlock(_) => Stage::Ending,
             P::Failed { .. } => Stage::Failed,
             P::Done(_) => Stage::Done,
         }

@@ -12,6 +12,7 @@ fn upgrade(backup: BackupMode) -> Plan {
         backup,
         replicas: Some(3),
         allow_downgrade: false,
+        hooks: HookPoints::default(),
     }
 }
 
@@ -85,6 +86,218 @@ fn preview_lists_the_offline_upgrade_in_order() {
             Prune,
             Unlock
         ]
+    );
+}
+
+const ALL_HOOKS: HookPoints = HookPoints {
+    before_stop: true,
+    after_leader: true,
+    on_rollback: true,
+    after_run: true,
+};
+
+fn with_hooks(plan: Plan, points: HookPoints) -> Plan {
+    match plan {
+        Plan::Upgrade {
+            to,
+            backup,
+            replicas,
+            allow_downgrade,
+            ..
+        } => Plan::Upgrade {
+            to,
+            backup,
+            replicas,
+            allow_downgrade,
+            hooks: points,
+        },
+        other => other,
+    }
+}
+
+/// The steps a run performs when `failing` fails (the first time) and every other step
+/// succeeds, and its report.
+fn run_failing(plan: Plan, failing: &[Step], error: Failure) -> (Vec<Effect>, Report) {
+    let mut run = Run::new(plan);
+    let mut performed = Vec::new();
+    loop {
+        match run.next() {
+            Next::Stop(report) => return (performed, report),
+            Next::Perform(effect) => {
+                let result = if failing.contains(&effect.step)
+                    && !performed.iter().any(|e: &Effect| e.step == effect.step)
+                {
+                    Err(error.clone())
+                } else {
+                    Ok(success(&effect.action))
+                };
+                performed.push(effect);
+                run = step(run, Input::Completed(result)).0;
+            }
+        }
+    }
+}
+
+fn steps_of(effects: &[Effect]) -> Vec<Step> {
+    effects.iter().map(|e| e.step).collect()
+}
+
+#[test]
+fn preview_lists_the_hooks_where_they_run() {
+    use Step::*;
+    let steps = |mode| -> Vec<Step> {
+        steps_of(&Run::new(with_hooks(upgrade(mode), ALL_HOOKS)).preview(&seen()))
+    };
+    assert_eq!(
+        steps(BackupMode::Offline),
+        [
+            Preflight,
+            Lock,
+            Pull,
+            Snapshot,
+            HookBeforeStop,
+            Stop,
+            Backup,
+            SetImage,
+            StartLeader,
+            AwaitLeader,
+            HookAfterLeader,
+            ScaleOut,
+            AwaitAll,
+            Release,
+            Prune,
+            HookAfterRun,
+            Unlock
+        ]
+    );
+    let online = steps(BackupMode::Online);
+    assert_eq!(online[4..7], [Backup, HookBeforeStop, Stop]);
+    let skip = steps(BackupMode::Skip);
+    assert_eq!(skip[4..6], [HookBeforeStop, Stop]);
+    // Only the configured points.
+    let only_after_run = steps_of(
+        &Run::new(with_hooks(
+            upgrade(BackupMode::Offline),
+            HookPoints {
+                after_run: true,
+                ..HookPoints::default()
+            },
+        ))
+        .preview(&seen()),
+    );
+    assert_eq!(
+        only_after_run
+            .iter()
+            .filter(|s| s.as_str().starts_with("hook_"))
+            .collect::<Vec<_>>(),
+        [&HookAfterRun]
+    );
+}
+
+#[test]
+fn a_failed_before_stop_aborts_with_nothing_stopped() {
+    for mode in [BackupMode::Offline, BackupMode::Online, BackupMode::Skip] {
+        let (effects, report) = run_failing(
+            with_hooks(upgrade(mode), ALL_HOOKS),
+            &[Step::HookBeforeStop],
+            fail(),
+        );
+        let steps = steps_of(&effects);
+        assert_eq!(report.outcome, Outcome::Aborted, "{mode:?}: {steps:?}");
+        assert_eq!(report.cause, Some(fail()));
+        let after = &steps[steps
+            .iter()
+            .position(|s| *s == Step::HookBeforeStop)
+            .unwrap()..];
+        assert_eq!(
+            after,
+            [Step::HookBeforeStop, Step::HookAfterRun, Step::Unlock],
+            "{mode:?}"
+        );
+        let outcome = effects.iter().find_map(|e| match &e.action {
+            Action::Hook(call) if call.hook == Hook::AfterRun => Some(call.outcome),
+            _ => None,
+        });
+        assert_eq!(outcome, Some(Some(Outcome::Aborted)));
+        // The online backup was taken: the report keeps it.
+        assert_eq!(
+            report.backup.is_some(),
+            mode == BackupMode::Online,
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn best_effort_hooks_fail_and_the_run_goes_on() {
+    let plan = with_hooks(upgrade(BackupMode::Offline), ALL_HOOKS);
+    let (effects, report) = run_failing(
+        plan.clone(),
+        &[Step::HookAfterLeader, Step::HookAfterRun],
+        fail(),
+    );
+    assert_eq!(
+        report.outcome,
+        Outcome::Upgraded,
+        "{:?}",
+        steps_of(&effects)
+    );
+    assert!(steps_of(&effects).ends_with(&[Step::HookAfterRun, Step::Unlock]));
+
+    // A rolled-back upgrade runs on_rollback, then after_run, both told the outcome.
+    let (effects, report) = run_failing(
+        plan.clone(),
+        &[Step::AwaitAll, Step::HookOnRollback],
+        fail(),
+    );
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    let calls: Vec<(Hook, Option<Outcome>, bool)> = effects
+        .iter()
+        .filter_map(|e| match &e.action {
+            Action::Hook(c) => Some((c.hook, c.outcome, c.backup.is_some())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (Hook::BeforeStop, None, false),
+            (Hook::AfterLeader, None, true),
+            (Hook::OnRollback, Some(Outcome::RolledBack), true),
+            (Hook::AfterRun, Some(Outcome::RolledBack), true),
+        ]
+    );
+
+    // Cancelling after_leader rolls back, as cancelling any step on the way forward.
+    let cancelled = Failure {
+        kind: ErrorKind::Cancelled,
+        ..fail()
+    };
+    let (_, report) = run_failing(plan, &[Step::HookAfterLeader], cancelled);
+    assert_eq!(report.outcome, Outcome::RolledBack);
+}
+
+#[test]
+fn plans_journaled_before_hooks_read_none_and_hooks_round_trip() {
+    let old = r#"{"kind":"upgrade","to":"registry.test/app:1.1.0","backup":"offline","replicas":3,"allow_downgrade":false}"#;
+    let plan: Plan = serde_json::from_str(old).unwrap();
+    assert_eq!(plan, upgrade(BackupMode::Offline));
+    // Without hooks the plan is written as before.
+    assert_eq!(serde_json::to_string(&plan).unwrap(), old);
+    let hooked = with_hooks(upgrade(BackupMode::Offline), ALL_HOOKS);
+    let json = serde_json::to_string(&hooked).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), hooked);
+    let partial: Plan =
+        serde_json::from_str(&old.replace('}', r#","hooks":{"after_run":true}}"#)).unwrap();
+    assert_eq!(
+        partial,
+        with_hooks(
+            upgrade(BackupMode::Offline),
+            HookPoints {
+                after_run: true,
+                ..HookPoints::default()
+            }
+        )
     );
 }
 
@@ -399,6 +612,11 @@ fn every_phase() -> Vec<(Phase, bool, bool)> {
         ..prep.clone()
     };
     let ending = end(Outcome::Aborted, None, None);
+    let closing = Closing {
+        base: base.clone(),
+        digest: None,
+        ending: end(Outcome::RolledBack, None, None),
+    };
     let id: BackupId = "b-1".parse().unwrap();
     use Phase as P;
     vec![
@@ -410,10 +628,13 @@ fn every_phase() -> Vec<(Phase, bool, bool)> {
         // Its stop changes the deployment, as the online and skip-mode stop does.
         (P::StopThenBackup(prep.clone()), true, true),
         (P::BackupOffline(prep.clone()), true, true),
+        (P::HookBeforeStop(prep.clone()), true, false),
+        (P::HookBeforeStopArmed(armed.clone()), true, false),
         (P::StopAfterBackup(armed.clone()), true, true),
         (P::SetImage(armed.clone()), true, true),
         (P::StartLeader(armed.clone()), true, true),
         (P::AwaitLeader(armed.clone()), true, true),
+        (P::HookAfterLeader(armed.clone()), true, true),
         (P::ScaleOut(armed.clone()), true, true),
         (P::AwaitAll(armed.clone()), true, true),
         (P::Release(armed.clone()), false, true),
@@ -436,6 +657,8 @@ fn every_phase() -> Vec<(Phase, bool, bool)> {
         (P::RestoreRelease(prep.clone()), false, true),
         (P::CheckBackup(id.clone(), false), true, false),
         (P::PruneBackups(2), false, false),
+        (P::HookOnRollback(closing.clone()), false, true),
+        (P::HookAfterRun(closing), false, true),
         (P::Unlock(ending.clone()), false, true),
         (
             P::Failed {
@@ -510,7 +733,7 @@ fn both_prunes_report_what_they_deleted_and_old_done_prunes_still_fold() {
 /// therefore be seen to move on both a failure and a fitting success.
 #[test]
 fn every_phase_that_performs_a_step_moves_on_its_result() {
-    let plan = upgrade(BackupMode::Offline);
+    let plan = with_hooks(upgrade(BackupMode::Offline), ALL_HOOKS);
     for (phase, ..) in every_phase() {
         let Next::Perform(effect) = next(&plan, &phase) else {
             continue;
@@ -524,7 +747,7 @@ fn every_phase_that_performs_a_step_moves_on_its_result() {
 
 #[test]
 fn cancellable_and_changed_are_what_the_hand_kept_lists_said() {
-    let plan = upgrade(BackupMode::Offline);
+    let plan = with_hooks(upgrade(BackupMode::Offline), ALL_HOOKS);
     for (phase, cancellable, changed) in every_phase() {
         let run = Run {
             plan: plan.clone(),
@@ -533,10 +756,17 @@ fn cancellable_and_changed_are_what_the_hand_kept_lists_said() {
         assert_eq!(run.is_cancellable(), cancellable, "{:?}", run.phase);
         assert_eq!(run.has_changed_deployment(), changed, "{:?}", run.phase);
         // What `Effect::is_best_effort` said before prune was one action: release,
-        // unlock and an upgrade's prune, not a prune run's.
+        // unlock and an upgrade's prune, not a prune run's; and every hook but
+        // `before_stop`.
         let best_effort = matches!(
             run.phase,
-            Phase::Release(_) | Phase::RestoreRelease(_) | Phase::Prune(_) | Phase::Unlock(_)
+            Phase::Release(_)
+                | Phase::RestoreRelease(_)
+                | Phase::Prune(_)
+                | Phase::Unlock(_)
+                | Phase::HookAfterLeader(_)
+                | Phase::HookOnRollback(_)
+                | Phase::HookAfterRun(_)
         );
         assert_eq!(run.is_best_effort(), best_effort, "{:?}", run.phase);
     }
@@ -551,8 +781,10 @@ proptest! {
     fn upgrade_invariants_hold_for_any_results(
         mode in prop_oneof![Just(BackupMode::Offline), Just(BackupMode::Online), Just(BackupMode::Skip)],
         failures in prop::collection::vec(any::<bool>(), 0..40),
+        hooked in any::<bool>(),
     ) {
-        let mut run = Run::new(upgrade(mode));
+        let plan = upgrade(mode);
+        let mut run = Run::new(if hooked { with_hooks(plan, ALL_HOOKS) } else { plan });
         let mut backed_up = false;
         let mut rolling_back = false;
         let mut results = failures.into_iter();

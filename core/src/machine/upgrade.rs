@@ -4,8 +4,9 @@
 //! `set_image` on hands over to [`super::rollback`].
 
 use super::{
-    Action, Armed, BackupMode, ErrorKind, Failure, Next, Outcome, Output, Phase, Plan, Prepared,
-    Protection, Step, end, failed, failure, perform, unexpected, unreachable_phase,
+    Action, Armed, BackupMode, Base, Closing, Ending, ErrorKind, Failure, Hook, HookCall, Next,
+    Outcome, Output, Phase, Plan, Prepared, Protection, Step, end, failed, failure, perform,
+    unexpected, unreachable_phase,
 };
 use crate::driver::{Pulled, same_image};
 use crate::image::{ImageRef, Version};
@@ -27,6 +28,48 @@ pub(super) fn next(plan: &Plan, phase: &Phase) -> Next {
             },
         ),
         P::StopThenBackup(_) | P::StopAfterBackup(_) => perform(Step::Stop, Action::Scale(0)),
+        P::HookBeforeStop(p) => hook(
+            plan,
+            phase,
+            Hook::BeforeStop,
+            &p.base,
+            p.digest.as_deref(),
+            None,
+            None,
+        ),
+        P::HookBeforeStopArmed(a) => hook(
+            plan,
+            phase,
+            Hook::BeforeStop,
+            &a.prep.base,
+            a.prep.digest.as_deref(),
+            a.protection.backup().map(|b| &b.id),
+            None,
+        ),
+        P::HookAfterLeader(a) => hook(
+            plan,
+            phase,
+            Hook::AfterLeader,
+            &a.prep.base,
+            a.prep.digest.as_deref(),
+            a.protection.backup().map(|b| &b.id),
+            None,
+        ),
+        P::HookOnRollback(c) | P::HookAfterRun(c) => {
+            let which = match phase {
+                P::HookOnRollback(_) => Hook::OnRollback,
+                _ => Hook::AfterRun,
+            };
+            hook(
+                plan,
+                phase,
+                which,
+                &c.base,
+                c.digest.as_deref(),
+                c.ending.backup.as_ref().map(|b| &b.id),
+                Some(c.ending.outcome),
+            )
+        }
         P::SetImage(a) => perform(Step::SetImage, Action::SetImage(a.prep.target())),
         P::StartLeader(_) => perform(Step::StartLeader, Action::Scale(1)),
         P::AwaitLeader(a) => perform(
@@ -67,13 +110,16 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
     use Phase as P;
     match (phase, result) {
         (P::Pull(base), Ok(Output::Pulled(pulled))) => match unpinnable(plan, &pulled) {
-            Some(e) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+            Some(e) => close(plan, base, None, end(Outcome::Aborted, Some(e), None)),
             None => P::Snapshot(base, pulled),
         },
-        (P::Pull(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::Pull(base), Err(e)) => close(plan, base, None, end(Outcome::Aborted, Some(e), None)),
 
         (P::Snapshot(base, pulled), Ok(Output::Snapshot(snapshot))) => {
-            let Plan::Upgrade { to, backup, .. } = plan else {
+            let Plan::Upgrade {
+                to, backup, hooks, ..
+            } = plan
+            else {
                 return P::Done(end(Outcome::Aborted, None, None));
             };
             let prep = Prepared {
@@ -84,21 +130,46 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
                 safety: None,
             };
             match backup {
+                BackupMode::Offline if hooks.before_stop => P::HookBeforeStop(prep),
                 BackupMode::Offline => P::StopThenBackup(prep),
                 BackupMode::Online => P::BackupOnline(prep),
-                BackupMode::Skip => P::StopAfterBackup(Armed {
-                    prep,
-                    protection: Protection::Skipped,
-                }),
+                BackupMode::Skip => before_stop(
+                    plan,
+                    Armed {
+                        prep,
+                        protection: Protection::Skipped,
+                    },
+                ),
             }
         }
-        (P::Snapshot(..), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::Snapshot(base, pulled), Err(e)) => close(
+            plan,
+            base,
+            pulled.digest,
+            end(Outcome::Aborted, Some(e), None),
+        ),
 
-        (P::BackupOnline(prep), Ok(Output::Backup(b))) => P::StopAfterBackup(Armed {
-            prep,
-            protection: Protection::Backup(b),
-        }),
-        (P::BackupOnline(_), Err(e)) => P::Unlock(end(Outcome::Aborted, Some(e), None)),
+        (P::BackupOnline(prep), Ok(Output::Backup(b))) => before_stop(
+            plan,
+            Armed {
+                prep,
+                protection: Protection::Backup(b),
+            },
+        ),
+        (P::BackupOnline(prep), Err(e)) => {
+            close_prepared(plan, prep, end(Outcome::Aborted, Some(e), None))
+        }
+
+        // Nothing is stopped yet: a failed `before_stop` aborts with nothing changed.
+        (P::HookBeforeStop(prep), Ok(_)) => P::StopThenBackup(prep),
+        (P::HookBeforeStop(prep), Err(e)) => {
+            close_prepared(plan, prep, end(Outcome::Aborted, Some(e), None))
+        }
+        (P::HookBeforeStopArmed(a), Ok(_)) => P::StopAfterBackup(a),
+        (P::HookBeforeStopArmed(a), Err(e)) => {
+            let backup = a.protection.backup().cloned();
+            close_prepared(plan, a.prep, end(Outcome::Aborted, Some(e), backup))
+        }
 
         (P::StopThenBackup(prep), Ok(_)) => P::BackupOffline(prep),
         (P::StopThenBackup(prep), Err(e)) => {
@@ -116,7 +187,7 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
             let backup = a.protection.backup().cloned();
             P::RestartOld(a.prep, end(Outcome::Aborted, Some(e), backup))
         }
-        (P::RestartOld(_, ending), Ok(_)) => P::Unlock(ending),
+        (P::RestartOld(prep, ending), Ok(_)) => close_prepared(plan, prep, ending),
         (P::RestartOld(prep, ending), Err(e)) => {
             failed(P::RestartOld(prep, ending), Step::RestartOld, e)
         }
@@ -124,7 +195,15 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
         // From set_image on, a failure rolls back.
         (P::SetImage(a), Ok(_)) => P::StartLeader(a),
         (P::StartLeader(a), Ok(_)) => P::AwaitLeader(a),
-        (P::AwaitLeader(a), Ok(_)) => P::ScaleOut(a),
+        (P::AwaitLeader(a), Ok(_)) => match plan {
+            Plan::Upgrade { hooks, .. } if hooks.after_leader => P::HookAfterLeader(a),
+            _ => P::ScaleOut(a),
+        },
+        // Best effort, but still on the way forward: a cancel rolls back.
+        (P::HookAfterLeader(a), Err(e)) if e.kind == ErrorKind::Cancelled => {
+            P::RollbackStop(a, Some(e))
+        }
+        (P::HookAfterLeader(a), _) => P::ScaleOut(a),
         (P::ScaleOut(a), Ok(_)) => P::AwaitAll(a),
         (P::AwaitAll(a), Ok(_)) => P::Release(a),
         (
@@ -140,8 +219,15 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
         (P::Release(a), _) => P::Prune(a),
         (P::Prune(a), _) => {
             let backup = a.protection.backup().cloned();
-            P::Unlock(end(Outcome::Upgraded, None, backup))
+            close_prepared(plan, a.prep, end(Outcome::Upgraded, None, backup))
         }
+
+        // The end hooks are best effort: the outcome stands.
+        (P::HookOnRollback(c), _) => match plan {
+            Plan::Upgrade { hooks, .. } if hooks.after_run => P::HookAfterRun(c),
+            _ => P::Unlock(c.ending),
+        },
+        (P::HookAfterRun(c), _) => P::Unlock(c.ending),
 
         // A result that does not fit the step takes the failure's branch.
         (
@@ -154,6 +240,72 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
         // Not an upgrade phase: the dispatch in `super::advance` never sends one.
         (phase, _) => phase,
     }
+}
+
+/// The upgrade's stop after its backup (online) or without one (skip), behind the
+/// `before_stop` hook if there is one.
+fn before_stop(plan: &Plan, armed: Armed) -> Phase {
+    match plan {
+        Plan::Upgrade { hooks, .. } if hooks.before_stop => Phase::HookBeforeStopArmed(armed),
+        _ => Phase::StopAfterBackup(armed),
+    }
+}
+
+/// The end of a run that took its lock: an upgrade's end hooks (`on_rollback` when it
+/// rolled back, then `after_run`), then the unlock. Other runs go straight to the unlock.
+pub(super) fn close(plan: &Plan, base: Base, digest: Option<String>, ending: Ending) -> Phase {
+    let Plan::Upgrade { hooks, .. } = plan else {
+        return Phase::Unlock(ending);
+    };
+    let closing = Closing {
+        base,
+        digest,
+        ending,
+    };
+    if hooks.on_rollback && closing.ending.outcome == Outcome::RolledBack {
+        Phase::HookOnRollback(closing)
+    } else if hooks.after_run {
+        Phase::HookAfterRun(closing)
+    } else {
+        Phase::Unlock(closing.ending)
+    }
+}
+
+/// [`close`] with what `prep` knows.
+pub(super) fn close_prepared(plan: &Plan, prep: Prepared, ending: Ending) -> Phase {
+    close(plan, prep.base, prep.digest, ending)
+}
+
+/// The effect of a hook point of `plan` (an upgrade).
+fn hook(
+    plan: &Plan,
+    phase: &Phase,
+    hook: Hook,
+    base: &Base,
+    digest: Option<&str>,
+    backup: Option<&crate::backup::BackupId>,
+    outcome: Option<Outcome>,
+) -> Next {
+    let Plan::Upgrade { to, .. } = plan else {
+        return unreachable_phase(phase);
+    };
+    let step = match hook {
+        Hook::BeforeStop => Step::HookBeforeStop,
+        Hook::AfterLeader => Step::HookAfterLeader,
+        Hook::OnRollback => Step::HookOnRollback,
+        Hook::AfterRun => Step::HookAfterRun,
+    };
+    perform(
+        step,
+        Action::Hook(HookCall {
+            hook,
+            from: base.running(),
+            to: to.clone(),
+            to_digest: digest.map(str::to_owned),
+            backup: backup.cloned(),
+            outcome,
+        }),
+    )
 }
 
 /// Why a pulled digest cannot pin the target, if it cannot: the definition would then

@@ -103,6 +103,7 @@ impl EngineRun {
                 backup: BackupMode::Offline,
                 replicas: None,
                 allow_downgrade: true,
+                hooks: Default::default(),
             })
             .await
             .expect("the journal works")

@@ -30,6 +30,7 @@ fn upgrade_to(tag: &str) -> Plan {
         backup: BackupMode::Offline, // stop first, then back up: no write is lost on rollback
         replicas: None,              // keep the observed replica count
         allow_downgrade: false,
+        hooks: Default::default(),
     }
 }
 
