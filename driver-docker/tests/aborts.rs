@@ -97,6 +97,8 @@ struct Case {
     observed: bool,
     /// Words the abort's cause must contain.
     cause: &'static str,
+    /// A `before_stop` hook (argv) the run has.
+    before_stop: Option<&'static [&'static str]>,
 }
 
 const BASE: Case = Case {
@@ -113,6 +115,7 @@ const BASE: Case = Case {
     stops: false,
     observed: false,
     cause: "",
+    before_stop: None,
 };
 
 fn cases() -> Vec<Case> {
@@ -192,6 +195,13 @@ fn cases() -> Vec<Case> {
             ..BASE
         },
         Case {
+            name: "the before_stop hook fails",
+            observed: true,
+            before_stop: Some(&["/bin/sh", "-c", "echo maintenance page refused >&2; exit 3"]),
+            cause: "maintenance page refused",
+            ..BASE
+        },
+        Case {
             name: "the store becomes unwritable after the stop",
             observed: true,
             trigger: Trigger::StoreReadOnly("stop"),
@@ -255,6 +265,9 @@ async fn abort(d: &Deployment, case: &Case) {
         timeout: HEALTHY,
         ..HealthCheck::default()
     };
+    if let Some(argv) = case.before_stop {
+        settings.hooks.before_stop = Some(cutover_core::HookCommand::new(argv.iter().copied()));
+    }
     if case.bad_health {
         settings.health.interval = Duration::ZERO;
     }
@@ -301,7 +314,10 @@ async fn abort(d: &Deployment, case: &Case) {
             backup: case.mode,
             replicas: None,
             allow_downgrade: false,
-            hooks: Default::default(),
+            hooks: cutover_core::machine::HookPoints {
+                before_stop: case.before_stop.is_some(),
+                ..Default::default()
+            },
         })
         .await
         .expect("the journal works");
