@@ -62,9 +62,17 @@ struct State {
     /// Without a terminal: when the last progress line (or the step's start) was, and the
     /// bytes done then.
     last_line: Option<(Instant, u64)>,
+    /// Warnings already shown: a driver may say the same thing when it connects and
+    /// again in the run (JSON output keeps every event).
+    warned: std::collections::HashSet<String>,
 }
 
 impl State {
+    /// Whether warning `message` has not been shown yet (and remember it).
+    fn first_time(&mut self, message: &str) -> bool {
+        self.warned.insert(message.to_string())
+    }
+
     /// The progress line to print now, if one is due: `  backup  412.0 MiB of 1.3 GiB  97.3 MiB/s`
     /// (the rate since the previous line).
     fn progress_line(&mut self, step: &str, done: u64, total: Option<u64>) -> Option<String> {
@@ -221,6 +229,9 @@ impl Renderer {
                 }
             }
             EventKind::Warning { message } => {
+                if !state.first_time(message) {
+                    return;
+                }
                 if let Some(bar) = &state.bar {
                     bar.suspend(|| esay!("! {message}"));
                 } else {
@@ -312,6 +323,14 @@ pub(crate) fn evidence(kept: &cutover_core::InstanceLogs, lines: usize) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warning_said_twice_is_shown_once() {
+        let mut state = State::default();
+        assert!(state.first_time("compose.file is not set"));
+        assert!(state.first_time("another warning"));
+        assert!(!state.first_time("compose.file is not set"));
+    }
 
     #[test]
     fn progress_lines_come_at_most_every_interval_with_bytes_and_rate() {
