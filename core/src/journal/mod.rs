@@ -18,6 +18,7 @@ use crate::machine::{Baseline, Input, Output, Plan, Report, Run, RunKind, Step, 
 use crate::{Error, ErrorKind, Result};
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PgJournal;

@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::rows::{from_json, header_from_row, lock_from_row, status_name, to_json};
 use super::{
     Entry, Journal, LockInfo, Record, RunHeader, RunRecord, RunStatus, lock_error, now_ms,
 };
 use crate::driver::Holder;
 use crate::machine::Report;
-use crate::{Error, ErrorKind, Outcome, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// A [`Journal`] in a SQLite database file.
 #[derive(Debug, Clone)]
@@ -139,75 +140,6 @@ fn create_private(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| {
-        Error::new(ErrorKind::Journal, "cannot encode a journal record").with_source(e)
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|e| {
-        Error::new(
-            ErrorKind::Journal,
-            "cannot decode a journal record (written by a newer cutover?)",
-        )
-        .with_source(e)
-    })
-}
-
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Stopped(o) => o.as_str(),
-    }
-}
-
-const OUTCOMES: [Outcome; 8] = [
-    Outcome::Upgraded,
-    Outcome::RolledBack,
-    Outcome::Aborted,
-    Outcome::BackedUp,
-    Outcome::Restored,
-    Outcome::Verified,
-    Outcome::Pruned,
-    Outcome::Failed,
-];
-
-fn parse_status(s: &str) -> RunStatus {
-    OUTCOMES
-        .into_iter()
-        .find(|o| o.as_str() == s)
-        .map_or(RunStatus::Running, RunStatus::Stopped)
-}
-
-fn lock_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LockInfo> {
-    Ok(LockInfo {
-        target: row.try_get("target")?,
-        holder: Holder {
-            run: row.try_get("run_id")?,
-            host: row.try_get("host")?,
-            pid: row.try_get::<i64, _>("pid")? as u32,
-        },
-        acquired_ms: row.try_get::<i64, _>("acquired_ms")? as u64,
-        heartbeat_ms: row.try_get::<i64, _>("heartbeat_ms")? as u64,
-    })
-}
-
-fn header_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunHeader> {
-    let report: Option<String> = row.try_get("report")?;
-    Ok(RunHeader {
-        id: row.try_get("id")?,
-        target: row.try_get("target")?,
-        plan: from_json(&row.try_get::<String, _>("plan")?)?,
-        started_ms: row.try_get::<i64, _>("started_ms")? as u64,
-        host: row.try_get("host")?,
-        pid: row.try_get::<i64, _>("pid")? as u32,
-        status: parse_status(&row.try_get::<String, _>("status")?),
-        ended_ms: row.try_get::<Option<i64>, _>("ended_ms")?.map(|v| v as u64),
-        report: report.as_deref().map(from_json).transpose()?,
-    })
 }
 
 const SELECT_LOCK: &str =
@@ -437,37 +369,6 @@ mod tests {
     }
 
     const LIVE: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn every_outcome_reads_back_as_stored() {
-        // A missing name would read back as running: a verify or prune run that never ends.
-        // The match stops compiling when an outcome is added: add it to both lists.
-        let _exhaustive = |o: Outcome| match o {
-            Outcome::Upgraded
-            | Outcome::RolledBack
-            | Outcome::Aborted
-            | Outcome::BackedUp
-            | Outcome::Restored
-            | Outcome::Verified
-            | Outcome::Pruned
-            | Outcome::Failed => (),
-        };
-        let every = [
-            Outcome::Upgraded,
-            Outcome::RolledBack,
-            Outcome::Aborted,
-            Outcome::BackedUp,
-            Outcome::Restored,
-            Outcome::Verified,
-            Outcome::Pruned,
-            Outcome::Failed,
-        ];
-        for outcome in every {
-            let status = RunStatus::Stopped(outcome);
-            assert_eq!(parse_status(status_name(status)), status, "{outcome}");
-        }
-        assert_eq!(parse_status("running"), RunStatus::Running);
-    }
 
     #[tokio::test]
     async fn the_journal_contract_holds_on_sqlite() {
