@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use cutover_core::check::Check;
-use cutover_core::{BackupMode, Backups, Driver, Engine, Error, Plan, Settings, SqliteJournal};
+use cutover_core::{BackupMode, Backups, Driver, Engine, Error, Plan, SqliteJournal};
 use serde_json::json;
 
 use crate::args::Cli;
@@ -112,19 +112,11 @@ async fn against(config: &Config, cli: &Cli, registry: &Registry, to: Option<&st
             return checks;
         }
     };
-    let settings = Settings {
-        health: config.health.clone(),
-        call_timeout: config
-            .call_timeout()
-            .expect("validated when the configuration was loaded"),
-        hooks: config.hook_commands(),
-        ..Settings::new(config.app.name.clone())
-    };
     let engine = Engine::new(
         driver,
         backups.unwrap_or_else(|| Arc::new(NoBackups)),
         Arc::new(journal),
-        settings,
+        config.settings(),
     );
     let to = match to.map(|t| config.image_with_tag(t)).transpose() {
         Ok(to) => to,

@@ -419,6 +419,21 @@ impl Config {
         }
     }
 
+    /// The engine's settings for this configuration.
+    pub fn settings(&self) -> cutover_core::Settings {
+        cutover_core::Settings {
+            // A failed release's instance logs, beside the journal that names the run.
+            evidence_dir: Some(self.evidence_dir()),
+            health: self.health.clone(),
+            keep_backups: self.backup.keep,
+            call_timeout: self
+                .call_timeout()
+                .expect("validated when the configuration was loaded"),
+            hooks: self.hook_commands(),
+            ..cutover_core::Settings::new(self.app.name.clone())
+        }
+    }
+
     /// The `[hooks]` commands, validated when the configuration was loaded.
     pub fn hook_commands(&self) -> Hooks {
         self.try_hooks()

@@ -93,15 +93,7 @@ impl AppEnv {
     /// The value of setting `key`: the configured variable name, else the first default
     /// name that is set. Returns the variable's name with it.
     fn get(&self, engine: DatabaseEngine, names: &AppVars, key: &str) -> Option<(String, String)> {
-        let configured = match key {
-            "url" => &names.url,
-            "host" => &names.host,
-            "port" => &names.port,
-            "user" => &names.user,
-            "password" => &names.password,
-            _ => &names.database,
-        };
-        if let Some(name) = configured {
+        if let Some(name) = names.name_of(key) {
             return self.vars.get(name).map(|v| (name.clone(), v.clone()));
         }
         let defaults = default_vars(engine)
@@ -220,7 +212,7 @@ pub fn resolve(
     let missing = |what: &str, key: &str| {
         let from = match &app {
             Some(app) => {
-                let tried: Vec<String> = match &db.vars_name(key) {
+                let tried: Vec<String> = match db.vars.name_of(key) {
                     Some(n) => vec![n.clone()],
                     None => default_vars(engine)
                         .iter()
@@ -255,27 +247,9 @@ pub fn resolve(
             ))
         })?)
     } else if let Some(file) = &db.password_file {
-        let path = config.resolve(&file.to_string_lossy());
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            Error::invalid(format!("database.password_file {}: {e}", path.display()))
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            warnings.push(format!(
-                "database.password_file {} can be read by {} (mode {mode:04o}); make it readable by its owner only: chmod 600 {}",
-                path.display(),
-                match (mode & 0o070 != 0, mode & 0o007 != 0) {
-                    (true, true) => "its group and others",
-                    (true, false) => "its group",
-                    _ => "others",
-                },
-                path.display()
-            ));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::invalid(format!("database.password_file {}: {e}", path.display()))
-        })?;
-        Some(text.lines().next().unwrap_or_default().to_string())
+        let (password, warning) = password_file(config, "database.password_file", file)?;
+        warnings.extend(warning);
+        Some(password)
     } else if let Some((_, p)) = app
         .as_ref()
         .and_then(|app| app.get(engine, &db.vars, "password"))
@@ -291,16 +265,46 @@ pub fn resolve(
     })
 }
 
-impl DatabaseConfig {
+/// The password in `file` (its first line; `key` names the setting), and a warning when
+/// the file's mode lets its group or others read it.
+pub(crate) fn password_file(
+    config: &Config,
+    key: &str,
+    file: &Path,
+) -> cutover_core::Result<(String, Option<String>)> {
+    let path = config.resolve(&file.to_string_lossy());
+    let unreadable = |e: std::io::Error| Error::invalid(format!("{key} {}: {e}", path.display()));
+    let mode = std::fs::metadata(&path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode()
+        & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "{key} {} can be read by {} (mode {mode:04o}); make it readable by its owner only: chmod 600 {}",
+            path.display(),
+            match (mode & 0o070 != 0, mode & 0o007 != 0) {
+                (true, true) => "its group and others",
+                (true, false) => "its group",
+                _ => "others",
+            },
+            path.display()
+        )
+    });
+    let text = std::fs::read_to_string(&path).map_err(unreadable)?;
+    Ok((text.lines().next().unwrap_or_default().to_string(), warning))
+}
+
+impl AppVars {
     /// The configured variable name of setting `key`, if `[database.vars]` names one.
-    fn vars_name(&self, key: &str) -> Option<String> {
+    fn name_of(&self, key: &str) -> Option<&String> {
         match key {
-            "url" => self.vars.url.clone(),
-            "host" => self.vars.host.clone(),
-            "port" => self.vars.port.clone(),
-            "user" => self.vars.user.clone(),
-            "password" => self.vars.password.clone(),
-            _ => self.vars.database.clone(),
+            "url" => self.url.as_ref(),
+            "host" => self.host.as_ref(),
+            "port" => self.port.as_ref(),
+            "user" => self.user.as_ref(),
+            "password" => self.password.as_ref(),
+            _ => self.database.as_ref(),
         }
     }
 }

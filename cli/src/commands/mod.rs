@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::CommandFactory as _;
 use cutover_core::journal::Journal;
 use cutover_core::{
-    BackupId, Backups, Engine, Error, ErrorKind, EventSink, Finished, PgJournal, Plan, Settings,
+    BackupId, Backups, Engine, Error, ErrorKind, EventSink, Finished, PgJournal, Plan,
     SqliteJournal,
 };
 use serde_json::json;
@@ -93,11 +93,12 @@ pub(crate) async fn open_journal(config: &Config) -> Outcome<Arc<dyn Journal>> {
             let password = match (&config.journal.password, &config.journal.password_file) {
                 (Some(p), _) => Some(p.clone()),
                 (None, Some(file)) => {
-                    let path = config.resolve(&file.to_string_lossy());
-                    let text = std::fs::read_to_string(&path).map_err(|e| {
-                        Error::invalid(format!("journal.password_file {}: {e}", path.display()))
-                    })?;
-                    Some(text.lines().next().unwrap_or_default().to_string())
+                    let (password, warning) =
+                        crate::database::password_file(config, "journal.password_file", file)?;
+                    if let Some(warning) = warning {
+                        tracing::warn!("{warning}");
+                    }
+                    Some(password)
                 }
                 (None, None) => None,
             };
@@ -172,17 +173,7 @@ async fn setup(cli: &Cli, registry: &Registry, events: EventSink) -> Outcome<Set
         (None, None) => Arc::new(NoBackups),
     };
     let journal = open_journal(&config).await?;
-    let settings = Settings {
-        // A failed release's instance logs, beside the journal that names the run.
-        evidence_dir: Some(config.evidence_dir()),
-        health: config.health.clone(),
-        keep_backups: config.backup.keep,
-        call_timeout: config
-            .call_timeout()
-            .expect("validated when the configuration was loaded"),
-        hooks: config.hook_commands(),
-        ..Settings::new(config.app.name.clone())
-    };
+    let settings = config.settings();
     let notifier = Notifier::start(&config.notify, &config.app.name, |var| {
         std::env::var(var).ok()
     })?;
