@@ -61,6 +61,9 @@ pub struct DockerDriver {
     pub(crate) host: String,
     /// The compose file whose `image:` line `set_image` edits, when configured.
     pub(crate) compose_file: Option<ComposeFile>,
+    /// Whether the first `observe` looked for an unmanaged compose file (it reads files:
+    /// once per driver, not on every readiness poll).
+    pub(crate) unmanaged_checked: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DockerDriver {
@@ -374,6 +377,16 @@ impl Driver for DockerDriver {
 
     async fn observe(&self) -> Result<Observed> {
         let seen = self.seen("observe").await?;
+        // Logged at the first observation, from the containers it lists anyway, so that
+        // every command that looks at the deployment shows it, `cutover plan` included
+        // (the CLI turns warning records into warning events).
+        if !self
+            .unmanaged_checked
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Some(warning) = self.unmanaged_file_warning(&seen)
+        {
+            tracing::warn!("{warning}");
+        }
         let def = self.definition(&seen, "observe").await?;
         let digests = self.digests(&seen).await;
         let instances = seen

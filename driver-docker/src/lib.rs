@@ -42,9 +42,9 @@ pub use driver::DockerDriver;
 /// `.env` file) can be edited safely (see [`compose`]), so that an upgrade is refused
 /// before it starts, and takes the project name from the file when `compose.project` is
 /// not set. Without `compose.file`, when Compose's labels on the instances name a readable
-/// compose file with the service's `image:` line, it logs a `tracing` warning (and `pull`
-/// repeats it as the run's warning event): a later `docker-compose up` would start that
-/// file's image on the migrated schema.
+/// compose file with the service's `image:` line, the driver's first `observe` logs a
+/// `tracing` warning (and `pull` repeats it as the run's warning event): a later
+/// `docker-compose up` would start that file's image on the migrated schema.
 pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
     config.validate()?;
     let host = config
@@ -63,19 +63,12 @@ pub async fn connect(config: DockerConfig) -> Result<DockerDriver> {
         Some(c) => compose::open(c)?,
         None => None,
     };
-    let driver = DockerDriver {
+    Ok(DockerDriver {
         compose_file,
         docker,
         selector: target::Selector::from_config(&config),
         config,
         host,
-    };
-    // Logged here too so that every command shows it, `cutover plan` included (the CLI
-    // turns warning records into warning events); a failed listing is observe's to report.
-    if let Ok(seen) = driver.seen("connect").await
-        && let Some(warning) = driver.unmanaged_file_warning(&seen)
-    {
-        tracing::warn!("{warning}");
-    }
-    Ok(driver)
+        unmanaged_checked: Default::default(),
+    })
 }
