@@ -1714,6 +1714,28 @@ async fn hooks_run_in_order_with_the_runs_context_and_nothing_else() {
     }
 }
 
+/// Whether a process runs (a zombie waiting to be reaped does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after) = stat.rsplit_once(") ")?;
+            after.chars().next()
+        })
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// Waits for a killed process to stop running; a minute is far beyond any kill.
+fn wait_until_gone(pid: u32, what: &str) {
+    for _ in 0..600 {
+        if !running(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: pid {pid} still runs");
+}
+
 #[tokio::test]
 async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
     let dir = tempfile::tempdir().unwrap();
@@ -1742,7 +1764,15 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
             true,
         ),
         (
-            failing(&["/bin/sleep", "30"], Duration::from_millis(300)),
+            // Its pid is written beside the log: the test checks it was killed.
+            failing(
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "echo $$ > sleeper.pid; exec /bin/sleep 300",
+                ],
+                Duration::from_secs(2),
+            ),
             vec!["before_stop", "did not finish within", "killed"],
             true,
         ),
@@ -1762,6 +1792,7 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
             false,
         ),
     ];
+    let mut saw_the_kill = false;
     for (before_stop, says, ran) in cases {
         let hooks = Hooks {
             before_stop: Some(before_stop),
@@ -1770,7 +1801,6 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
         let _ = std::fs::remove_file(dir.path().join("log"));
         let fake = fake();
         let journal = memory_journal().await;
-        let began = std::time::Instant::now();
         let finished = hooked_engine(
             &fake,
             journal.clone(),
@@ -1780,10 +1810,12 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
         .start(hooked_upgrade(NEW, &hooks))
         .await
         .unwrap();
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "the hook was not killed"
-        );
+        if let Ok(pid) = std::fs::read_to_string(dir.path().join("sleeper.pid")) {
+            std::fs::remove_file(dir.path().join("sleeper.pid")).unwrap();
+            let pid = pid.trim().parse().unwrap();
+            wait_until_gone(pid, "the timed-out hook was not killed");
+            saw_the_kill = true;
+        }
         assert_eq!(
             finished.report.outcome,
             Outcome::Aborted,
@@ -1811,6 +1843,7 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
             assert_eq!(hooks_ran(dir.path()), Vec::<String>::new());
         }
     }
+    assert!(saw_the_kill, "the timed-out hook never wrote its pid");
 }
 
 #[tokio::test]
@@ -1827,9 +1860,13 @@ async fn a_best_effort_hook_that_fails_is_a_warning() {
     };
     // A hook that leaves a process behind holding its stderr is done when it exits.
     let leaves_a_child = HookCommand {
-        argv: vec!["/bin/sh".into(), "-c".into(), "sleep 20 & exit 0".into()],
-        dir: None,
-        timeout: Duration::from_secs(10),
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "sleep 300 & echo $! > child.pid; exit 0".into(),
+        ],
+        dir: Some(dir.path().to_path_buf()),
+        timeout: Duration::from_secs(120),
     };
     let hooks = Hooks {
         before_stop: Some(leaves_a_child),
@@ -1837,7 +1874,6 @@ async fn a_best_effort_hook_that_fails_is_a_warning() {
         after_run: Some(fails),
         ..recording_hooks(dir.path())
     };
-    let began = std::time::Instant::now();
     let fake = fake();
     let journal = memory_journal().await;
     let (events, mut rx) = EventSink::channel();
@@ -1851,9 +1887,20 @@ async fn a_best_effort_hook_that_fails_is_a_warning() {
     .start(hooked_upgrade(NEW, &hooks))
     .await
     .unwrap();
+    // The run ended while the process the hook left behind still runs: it did not wait
+    // for the end of the stderr that process holds.
+    let child: u32 = std::fs::read_to_string(dir.path().join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let left_running = running(child);
+    let _ = std::process::Command::new("kill")
+        .arg(child.to_string())
+        .status();
     assert!(
-        began.elapsed() < Duration::from_secs(8),
-        "waited for the hook's background process"
+        left_running,
+        "the run waited for the hook's background process"
     );
     assert_eq!(
         finished.report.outcome,
