@@ -188,18 +188,25 @@ fn moved_tag(image: &ImageRef, moved: &[&Instance]) -> Error {
     .with_operation("await ready")
 }
 
-/// How many consecutive looks at an image with every instance stopped count as a crash.
+/// How many consecutive looks at an image with every instance stopped count as a crash,
+/// provided they span at least this many `interval`s less one.
 const CRASHED_AFTER: u32 = 3;
+
+/// The pause after the first look. Each later pause doubles it up to `interval`: what is
+/// ready within moments of its start (a quick app, a restart) is seen then, not a whole
+/// interval later, while a slow start-up is still looked at every `interval`.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
 
 /// Waits until `replicas` instances of `image` run, are ready by the backend's signal and
 /// the health check passes, or `deadline` passes.
 ///
 /// # Behavior
-/// 1. Observes the deployment every `check.interval` and reports ready/desired as
-///    progress.
+/// 1. Observes the deployment at once, then after pauses that double from 50 ms up to
+///    `check.interval` and stay there, and reports ready/desired as progress.
 /// 2. Once enough instances are ready, runs the probes; all must pass.
 /// 3. Fails early when every instance of `image` has stopped for several looks in a row
-///    (the process crashed, e.g. a failed migration), instead of waiting for the deadline.
+///    spanning at least two `interval`s (the process crashed, e.g. a failed migration),
+///    instead of waiting for the deadline.
 ///    When `image` pins a digest, fails at once with [`ErrorKind::Integrity`] if an
 ///    instance of its tag runs another digest or one that cannot be known (the tag moved
 ///    between pull and start, and was started by tag), naming both digests.
@@ -213,7 +220,9 @@ pub async fn await_ready(
     events: &EventSink,
 ) -> Result<()> {
     let until = Instant::now() + deadline;
-    let mut stopped_looks = 0;
+    let crashed_after = check.interval * (CRASHED_AFTER - 1);
+    let mut pause = FIRST_PAUSE.min(check.interval);
+    let mut stopped: Option<(u32, Instant)> = None;
     let mut last;
     loop {
         match driver.observe().await {
@@ -225,12 +234,15 @@ pub async fn await_ready(
                     return Err(moved_tag(image, &moved));
                 }
                 let mine: Vec<_> = seen.instances.iter().filter(|i| i.runs(image)).collect();
-                if !mine.is_empty() && mine.iter().all(|i| !i.running) {
-                    stopped_looks += 1;
+                stopped = if !mine.is_empty() && mine.iter().all(|i| !i.running) {
+                    let (looks, since) = stopped.unwrap_or((0, Instant::now()));
+                    Some((looks + 1, since))
                 } else {
-                    stopped_looks = 0;
-                }
-                if stopped_looks >= CRASHED_AFTER {
+                    None
+                };
+                if stopped.is_some_and(|(looks, since)| {
+                    looks >= CRASHED_AFTER && since.elapsed() >= crashed_after
+                }) {
                     return Err(Error::new(
                         ErrorKind::Other,
                         format!(
@@ -267,12 +279,8 @@ pub async fn await_ready(
             )
             .with_operation("await ready"));
         }
-        tokio::time::sleep(
-            check
-                .interval
-                .min(until.saturating_duration_since(Instant::now())),
-        )
-        .await;
+        tokio::time::sleep(pause.min(until.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(check.interval);
     }
 }
 
@@ -394,5 +402,151 @@ mod tests {
         assert_eq!(c.interval, Duration::from_millis(250));
         let e = serde_json::from_str::<HealthCheck>(r#"{"timeout":"soon"}"#).unwrap_err();
         assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    /// A driver whose one instance of `IMAGE` runs, starting, and is ready from its
+    /// `ready_from`th look on, or has stopped on every look (`ready_from` = 0); it
+    /// records when it was looked at (tokio's clock, paused in these tests).
+    #[derive(Debug)]
+    struct Looked {
+        ready_from: usize,
+        looks: std::sync::Mutex<Vec<Instant>>,
+    }
+
+    const IMAGE: &str = "registry.test/app:2.0.0";
+
+    impl Looked {
+        fn new(ready_from: usize) -> Self {
+            Self {
+                ready_from,
+                looks: Default::default(),
+            }
+        }
+        fn looks(&self) -> Vec<Instant> {
+            self.looks.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Driver for Looked {
+        fn info(&self) -> crate::DriverInfo {
+            crate::DriverInfo {
+                kind: "looked".into(),
+                target: "a test".into(),
+            }
+        }
+        fn capabilities(&self) -> crate::Capabilities {
+            crate::Capabilities::default()
+        }
+        async fn observe(&self) -> Result<crate::Observed> {
+            let mut looks = self.looks.lock().unwrap();
+            looks.push(Instant::now());
+            let running = self.ready_from > 0;
+            let ready = running && looks.len() >= self.ready_from;
+            let image: ImageRef = IMAGE.parse().unwrap();
+            Ok(crate::Observed {
+                image: image.clone(),
+                replicas: 1,
+                instances: vec![Instance {
+                    id: "app-1".into(),
+                    uid: None,
+                    location: String::new(),
+                    image,
+                    digest: None,
+                    running,
+                    ready,
+                }],
+            })
+        }
+        async fn pull(&self, _: &ImageRef, _: &EventSink) -> Result<crate::Pulled> {
+            unreachable!("await_ready only observes")
+        }
+        async fn snapshot(&self) -> Result<crate::Snapshot> {
+            unreachable!("await_ready only observes")
+        }
+        async fn set_image(&self, _: &ImageRef) -> Result<()> {
+            unreachable!("await_ready only observes")
+        }
+        async fn scale(&self, _: u32) -> Result<()> {
+            unreachable!("await_ready only observes")
+        }
+        async fn restore(&self, _: &crate::Snapshot) -> Result<()> {
+            unreachable!("await_ready only observes")
+        }
+        async fn release(&self, _: &crate::Snapshot) -> Result<()> {
+            unreachable!("await_ready only observes")
+        }
+    }
+
+    fn every(interval: Duration) -> HealthCheck {
+        HealthCheck {
+            interval,
+            ..HealthCheck::default()
+        }
+    }
+
+    /// The pauses between consecutive looks.
+    fn pauses(looks: &[Instant]) -> Vec<Duration> {
+        looks.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn looks_soon_after_the_start_then_every_interval() {
+        let driver = Looked::new(8);
+        let image = IMAGE.parse().unwrap();
+        let check = every(Duration::from_secs(1));
+        let (events, _rx) = EventSink::channel();
+        await_ready(&driver, &image, 1, &check, Duration::from_secs(60), &events)
+            .await
+            .unwrap();
+        let ms: Vec<u64> = pauses(&driver.looks())
+            .iter()
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(ms, [50, 100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_ready_at_its_second_look_is_seen_without_waiting_an_interval() {
+        let driver = Looked::new(2);
+        let image = IMAGE.parse().unwrap();
+        let (events, _rx) = EventSink::channel();
+        let began = Instant::now();
+        await_ready(
+            &driver,
+            &image,
+            1,
+            &every(Duration::from_secs(30)),
+            Duration::from_secs(600),
+            &events,
+        )
+        .await
+        .unwrap();
+        // Paused clock: this is the sum of the pauses, not a measured time.
+        assert_eq!(began.elapsed(), Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_is_declared_after_three_looks_spanning_two_intervals() {
+        let driver = Looked::new(0);
+        let image = IMAGE.parse().unwrap();
+        let (events, _rx) = EventSink::channel();
+        let interval = Duration::from_millis(500);
+        let e = await_ready(
+            &driver,
+            &image,
+            1,
+            &every(interval),
+            Duration::from_secs(600),
+            &events,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.message().contains("its start-up failed"), "{e}");
+        let looks = driver.looks();
+        let stopped_for = *looks.last().unwrap() - looks[0];
+        // The quick first looks do not make a crash of a slow start: looks at 0, 50, 150,
+        // 350, 750 ms then every 500 ms; the first at or beyond two intervals is 1250 ms.
+        assert_eq!(stopped_for, Duration::from_millis(1250), "{looks:?}");
     }
 }
