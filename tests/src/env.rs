@@ -174,6 +174,12 @@ impl TestEnv {
         self.require("CUTOVER_TEST_PG_URL")
     }
 
+    /// The PostgreSQL server as its bootstrap superuser `postgres` (credentials, no
+    /// database).
+    pub fn postgres_superuser_url(&self) -> &str {
+        self.require("CUTOVER_TEST_PG_SUPERUSER_URL")
+    }
+
     /// `mysql://user:password@127.0.0.1:PORT` (MariaDB), without a database.
     pub fn mysql_url(&self) -> &str {
         self.require("CUTOVER_TEST_MYSQL_URL")

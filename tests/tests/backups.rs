@@ -9,7 +9,7 @@ use std::time::Duration;
 use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, Manifest, ToolSite};
 use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method};
 use cutover_core::{BackupScope, Backups, Driver, ErrorKind, EventSink, ExecTarget, ImageRef};
-use cutover_tests::{Engine, ScratchDatabase};
+use cutover_tests::{Engine, ScratchDatabase, TestEnv};
 
 const APP: &str = "apidog";
 
@@ -40,7 +40,10 @@ async fn fixture(engine: Engine) -> Fixture {
 }
 
 async fn empty_fixture(engine: Engine) -> Fixture {
-    let scratch = ScratchDatabase::create(engine).await;
+    fixture_of(ScratchDatabase::create(engine).await)
+}
+
+fn fixture_of(scratch: ScratchDatabase) -> Fixture {
     let database = database(&scratch);
     let store_dir = tempfile::tempdir().unwrap();
     let store_path = store_dir.path().join("backups");
@@ -143,6 +146,84 @@ async fn a_destroyed_database_is_restored_exactly_on_both_engines() {
             .await
             .unwrap_or_else(|e| panic!("{engine} restore-test: {}", e.report()));
     }
+}
+
+/// What of a PostgreSQL database the fingerprint does not cover and a restore must still
+/// give back: the public schema's owner, privileges and comment, the large objects, the
+/// schemas and extensions.
+async fn pg_surroundings(scratch: &ScratchDatabase) -> Vec<String> {
+    let queries = [
+        "SELECT nspowner::regrole::text || ' ' || COALESCE(nspacl::text, 'default') || ' ' || COALESCE(obj_description(oid, 'pg_namespace'), '') FROM pg_namespace WHERE nspname = 'public'",
+        "SELECT COALESCE(string_agg(encode(lo_get(oid), 'escape'), ',' ORDER BY oid), '') FROM pg_largeobject_metadata",
+        "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
+        "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension",
+    ];
+    let mut out = Vec::new();
+    for sql in queries {
+        let rows = scratch.rows(sql).await;
+        out.push(sqlx::Row::try_get::<String, _>(&rows[0], 0).unwrap());
+    }
+    out
+}
+
+/// Applications set up by the postgres image's defaults connect as the bootstrap
+/// superuser `postgres`, whose objects PostgreSQL does not record as owned: `DROP OWNED`
+/// refuses them ("required by the database system"), so emptying must not rely on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_the_bootstrap_superuser_is_restored_with_its_surroundings() {
+    let scratch =
+        ScratchDatabase::create_on(Engine::Postgres, TestEnv::get().postgres_superuser_url()).await;
+    let f = fixture_of(scratch);
+    f.scratch.seed_varied().await;
+    for sql in [
+        "CREATE EXTENSION pgcrypto",
+        "CREATE SCHEMA billing",
+        "CREATE TABLE billing.invoices (id int PRIMARY KEY, sum bytea DEFAULT digest('x', 'sha256'))",
+        "INSERT INTO billing.invoices (id) VALUES (1), (2)",
+        "SELECT lo_from_bytea(0, 'a large object')::text",
+        // A database that came from PostgreSQL 14 keeps the old default: anyone creates.
+        "GRANT CREATE ON SCHEMA public TO PUBLIC",
+        "COMMENT ON SCHEMA public IS 'the application''s schema'",
+    ] {
+        f.scratch.execute(sql).await;
+    }
+    let before = (f.fingerprint().await, pg_surroundings(&f.scratch).await);
+    f.backups.preflight(&f.driver).await.unwrap();
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    // What a failed migration run by the superuser leaves behind. (Privileges are not
+    // in a dump: the public schema's are kept as they are, and checked to be.)
+    for sql in [
+        "DROP SCHEMA billing CASCADE",
+        "CREATE SCHEMA half_migrated",
+        "CREATE TABLE half_migrated.t (id int)",
+        "CREATE TABLE added (id int)",
+        "SELECT lo_unlink(oid) FROM pg_largeobject_metadata",
+        "SELECT lo_from_bytea(0, 'another one')::text",
+        "DROP EXTENSION pgcrypto CASCADE",
+        "CREATE EXTENSION hstore",
+        "UPDATE customers SET name = 'gone' WHERE id < 100",
+    ] {
+        f.scratch.execute(sql).await;
+    }
+    assert_ne!(
+        (f.fingerprint().await, pg_surroundings(&f.scratch).await),
+        before
+    );
+
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    let after = (f.fingerprint().await, pg_surroundings(&f.scratch).await);
+    assert_eq!(after.1, before.1);
+    assert_eq!(after.0, before.0);
+    f.backups
+        .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
 }
 
 /// The one part file of a backup's database dump.

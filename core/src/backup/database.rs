@@ -407,15 +407,16 @@ impl Database {
         }
     }
 
-    /// The statement that drops every object of a PostgreSQL database the user owns.
-    pub const PG_EMPTY: &'static str = "DROP OWNED BY CURRENT_USER CASCADE;\n";
+    /// The statement that empties a PostgreSQL database before a restore: what the user
+    /// owns, or everything when it is a superuser (see `pg_empty.sql`).
+    pub const PG_EMPTY: &'static str = include_str!("pg_empty.sql");
 
     /// Drops every object of the database so that a restore leaves nothing of the data it
     /// replaces (tables a failed migration added included).
     pub async fn empty(&self) -> Result<()> {
         match self.connect().await?.link {
             Link::Pg(mut c) => {
-                sqlx::query(AssertSqlSafe(Self::PG_EMPTY.trim_end()))
+                sqlx::raw_sql(AssertSqlSafe(Self::PG_EMPTY))
                     .execute(&mut c)
                     .await
                     .map_err(|e| self.db_error("cannot empty the database", e))?;
