@@ -226,6 +226,147 @@ async fn a_database_of_the_bootstrap_superuser_is_restored_with_its_surroundings
         .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
 }
 
+/// A database a DBA set up: the application's schema and an extension belong to the
+/// superuser, the application's user was granted the schema and owns its tables. Its
+/// emptying (`DROP OWNED`) keeps both, and the dump creates the schema and comments on
+/// the extension: the restore must leave those out, or it fails every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succeeds() {
+    use sqlx::Connection;
+    let f = fixture_of(ScratchDatabase::create(Engine::Postgres).await);
+    let user: String = sqlx::Row::get(&f.scratch.rows("SELECT current_user::text").await[0], 0);
+    let superuser = format!(
+        "{}/{}",
+        TestEnv::get().postgres_superuser_url(),
+        f.scratch.name()
+    );
+    let mut dba = sqlx::PgConnection::connect(&superuser).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA app; GRANT ALL ON SCHEMA app TO {user};
+         COMMENT ON SCHEMA app IS 'set up by the DBA';
+         CREATE EXTENSION pg_trgm; CREATE EXTENSION \"uuid-ossp\";"
+    )))
+    .execute(&mut dba)
+    .await
+    .unwrap();
+    for sql in [
+        "CREATE TABLE app.items (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), name text NOT NULL)",
+        "CREATE INDEX items_name ON app.items USING gin (name gin_trgm_ops)",
+        "INSERT INTO app.items (name) SELECT 'item ' || g FROM generate_series(1, 500) g",
+        "CREATE TABLE public.settings (key text PRIMARY KEY, value text)",
+        "INSERT INTO settings VALUES ('theme', 'dark')",
+    ] {
+        f.scratch.execute(sql).await;
+    }
+    let before = f.fingerprint().await;
+    f.backups.preflight(&f.driver).await.unwrap();
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    f.scratch
+        .execute("DELETE FROM app.items WHERE name LIKE 'item 1%'")
+        .await;
+    f.scratch
+        .execute("CREATE TABLE app.half_migrated (id int)")
+        .await;
+    f.scratch.execute("DROP TABLE settings").await;
+    assert_ne!(f.fingerprint().await, before);
+
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    assert_eq!(f.fingerprint().await, before);
+    // The kept objects are as the DBA left them.
+    let owners: Vec<String> = f
+        .scratch
+        .rows(
+            "SELECT n.nspowner::regrole::text || ' ' || obj_description(n.oid, 'pg_namespace') FROM pg_namespace n WHERE nspname = 'app'
+             UNION ALL SELECT string_agg(extname || ' ' || extowner::regrole::text, ',' ORDER BY extname) FROM pg_extension WHERE extname <> 'plpgsql'",
+        )
+        .await
+        .iter()
+        .map(|r| sqlx::Row::get(r, 0))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            "postgres set up by the DBA",
+            "pg_trgm postgres,uuid-ossp postgres"
+        ]
+    );
+    dba.close().await.unwrap();
+    f.backups
+        .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
+}
+
+/// A table another role owns could not be replaced by a restore as the application's
+/// user: the backup is refused when it is taken, and preflight (so `plan` and `check`)
+/// says so before an upgrade stops anything, naming the table, its owner and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_another_role_refuses_the_backup_before_anything_is_stored() {
+    use sqlx::Connection;
+    let f = fixture_of(ScratchDatabase::create(Engine::Postgres).await);
+    let user: String = sqlx::Row::get(&f.scratch.rows("SELECT current_user::text").await[0], 0);
+    let superuser = format!(
+        "{}/{}",
+        TestEnv::get().postgres_superuser_url(),
+        f.scratch.name()
+    );
+    f.scratch
+        .execute("CREATE TABLE mine (id int PRIMARY KEY)")
+        .await;
+    let mut dba = sqlx::PgConnection::connect(&superuser).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE audit (id int); GRANT ALL ON audit TO {user};
+         CREATE TYPE level AS ENUM ('low', 'high');"
+    )))
+    .execute(&mut dba)
+    .await
+    .unwrap();
+
+    let checks = f.backups.checks(&f.driver).await;
+    let ownership = checks.iter().find(|c| c.name == "ownership").unwrap();
+    let said = ownership.result.as_ref().unwrap_err().message().to_owned();
+    for part in [
+        "could not be restored as",
+        "table audit (owner postgres)",
+        "type level (owner postgres)",
+        "REASSIGN OWNED BY",
+    ] {
+        assert!(said.contains(part), "{part:?} not in {said}");
+    }
+    let e = f.backups.preflight(&f.driver).await.unwrap_err();
+    assert!(e.message().contains("table audit (owner postgres)"), "{e}");
+    let e = f.backup().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("table audit (owner postgres)"), "{e}");
+    assert!(
+        std::fs::read_dir(&f.store_path).map_or(true, |d| d.count() == 0),
+        "a refused backup left something in the store"
+    );
+
+    // Given to the user, both are backed up and restored.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER TABLE audit OWNER TO {user}; ALTER TYPE level OWNER TO {user};"
+    )))
+    .execute(&mut dba)
+    .await
+    .unwrap();
+    dba.close().await.unwrap();
+    f.backups.preflight(&f.driver).await.unwrap();
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+}
+
 /// The one part file of a backup's database dump.
 fn dump_part(store: &Path, id: &str) -> std::path::PathBuf {
     store.join(id).join("database.zst")

@@ -14,6 +14,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::io::AsyncReadExt;
 
 use super::manifest::{DatabaseEngine, Fingerprint};
+use super::pg_script::Kept;
 use crate::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
 use crate::{Error, ErrorKind, Result};
 
@@ -145,6 +146,11 @@ impl Database {
             name: name.to_string(),
             ..self.clone()
         }
+    }
+
+    /// The user it connects as.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     fn pg_options(&self) -> PgConnectOptions {
@@ -566,6 +572,33 @@ impl Conn {
         })
     }
 
+    /// PostgreSQL: what other roles own that the emptying keeps and the restore script
+    /// must not create again (see `pg_script.rs`); nothing on MySQL/MariaDB.
+    pub async fn kept_by_emptying(&mut self) -> Result<Kept> {
+        let Link::Pg(c) = &mut self.link else {
+            return Ok(Kept::default());
+        };
+        let rows: Vec<(String, String)> =
+            sqlx::query_as(Kept::QUERY)
+                .fetch_all(c)
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Unavailable,
+                        "cannot list the schemas and extensions other roles own",
+                    )
+                    .with_source(e)
+                })?;
+        let mut kept = Kept::default();
+        for (kind, name) in rows {
+            match kind.as_str() {
+                "schema" => kept.schemas.push(name),
+                _ => kept.extensions.push(name),
+            }
+        }
+        Ok(kept)
+    }
+
     /// The database's size in bytes (for the free-space check).
     pub async fn size(&mut self) -> Result<u64> {
         let v: std::result::Result<i64, sqlx::Error> = match &mut self.link {
@@ -691,6 +724,57 @@ impl Conn {
             }
         }
         Ok(largest)
+    }
+
+    /// PostgreSQL, an ordinary user: the objects of the database that another role owns
+    /// and a dump would create again (tables, views, sequences, types, routines; not
+    /// those of an extension or made with another object), described with their owner, and how many there are in
+    /// all (at most 5 are named). A restore could not replace them: the emptying keeps
+    /// what others own (see `pg_empty.sql`). Nothing for a superuser, or on MySQL/MariaDB.
+    pub async fn foreign_owned(&mut self) -> Result<(Vec<String>, i64)> {
+        let Link::Pg(c) = &mut self.link else {
+            return Ok((Vec::new(), 0));
+        };
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "WITH me AS (SELECT oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+             objects AS (
+                 SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                            WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END
+                        || ' ' || c.oid::regclass::text AS what,
+                        c.relowner AS owner, c.relnamespace AS ns,
+                        'pg_catalog.pg_class'::regclass AS class, c.oid
+                 FROM pg_catalog.pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                 UNION ALL
+                 SELECT 'type ' || t.oid::regtype::text, t.typowner, t.typnamespace,
+                        'pg_catalog.pg_type'::regclass, t.oid
+                 FROM pg_catalog.pg_type t
+                 WHERE t.typtype IN ('e', 'd', 'r')
+                    OR (t.typtype = 'c' AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+                 UNION ALL
+                 SELECT 'routine ' || p.oid::regprocedure::text, p.proowner, p.pronamespace,
+                        'pg_catalog.pg_proc'::regclass, p.oid
+                 FROM pg_catalog.pg_proc p)
+             SELECT o.what || ' (owner ' || o.owner::regrole::text || ')', count(*) OVER ()
+             FROM objects o, me, pg_catalog.pg_namespace n
+             WHERE n.oid = o.ns AND o.owner <> me.oid AND NOT me.rolsuper
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               -- An extension's members, and what PostgreSQL makes with an object and
+               -- drops with it (a range type's constructors, owned by the bootstrap
+               -- superuser), are not in a dump of their own.
+               AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                               WHERE d.classid = o.class AND d.objid = o.oid
+                                 AND d.deptype IN ('e', 'i'))
+             ORDER BY 1 LIMIT 5",
+        )
+        .fetch_all(c)
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::Unavailable, "cannot read who owns the database's objects")
+                .with_source(e)
+        })?;
+        let total = rows.first().map_or(0, |(_, n)| *n);
+        Ok((rows.into_iter().map(|(what, _)| what).collect(), total))
     }
 
     /// MySQL/MariaDB: the accounts named as `DEFINER` by the database's views, routines,

@@ -29,17 +29,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use tokio::io::AsyncReadExt;
 
 use super::database::{Conn, Consistency, DUMP_STARTED_MARKER, Database};
 use super::floats;
 use super::manifest::{
     DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
 };
+use super::pg_script::{Kept, leave_out};
 use super::pipeline::{Watch, decompress, hash, store_compressed};
 use super::store::{Store, UNFINISHED_MIN_AGE};
 use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use crate::check::{self, Check};
-use crate::driver::{Driver, ExecTarget};
+use crate::driver::{ByteStream, Driver, ExecTarget};
 use crate::event::{EventSink, Unit, human_bytes};
 use crate::{Error, ErrorKind, Result};
 
@@ -243,6 +245,7 @@ impl DumpBackups {
         staged: &mut dyn super::store::Staged,
     ) -> Result<Manifest> {
         let mut conn = self.database.connect().await?;
+        owned_by_the_user(&mut conn, self.database.user()).await?;
         let server_version = conn.server_version().await?;
         let expected = conn.size().await.ok();
         let limit = conn.max_statement().await?;
@@ -402,6 +405,30 @@ impl DumpBackups {
             fingerprint_exact: exact,
         })
     }
+}
+
+/// PostgreSQL: that a restore as this user can replace every object the dump holds, none
+/// of which may belong to another role (unless the user is a superuser). Refused
+/// otherwise, naming the objects, their owners and the ways out.
+async fn owned_by_the_user(conn: &mut Conn, user: &str) -> Result<String> {
+    let (named, total) = conn.foreign_owned().await?;
+    if named.is_empty() {
+        return Ok(format!(
+            "{user} owns every object a dump holds, or is a superuser"
+        ));
+    }
+    let more = if total > named.len() as i64 {
+        format!(" and {} more", total - named.len() as i64)
+    } else {
+        String::new()
+    };
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "a backup of this database could not be restored as {user}: {}{more} belong to other roles, and a restore can only replace what {user} owns (it would stop at the first of them and roll back). Make {user} their owner (ALTER … OWNER TO {user}, or REASSIGN OWNED BY <role> TO {user} for all of a role's), or connect as a superuser",
+            named.join(", ")
+        ),
+    ))
 }
 
 /// Whether the dump's longest statement, estimated from the largest row, is one the
@@ -569,20 +596,43 @@ async fn restore_database(
     }
     let script_argv = database.script_argv();
     let (script, script_out) = tokio::io::duplex(PIPE);
-    let prelude = if replace {
-        format!("BEGIN;\n{}", Database::PG_EMPTY)
+    let (prelude, kept) = if replace {
+        let kept = database.connect().await?.kept_by_emptying().await?;
+        (format!("BEGIN;\n{}", Database::PG_EMPTY), kept)
     } else {
-        String::new()
+        (String::new(), Kept::default())
     };
-    let input = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(prelude), script);
+    let prelude = std::io::Cursor::new(prelude);
+    // What the emptying keeps is left out of the script on its way to psql.
+    let (input, trim): (ByteStream, _) = if kept.is_empty() {
+        (Box::pin(prelude.chain(script)), None)
+    } else {
+        let (trimmed, trimmed_in) = tokio::io::duplex(PIPE);
+        (Box::pin(prelude.chain(trimmed)), Some((script, trimmed_in)))
+    };
+    let trimming = async {
+        match trim {
+            Some((script, trimmed_in)) => {
+                let left_out = leave_out(script, trimmed_in, &kept).await?;
+                tracing::info!(
+                    left_out,
+                    schemas = ?kept.schemas,
+                    extensions = ?kept.extensions,
+                    "the restore keeps what other roles own"
+                );
+                Ok(())
+            }
+            None => Ok::<(), std::io::Error>(()),
+        }
+    };
     let translate = database.run_tool(
         driver,
         &script_argv,
         Some(Box::pin(reader)),
         Some(Box::pin(script_out)),
     );
-    let run = database.run_tool(driver, &argv, Some(Box::pin(input)), None);
-    let (fed, translated, status) = tokio::join!(feed, translate, run);
+    let run = database.run_tool(driver, &argv, Some(input), None);
+    let (fed, translated, status, trimmed) = tokio::join!(feed, translate, run, trimming);
     let rolled_back = |e: Error| {
         Error::new(
             e.kind(),
@@ -598,6 +648,12 @@ async fn restore_database(
     database
         .check_exit(&script_argv, &translated?, "restore")
         .map_err(rolled_back)?;
+    trimmed.map_err(|e| {
+        rolled_back(Error::new(
+            ErrorKind::Other,
+            format!("cannot pass the restore script on: {e}"),
+        ))
+    })?;
     fed.map(|_| ())
 }
 
@@ -647,6 +703,12 @@ impl Backups for DumpBackups {
                                 .map(|()| "every FLOAT survives a dump, or has a key".into()),
                         ));
                         checks.push(Check::of("largest row", largest_row_fits(&mut conn).await));
+                        if self.database.engine() == DatabaseEngine::Postgres {
+                            checks.push(Check::of(
+                                "ownership",
+                                owned_by_the_user(&mut conn, self.database.user()).await,
+                            ));
+                        }
                         Some(size)
                     }
                     Err(e) => {

@@ -9,6 +9,7 @@ mod dumps;
 mod fingerprint;
 mod floats;
 pub mod manifest;
+mod pg_script;
 mod pipeline;
 #[cfg(feature = "s3")]
 mod s3;

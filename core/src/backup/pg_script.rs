@@ -1,0 +1,283 @@
+//! The PostgreSQL restore script, trimmed of what the emptying keeps.
+//!
+//! An ordinary user's emptying (`DROP OWNED`, see `pg_empty.sql`) keeps what other roles
+//! own. Two such things are routine in a database a DBA set up and the dump still
+//! (re)creates: a schema another role owns and the application's objects live in
+//! (`CREATE SCHEMA app;` fails: it exists), and an extension a superuser created (`CREATE
+//! EXTENSION IF NOT EXISTS` passes, but its `COMMENT ON EXTENSION` needs its owner).
+//! Either would fail every restore, the rollback of a failed upgrade included. The
+//! restore leaves out of `pg_restore`'s script the entries that create or comment on
+//! those objects: they are there already, as the emptying left them.
+//!
+//! `pg_restore` starts each entry with a comment block naming it (`-- Name: app; Type:
+//! SCHEMA; Schema: -; Owner: -`); an entry left out goes from its block to the next
+//! block. Table data (`COPY … FROM stdin;` up to `\.`) is passed on untouched, so a row
+//! that reads like a header is never taken for one.
+
+use std::collections::HashSet;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Objects another role owns that the emptying keeps and the script must not create or
+/// comment on again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Schemas, by name.
+    pub schemas: Vec<String>,
+    /// Extensions, by name.
+    pub extensions: Vec<String>,
+}
+
+impl Kept {
+    /// The SQL that lists them for the connected user: nothing for a superuser, whose
+    /// emptying drops everything. Rows: `kind` (`schema`, `extension`) and `name`.
+    pub const QUERY: &'static str = "\
+        SELECT 'schema' AS kind, nspname::text AS name FROM pg_catalog.pg_namespace \
+        WHERE nspowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+          AND nspname NOT IN ('pg_catalog', 'information_schema') \
+          AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%' \
+          AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+        UNION ALL \
+        SELECT 'extension', extname::text FROM pg_catalog.pg_extension \
+        WHERE extowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+          AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)";
+
+    /// Whether nothing is kept (the script then goes to `psql` as it is).
+    pub fn is_empty(&self) -> bool {
+        self.schemas.is_empty() && self.extensions.is_empty()
+    }
+
+    /// The header lines of the entries to leave out, up to the owner (which `--no-owner`
+    /// prints as `-`). A comment's name quotes the object's as SQL would.
+    fn headers(&self) -> HashSet<Vec<u8>> {
+        let mut out = HashSet::new();
+        for schema in &self.schemas {
+            out.insert(header(schema, "SCHEMA"));
+            out.insert(header(
+                &format!("SCHEMA {}", quote_ident(schema)),
+                "COMMENT",
+            ));
+        }
+        for extension in &self.extensions {
+            out.insert(header(
+                &format!("EXTENSION {}", quote_ident(extension)),
+                "COMMENT",
+            ));
+        }
+        out
+    }
+}
+
+fn header(name: &str, kind: &str) -> Vec<u8> {
+    format!("-- Name: {name}; Type: {kind}; Schema: -; Owner:").into_bytes()
+}
+
+/// An identifier as `pg_dump` writes it: bare when it is lower case letters, digits and
+/// underscores not starting with a digit, quoted otherwise. (`pg_dump` also quotes
+/// keywords; a kept schema or extension named like one is not left out, and the restore
+/// fails as before, in its transaction.)
+fn quote_ident(name: &str) -> String {
+    let bare = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if bare {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// Where the filter is in the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// Between statements, or in an entry that is passed on.
+    Script,
+    /// In table data, up to `\.`.
+    Data,
+    /// Past the header of an entry left out, before the `--` that closes its block.
+    LeftOutHeader,
+    /// In the body of an entry left out, up to the `--` that opens the next block.
+    LeftOutBody,
+}
+
+/// Copies `script` to `out` leaving out the entries of `kept`; returns how many entries it
+/// left out. Closes `out` at the end.
+pub async fn leave_out(
+    script: impl AsyncRead + Unpin,
+    mut out: impl AsyncWrite + Unpin,
+    kept: &Kept,
+) -> std::io::Result<usize> {
+    let headers = kept.headers();
+    let mut script = BufReader::with_capacity(256 * 1024, script);
+    let mut line = Vec::with_capacity(4096);
+    let mut at = At::Script;
+    let mut left_out = 0;
+    loop {
+        line.clear();
+        if script.read_until(b'\n', &mut line).await? == 0 {
+            break;
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let pass = match at {
+            At::Data => {
+                if text == b"\\." {
+                    at = At::Script;
+                }
+                true
+            }
+            At::LeftOutHeader => {
+                if text == b"--" {
+                    at = At::LeftOutBody;
+                }
+                false
+            }
+            At::LeftOutBody => {
+                if text == b"--" {
+                    at = At::Script;
+                    true
+                } else {
+                    false
+                }
+            }
+            At::Script => {
+                if text.starts_with(b"COPY ") && text.ends_with(b" FROM stdin;") {
+                    at = At::Data;
+                    true
+                } else if text.starts_with(b"-- Name: ")
+                    && headers.iter().any(|h| text.starts_with(h))
+                {
+                    at = At::LeftOutHeader;
+                    left_out += 1;
+                    false
+                } else {
+                    true
+                }
+            }
+        };
+        if pass {
+            out.write_all(&line).await?;
+        }
+    }
+    out.shutdown().await?;
+    Ok(left_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCRIPT: &str = "\
+BEGIN;
+
+--
+-- Name: app; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA app;
+
+
+--
+-- Name: SCHEMA app; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON SCHEMA app IS 'two
+lines';
+
+
+--
+-- Name: Odd One; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA \"Odd One\";
+
+
+--
+-- Name: pg_trgm; Type: EXTENSION; Schema: -; Owner: -
+--
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;
+
+
+--
+-- Name: EXTENSION pg_trgm; Type: COMMENT; Schema: -; Owner: -
+--
+
+COMMENT ON EXTENSION pg_trgm IS 'text similarity';
+
+
+--
+-- Name: t; Type: TABLE; Schema: app; Owner: -
+--
+
+CREATE TABLE app.t (
+    s text
+);
+
+
+--
+-- Data for Name: t; Type: TABLE DATA; Schema: app; Owner: -
+--
+
+COPY app.t (s) FROM stdin;
+-- Name: app; Type: SCHEMA; Schema: -; Owner: -
+--
+CREATE SCHEMA app;
+\\.
+
+
+COMMIT;
+";
+
+    async fn filtered(kept: &Kept) -> (String, usize) {
+        let mut out = Vec::new();
+        let n = leave_out(SCRIPT.as_bytes(), &mut out, kept).await.unwrap();
+        (String::from_utf8(out).unwrap(), n)
+    }
+
+    #[tokio::test]
+    async fn nothing_kept_passes_the_script_as_it_is() {
+        assert_eq!(filtered(&Kept::default()).await, (SCRIPT.to_owned(), 0));
+    }
+
+    #[tokio::test]
+    async fn a_kept_schema_and_extension_lose_their_entries_and_nothing_else() {
+        let kept = Kept {
+            schemas: vec!["app".into(), "Odd One".into()],
+            extensions: vec!["pg_trgm".into()],
+        };
+        let (out, n) = filtered(&kept).await;
+        assert_eq!(n, 4, "{out}");
+        // The entries are gone, up to the block of the next one.
+        for gone in [
+            "\nCREATE SCHEMA app;\n\n",
+            "COMMENT ON SCHEMA",
+            "lines';",
+            "CREATE SCHEMA \"Odd One\"",
+            "COMMENT ON EXTENSION",
+        ] {
+            assert!(!out.contains(gone), "{gone:?} in\n{out}");
+        }
+        // The extension is still created if missing, the table and its data untouched,
+        // also a row that reads like a header.
+        assert!(out.contains("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;\n"));
+        assert!(out.contains("CREATE TABLE app.t (\n    s text\n);\n"));
+        assert!(out.contains(
+            "COPY app.t (s) FROM stdin;\n-- Name: app; Type: SCHEMA; Schema: -; Owner: -\n--\nCREATE SCHEMA app;\n\\.\n"
+        ));
+        assert!(out.starts_with("BEGIN;\n") && out.ends_with("COMMIT;\n"));
+    }
+
+    #[test]
+    fn identifiers_are_quoted_as_pg_dump_does() {
+        assert_eq!(quote_ident("app_2"), "app_2");
+        assert_eq!(quote_ident("_x"), "_x");
+        assert_eq!(quote_ident("App"), "\"App\"");
+        assert_eq!(quote_ident("2fa"), "\"2fa\"");
+        assert_eq!(quote_ident("uuid-ossp"), "\"uuid-ossp\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
