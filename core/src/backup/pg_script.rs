@@ -91,6 +91,9 @@ fn quote_ident(name: &str) -> String {
     }
 }
 
+/// How much of the script is read, and written on, at a time.
+const CHUNK: usize = 256 * 1024;
+
 /// Where the filter is in the script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum At {
@@ -112,8 +115,10 @@ pub async fn leave_out(
     kept: &Kept,
 ) -> std::io::Result<usize> {
     let headers = kept.headers();
-    let mut script = BufReader::with_capacity(256 * 1024, script);
+    let mut script = BufReader::with_capacity(CHUNK, script);
     let mut line = Vec::with_capacity(4096);
+    // Lines passed on are gathered and written a chunk at a time: most are table rows.
+    let mut passed = Vec::with_capacity(2 * CHUNK);
     let mut at = At::Script;
     let mut left_out = 0;
     loop {
@@ -159,9 +164,14 @@ pub async fn leave_out(
             }
         };
         if pass {
-            out.write_all(&line).await?;
+            passed.extend_from_slice(&line);
+            if passed.len() >= CHUNK {
+                out.write_all(&passed).await?;
+                passed.clear();
+            }
         }
     }
+    out.write_all(&passed).await?;
     out.shutdown().await?;
     Ok(left_out)
 }
