@@ -728,9 +728,10 @@ impl Conn {
 
     /// PostgreSQL, an ordinary user: the objects of the database that another role owns
     /// and a dump would create again (tables, views, sequences, types, routines; not
-    /// those of an extension or made with another object), described with their owner, and how many there are in
-    /// all (at most 5 are named). A restore could not replace them: the emptying keeps
-    /// what others own (see `pg_empty.sql`). Nothing for a superuser, or on MySQL/MariaDB.
+    /// those of an extension or made with another object), described with their owner,
+    /// and how many there are in all (at most 5 are named). A restore could not replace
+    /// them: the emptying keeps what others own (see `pg_empty.sql`). Nothing for a
+    /// superuser, or on MySQL/MariaDB.
     pub async fn foreign_owned(&mut self) -> Result<(Vec<String>, i64)> {
         let Link::Pg(c) = &mut self.link else {
             return Ok((Vec::new(), 0));
