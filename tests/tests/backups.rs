@@ -229,11 +229,14 @@ async fn a_database_of_the_bootstrap_superuser_is_restored_with_its_surroundings
 /// A database a DBA set up: the application's schema and an extension belong to the
 /// superuser, the application's user was granted the schema and owns its tables. Its
 /// emptying (`DROP OWNED`) keeps both, and the dump creates the schema and comments on
-/// the extension: the restore must leave those out, or it fails every time.
+/// the extension: the restore must leave those out, or it fails every time. A reporting
+/// role reads the tables: the restore gives its privileges back, and the default
+/// privileges the user and the DBA set stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succeeds() {
     use sqlx::Connection;
     let f = fixture_of(ScratchDatabase::create(Engine::Postgres).await);
+    let reporting = cutover_tests::unique_name("ct_reporting");
     let user: String = sqlx::Row::get(&f.scratch.rows("SELECT current_user::text").await[0], 0);
     let superuser = format!(
         "{}/{}",
@@ -244,11 +247,18 @@ async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succ
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE SCHEMA app; GRANT ALL ON SCHEMA app TO {user};
          COMMENT ON SCHEMA app IS 'set up by the DBA';
-         CREATE EXTENSION pg_trgm; CREATE EXTENSION \"uuid-ossp\";"
+         CREATE EXTENSION pg_trgm; CREATE EXTENSION \"uuid-ossp\";
+         CREATE ROLE {reporting}; GRANT USAGE ON SCHEMA app TO {reporting};
+         ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA app GRANT SELECT ON TABLES TO {reporting};"
     )))
     .execute(&mut dba)
     .await
     .unwrap();
+    f.scratch
+        .execute(&format!(
+            "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO {reporting}"
+        ))
+        .await;
     for sql in [
         "CREATE TABLE app.items (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), name text NOT NULL)",
         "CREATE INDEX items_name ON app.items USING gin (name gin_trgm_ops)",
@@ -272,6 +282,9 @@ async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succ
         .execute("CREATE TABLE app.half_migrated (id int)")
         .await;
     f.scratch.execute("DROP TABLE settings").await;
+    f.scratch
+        .execute(&format!("REVOKE ALL ON app.items FROM {reporting}"))
+        .await;
     assert_ne!(f.fingerprint().await, before);
 
     f.restore(&taken.id, APP)
@@ -296,11 +309,53 @@ async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succ
             "pg_trgm postgres,uuid-ossp postgres"
         ]
     );
-    dba.close().await.unwrap();
+    // The reporting role reads the restored tables again; both default privileges stay.
+    let privileges: Vec<String> = f
+        .scratch
+        .rows(&format!(
+            "SELECT has_table_privilege('{reporting}', 'app.items', 'SELECT')::text
+                    || ' ' || has_table_privilege('{reporting}', 'public.settings', 'SELECT')::text
+                    || ' ' || has_schema_privilege('{reporting}', 'app', 'USAGE')::text
+             UNION ALL
+             SELECT string_agg(d, ',' ORDER BY d) FROM (
+                 SELECT defaclrole::regrole::text || ' ' || CASE defaclnamespace WHEN 0 THEN '-' ELSE defaclnamespace::regnamespace::text END AS d
+                 FROM pg_default_acl) AS defaults"
+        ))
+        .await
+        .iter()
+        .map(|r| sqlx::Row::get(r, 0))
+        .collect();
+    assert_eq!(
+        privileges,
+        [
+            "true true true".to_string(),
+            if user.as_str() < "postgres" {
+                format!("{user} -,postgres app")
+            } else {
+                format!("postgres app,{user} -")
+            }
+        ]
+    );
     f.backups
         .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
         .await
         .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP OWNED BY {reporting}")))
+        .execute(&mut dba)
+        .await
+        .unwrap();
+    dba.close().await.unwrap();
+    drop(f);
+    let mut server = sqlx::PgConnection::connect(&format!(
+        "{}/postgres",
+        TestEnv::get().postgres_superuser_url()
+    ))
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {reporting}")))
+        .execute(&mut server)
+        .await
+        .unwrap();
 }
 
 /// A table another role owns could not be replaced by a restore as the application's

@@ -295,12 +295,12 @@ impl Database {
     /// PostgreSQL: the command that turns the archive on its stdin into the SQL script
     /// that [`Database::restore_argv`] runs. The script is one transaction whose `COMMIT`
     /// comes last, written only once the whole archive was read: a script cut short by
-    /// a failure ends inside the transaction, which the server then rolls back.
+    /// a failure ends inside the transaction, which the server then rolls back. Objects
+    /// come owned by the restoring user (`--no-owner`) with the privileges they had.
     pub fn script_argv(&self) -> Vec<String> {
         [
             "pg_restore",
             "--no-owner",
-            "--no-privileges",
             "--single-transaction",
             "--file=-",
         ]
@@ -592,6 +592,7 @@ impl Conn {
         let mut kept = Kept::default();
         for (kind, name) in rows {
             match kind.as_str() {
+                "user" => kept.user = name,
                 "schema" => kept.schemas.push(name),
                 _ => kept.extensions.push(name),
             }

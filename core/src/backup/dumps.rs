@@ -36,7 +36,7 @@ use super::floats;
 use super::manifest::{
     DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
 };
-use super::pg_script::{Kept, leave_out};
+use super::pg_script::leave_out;
 use super::pipeline::{Watch, decompress, hash, store_compressed};
 use super::store::{Store, UNFINISHED_MIN_AGE};
 use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
@@ -596,14 +596,15 @@ async fn restore_database(
     }
     let script_argv = database.script_argv();
     let (script, script_out) = tokio::io::duplex(PIPE);
-    let (prelude, kept) = if replace {
-        let kept = database.connect().await?.kept_by_emptying().await?;
-        (format!("BEGIN;\n{}", Database::PG_EMPTY), kept)
+    let prelude = if replace {
+        format!("BEGIN;\n{}", Database::PG_EMPTY)
     } else {
-        (String::new(), Kept::default())
+        String::new()
     };
+    let kept = database.connect().await?.kept_by_emptying().await?;
     let prelude = std::io::Cursor::new(prelude);
-    // What the emptying keeps is left out of the script on its way to psql.
+    // What the emptying keeps, and what only others may grant, is left out of the script
+    // on its way to psql.
     let (input, trim): (ByteStream, _) = if kept.is_empty() {
         (Box::pin(prelude.chain(script)), None)
     } else {

@@ -6,8 +6,12 @@
 //! (`CREATE SCHEMA app;` fails: it exists), and an extension a superuser created (`CREATE
 //! EXTENSION IF NOT EXISTS` passes, but its `COMMENT ON EXTENSION` needs its owner).
 //! Either would fail every restore, the rollback of a failed upgrade included. The
-//! restore leaves out of `pg_restore`'s script the entries that create or comment on
-//! those objects: they are there already, as the emptying left them.
+//! restore leaves out of `pg_restore`'s script the entries that create, comment on or
+//! grant on those objects: they are there already, as the emptying left them, with their
+//! privileges. Privileges are restored for everything else (what the user owns), so a
+//! role granted the application's tables can still read them after a rollback; default
+//! privileges another role set (`ALTER DEFAULT PRIVILEGES FOR ROLE dba …`, which the
+//! emptying keeps and only that role may change) are left out too.
 //!
 //! `pg_restore` starts each entry with a comment block naming it (`-- Name: app; Type:
 //! SCHEMA; Schema: -; Owner: -`); an entry left out goes from its block to the next
@@ -18,10 +22,13 @@ use std::collections::HashSet;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-/// Objects another role owns that the emptying keeps and the script must not create or
-/// comment on again.
+/// Objects another role owns that the emptying keeps and the script must not create,
+/// comment on or grant on again; and the user restoring, whose own default privileges
+/// alone the script sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kept {
+    /// The user the restore runs as; empty for a superuser (every entry is its own).
+    pub user: String,
     /// Schemas, by name.
     pub schemas: Vec<String>,
     /// Extensions, by name.
@@ -30,9 +37,12 @@ pub struct Kept {
 
 impl Kept {
     /// The SQL that lists them for the connected user: nothing for a superuser, whose
-    /// emptying drops everything. Rows: `kind` (`schema`, `extension`) and `name`.
+    /// emptying drops everything. Rows: `kind` (`user`, `schema`, `extension`) and `name`.
     pub const QUERY: &'static str = "\
-        SELECT 'schema' AS kind, nspname::text AS name FROM pg_catalog.pg_namespace \
+        SELECT 'user' AS kind, current_user::text AS name \
+        WHERE NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+        UNION ALL \
+        SELECT 'schema', nspname::text FROM pg_catalog.pg_namespace \
         WHERE nspowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
           AND nspname NOT IN ('pg_catalog', 'information_schema') \
           AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%' \
@@ -42,9 +52,23 @@ impl Kept {
         WHERE extowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
           AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)";
 
-    /// Whether nothing is kept (the script then goes to `psql` as it is).
+    /// Whether nothing is left out (a superuser's restore: the script then goes to
+    /// `psql` as it is).
     pub fn is_empty(&self) -> bool {
-        self.schemas.is_empty() && self.extensions.is_empty()
+        self.user.is_empty() && self.schemas.is_empty() && self.extensions.is_empty()
+    }
+
+    /// Whether a default-privileges statement is one the user may run: its own
+    /// (`ALTER DEFAULT PRIVILEGES FOR ROLE <user> …`), or any for a superuser.
+    fn own_default(&self, statement: &[u8]) -> bool {
+        if self.user.is_empty() {
+            return true;
+        }
+        let mine = format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} ",
+            quote_ident(&self.user)
+        );
+        statement.starts_with(mine.as_bytes())
     }
 
     /// The header lines of the entries to leave out, up to the owner (which `--no-owner`
@@ -53,10 +77,9 @@ impl Kept {
         let mut out = HashSet::new();
         for schema in &self.schemas {
             out.insert(header(schema, "SCHEMA"));
-            out.insert(header(
-                &format!("SCHEMA {}", quote_ident(schema)),
-                "COMMENT",
-            ));
+            let named = format!("SCHEMA {}", quote_ident(schema));
+            out.insert(header(&named, "COMMENT"));
+            out.insert(header(&named, "ACL"));
         }
         for extension in &self.extensions {
             out.insert(header(
@@ -105,7 +128,13 @@ enum At {
     LeftOutHeader,
     /// In the body of an entry left out, up to the `--` that opens the next block.
     LeftOutBody,
+    /// In a default-privileges entry, held back until its statement shows whose
+    /// privileges it sets.
+    DefaultAcl,
 }
+
+/// The type a default-privileges entry's header names.
+const DEFAULT_ACL: &[u8] = b"; Type: DEFAULT ACL; ";
 
 /// Copies `script` to `out` leaving out the entries of `kept`; returns how many entries it
 /// left out. Closes `out` at the end.
@@ -119,6 +148,7 @@ pub async fn leave_out(
     let mut line = Vec::with_capacity(4096);
     // Lines passed on are gathered and written a chunk at a time: most are table rows.
     let mut passed = Vec::with_capacity(2 * CHUNK);
+    let mut held = Vec::new();
     let mut at = At::Script;
     let mut left_out = 0;
     loop {
@@ -128,6 +158,21 @@ pub async fn leave_out(
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let pass = match at {
+            At::DefaultAcl => {
+                let statement = !(text.is_empty() || text.starts_with(b"--"));
+                held.extend_from_slice(&line);
+                if statement {
+                    if kept.own_default(text) {
+                        passed.append(&mut held);
+                        at = At::Script;
+                    } else {
+                        held.clear();
+                        left_out += 1;
+                        at = At::LeftOutBody;
+                    }
+                }
+                false
+            }
             At::Data => {
                 if text == b"\\." {
                     at = At::Script;
@@ -158,6 +203,12 @@ pub async fn leave_out(
                     at = At::LeftOutHeader;
                     left_out += 1;
                     false
+                } else if text.starts_with(b"-- Name: ")
+                    && text.windows(DEFAULT_ACL.len()).any(|w| w == DEFAULT_ACL)
+                {
+                    held.extend_from_slice(&line);
+                    at = At::DefaultAcl;
+                    false
                 } else {
                     true
                 }
@@ -171,6 +222,8 @@ pub async fn leave_out(
             }
         }
     }
+    // A default-privileges entry the script ends in (never seen): passed on as it was.
+    passed.append(&mut held);
     out.write_all(&passed).await?;
     out.shutdown().await?;
     Ok(left_out)
@@ -220,6 +273,27 @@ COMMENT ON EXTENSION pg_trgm IS 'text similarity';
 
 
 --
+-- Name: SCHEMA app; Type: ACL; Schema: -; Owner: -
+--
+
+GRANT ALL ON SCHEMA app TO \"App User\";
+
+
+--
+-- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: app; Owner: -
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA app GRANT SELECT ON TABLES  TO reporting;
+
+
+--
+-- Name: DEFAULT PRIVILEGES FOR TABLES; Type: DEFAULT ACL; Schema: -; Owner: -
+--
+
+ALTER DEFAULT PRIVILEGES FOR ROLE \"App User\" GRANT SELECT ON TABLES  TO reporting;
+
+
+--
 -- Name: t; Type: TABLE; Schema: app; Owner: -
 --
 
@@ -239,6 +313,13 @@ CREATE SCHEMA app;
 \\.
 
 
+--
+-- Name: TABLE t; Type: ACL; Schema: app; Owner: -
+--
+
+GRANT SELECT ON TABLE app.t TO reporting;
+
+
 COMMIT;
 ";
 
@@ -249,18 +330,20 @@ COMMIT;
     }
 
     #[tokio::test]
-    async fn nothing_kept_passes_the_script_as_it_is() {
+    async fn a_superuser_s_restore_passes_the_script_as_it_is() {
+        assert!(Kept::default().is_empty());
         assert_eq!(filtered(&Kept::default()).await, (SCRIPT.to_owned(), 0));
     }
 
     #[tokio::test]
     async fn a_kept_schema_and_extension_lose_their_entries_and_nothing_else() {
         let kept = Kept {
+            user: "App User".into(),
             schemas: vec!["app".into(), "Odd One".into()],
             extensions: vec!["pg_trgm".into()],
         };
         let (out, n) = filtered(&kept).await;
-        assert_eq!(n, 4, "{out}");
+        assert_eq!(n, 6, "{out}");
         // The entries are gone, up to the block of the next one.
         for gone in [
             "\nCREATE SCHEMA app;\n\n",
@@ -268,6 +351,8 @@ COMMIT;
             "lines';",
             "CREATE SCHEMA \"Odd One\"",
             "COMMENT ON EXTENSION",
+            "GRANT ALL ON SCHEMA app",
+            "FOR ROLE postgres",
         ] {
             assert!(!out.contains(gone), "{gone:?} in\n{out}");
         }
@@ -278,7 +363,25 @@ COMMIT;
         assert!(out.contains(
             "COPY app.t (s) FROM stdin;\n-- Name: app; Type: SCHEMA; Schema: -; Owner: -\n--\nCREATE SCHEMA app;\n\\.\n"
         ));
+        // The user's own default privileges and the grants on what it owns stay.
+        assert!(out.contains(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE \"App User\" GRANT SELECT ON TABLES  TO reporting;\n"
+        ));
+        assert!(out.contains("GRANT SELECT ON TABLE app.t TO reporting;\n"));
         assert!(out.starts_with("BEGIN;\n") && out.ends_with("COMMIT;\n"));
+    }
+
+    #[tokio::test]
+    async fn an_ordinary_user_with_nothing_kept_loses_only_others_default_privileges() {
+        let kept = Kept {
+            user: "postgres".into(),
+            ..Kept::default()
+        };
+        let (out, n) = filtered(&kept).await;
+        assert_eq!(n, 1, "{out}");
+        assert!(out.contains("FOR ROLE postgres IN SCHEMA app"), "{out}");
+        assert!(!out.contains("FOR ROLE \"App User\""), "{out}");
+        assert!(out.contains("CREATE SCHEMA app;\n") && out.contains("COMMENT ON EXTENSION"));
     }
 
     #[test]
