@@ -248,6 +248,8 @@ async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succ
         "CREATE SCHEMA app; GRANT ALL ON SCHEMA app TO {user};
          COMMENT ON SCHEMA app IS 'set up by the DBA';
          CREATE EXTENSION pg_trgm; CREATE EXTENSION \"uuid-ossp\";
+         CREATE SCHEMA \"user\"; GRANT ALL ON SCHEMA \"user\" TO {user};
+         COMMENT ON SCHEMA \"user\" IS 'a keyword, quoted in the dump';
          CREATE ROLE {reporting}; GRANT USAGE ON SCHEMA app TO {reporting};
          ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA app GRANT SELECT ON TABLES TO {reporting};"
     )))
@@ -265,6 +267,8 @@ async fn a_schema_and_an_extension_of_another_role_are_kept_and_the_restore_succ
         "INSERT INTO app.items (name) SELECT 'item ' || g FROM generate_series(1, 500) g",
         "CREATE TABLE public.settings (key text PRIMARY KEY, value text)",
         "INSERT INTO settings VALUES ('theme', 'dark')",
+        "CREATE TABLE \"user\".profiles (id int PRIMARY KEY)",
+        "INSERT INTO \"user\".profiles VALUES (1), (2)",
     ] {
         f.scratch.execute(sql).await;
     }

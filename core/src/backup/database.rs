@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::io::AsyncReadExt;
 
 use super::manifest::{DatabaseEngine, Fingerprint};
-use super::pg_script::Kept;
+use super::pg_script::{Kept, Name};
 use crate::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
 use crate::{Error, ErrorKind, Result};
 
@@ -578,23 +578,22 @@ impl Conn {
         let Link::Pg(c) = &mut self.link else {
             return Ok(Kept::default());
         };
-        let rows: Vec<(String, String)> =
-            sqlx::query_as(Kept::QUERY)
-                .fetch_all(c)
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Unavailable,
-                        "cannot list the schemas and extensions other roles own",
-                    )
-                    .with_source(e)
-                })?;
+        let rows: Vec<(String, String, String)> = sqlx::query_as(Kept::QUERY)
+            .fetch_all(c)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    "cannot list the schemas and extensions other roles own",
+                )
+                .with_source(e)
+            })?;
         let mut kept = Kept::default();
-        for (kind, name) in rows {
+        for (kind, raw, sql) in rows {
             match kind.as_str() {
-                "user" => kept.user = name,
-                "schema" => kept.schemas.push(name),
-                _ => kept.extensions.push(name),
+                "user" => kept.user = sql,
+                "schema" => kept.schemas.push(Name { raw, sql }),
+                _ => kept.extensions.push(sql),
             }
         }
         Ok(kept)

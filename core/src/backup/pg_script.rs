@@ -27,28 +27,40 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 /// alone the script sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Kept {
-    /// The user the restore runs as; empty for a superuser (every entry is its own).
+    /// The user the restore runs as, as SQL writes it; empty for a superuser (every entry
+    /// is its own).
     pub user: String,
-    /// Schemas, by name.
-    pub schemas: Vec<String>,
-    /// Extensions, by name.
+    /// Schemas.
+    pub schemas: Vec<Name>,
+    /// Extensions, as SQL writes their names.
     pub extensions: Vec<String>,
+}
+
+/// A name as it is, and as SQL writes it (quoted where needed: upper case, a keyword…),
+/// which is how `pg_dump` names it in a comment's or grant's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    /// As stored.
+    pub raw: String,
+    /// As the server's `quote_ident` writes it.
+    pub sql: String,
 }
 
 impl Kept {
     /// The SQL that lists them for the connected user: nothing for a superuser, whose
-    /// emptying drops everything. Rows: `kind` (`user`, `schema`, `extension`) and `name`.
+    /// emptying drops everything. Rows: `kind` (`user`, `schema`, `extension`), the name
+    /// and the name as SQL writes it.
     pub const QUERY: &'static str = "\
-        SELECT 'user' AS kind, current_user::text AS name \
+        SELECT 'user' AS kind, current_user::text AS name, quote_ident(current_user) AS sql \
         WHERE NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
         UNION ALL \
-        SELECT 'schema', nspname::text FROM pg_catalog.pg_namespace \
+        SELECT 'schema', nspname::text, quote_ident(nspname) FROM pg_catalog.pg_namespace \
         WHERE nspowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
           AND nspname NOT IN ('pg_catalog', 'information_schema') \
           AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%' \
           AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
         UNION ALL \
-        SELECT 'extension', extname::text FROM pg_catalog.pg_extension \
+        SELECT 'extension', extname::text, quote_ident(extname) FROM pg_catalog.pg_extension \
         WHERE extowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
           AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)";
 
@@ -64,10 +76,7 @@ impl Kept {
         if self.user.is_empty() {
             return true;
         }
-        let mine = format!(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} ",
-            quote_ident(&self.user)
-        );
+        let mine = format!("ALTER DEFAULT PRIVILEGES FOR ROLE {} ", self.user);
         statement.starts_with(mine.as_bytes())
     }
 
@@ -76,16 +85,13 @@ impl Kept {
     fn headers(&self) -> HashSet<Vec<u8>> {
         let mut out = HashSet::new();
         for schema in &self.schemas {
-            out.insert(header(schema, "SCHEMA"));
-            let named = format!("SCHEMA {}", quote_ident(schema));
+            out.insert(header(&schema.raw, "SCHEMA"));
+            let named = format!("SCHEMA {}", schema.sql);
             out.insert(header(&named, "COMMENT"));
             out.insert(header(&named, "ACL"));
         }
         for extension in &self.extensions {
-            out.insert(header(
-                &format!("EXTENSION {}", quote_ident(extension)),
-                "COMMENT",
-            ));
+            out.insert(header(&format!("EXTENSION {extension}"), "COMMENT"));
         }
         out
     }
@@ -93,25 +99,6 @@ impl Kept {
 
 fn header(name: &str, kind: &str) -> Vec<u8> {
     format!("-- Name: {name}; Type: {kind}; Schema: -; Owner:").into_bytes()
-}
-
-/// An identifier as `pg_dump` writes it: bare when it is lower case letters, digits and
-/// underscores not starting with a digit, quoted otherwise. (`pg_dump` also quotes
-/// keywords; a kept schema or extension named like one is not left out, and the restore
-/// fails as before, in its transaction.)
-fn quote_ident(name: &str) -> String {
-    let bare = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if bare {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }
 
 /// How much of the script is read, and written on, at a time.
@@ -337,9 +324,13 @@ COMMIT;
 
     #[tokio::test]
     async fn a_kept_schema_and_extension_lose_their_entries_and_nothing_else() {
+        let name = |raw: &str, sql: &str| Name {
+            raw: raw.into(),
+            sql: sql.into(),
+        };
         let kept = Kept {
-            user: "App User".into(),
-            schemas: vec!["app".into(), "Odd One".into()],
+            user: "\"App User\"".into(),
+            schemas: vec![name("app", "app"), name("Odd One", "\"Odd One\"")],
             extensions: vec!["pg_trgm".into()],
         };
         let (out, n) = filtered(&kept).await;
@@ -382,15 +373,5 @@ COMMIT;
         assert!(out.contains("FOR ROLE postgres IN SCHEMA app"), "{out}");
         assert!(!out.contains("FOR ROLE \"App User\""), "{out}");
         assert!(out.contains("CREATE SCHEMA app;\n") && out.contains("COMMENT ON EXTENSION"));
-    }
-
-    #[test]
-    fn identifiers_are_quoted_as_pg_dump_does() {
-        assert_eq!(quote_ident("app_2"), "app_2");
-        assert_eq!(quote_ident("_x"), "_x");
-        assert_eq!(quote_ident("App"), "\"App\"");
-        assert_eq!(quote_ident("2fa"), "\"2fa\"");
-        assert_eq!(quote_ident("uuid-ossp"), "\"uuid-ossp\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }
