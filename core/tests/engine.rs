@@ -1612,6 +1612,19 @@ fn hooked_engine(
     )
 }
 
+/// An upgrade to `to` with `hooks`, to its end.
+async fn upgrade_hooked(
+    fake: &FakeDriver,
+    journal: Arc<dyn Journal>,
+    hooks: &Hooks,
+    to: &str,
+) -> cutover_core::Finished {
+    hooked_engine(fake, journal, Duration::from_secs(30), hooks.clone())
+        .start(hooked_upgrade(to, hooks))
+        .await
+        .unwrap()
+}
+
 /// The hooks that ran, in order.
 fn hooks_ran(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("log"))
@@ -1649,15 +1662,7 @@ async fn hooks_run_in_order_with_the_runs_context_and_nothing_else() {
         let hooks = recording_hooks(dir.path());
         let fake = fake();
         let journal = memory_journal().await;
-        let finished = hooked_engine(
-            &fake,
-            journal.clone(),
-            Duration::from_secs(30),
-            hooks.clone(),
-        )
-        .start(hooked_upgrade(to, &hooks))
-        .await
-        .unwrap();
+        let finished = upgrade_hooked(&fake, journal.clone(), &hooks, to).await;
         assert_eq!(finished.report.outcome, outcome, "{}", finished.message);
         assert_settled(&fake, &*journal, &finished, to).await;
         assert_eq!(hooks_ran(dir.path()), expected, "upgrading to {to}");
@@ -1801,15 +1806,7 @@ async fn a_failed_before_stop_aborts_the_upgrade_with_nothing_changed() {
         let _ = std::fs::remove_file(dir.path().join("log"));
         let fake = fake();
         let journal = memory_journal().await;
-        let finished = hooked_engine(
-            &fake,
-            journal.clone(),
-            Duration::from_secs(30),
-            hooks.clone(),
-        )
-        .start(hooked_upgrade(NEW, &hooks))
-        .await
-        .unwrap();
+        let finished = upgrade_hooked(&fake, journal.clone(), &hooks, NEW).await;
         if let Ok(pid) = std::fs::read_to_string(dir.path().join("sleeper.pid")) {
             std::fs::remove_file(dir.path().join("sleeper.pid")).unwrap();
             let pid = pid.trim().parse().unwrap();
@@ -1935,15 +1932,7 @@ async fn after_a_crash_and_resume_each_hook_ran_once() {
         let clean = tempfile::tempdir().unwrap();
         let hooks = recording_hooks(clean.path());
         let fake_clean = fake();
-        let finished = hooked_engine(
-            &fake_clean,
-            memory_journal().await,
-            Duration::from_secs(30),
-            hooks.clone(),
-        )
-        .start(hooked_upgrade(to, &hooks))
-        .await
-        .unwrap();
+        let finished = upgrade_hooked(&fake_clean, memory_journal().await, &hooks, to).await;
         assert!(finished.report.outcome.is_terminal());
         let expected = hooks_ran(clean.path());
         assert_eq!(expected.len(), 3, "{expected:?}");

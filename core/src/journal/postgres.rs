@@ -14,12 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 
-use super::rows::{from_json, header_from_row, lock_from_row, status_name, to_json};
-use super::{
-    Entry, Journal, LockInfo, Record, RunHeader, RunRecord, RunStatus, lock_error, now_ms,
-};
+use super::rows::{header_from_row, lock_from_row, record_from_row, status_name, to_json};
+use super::{Entry, Journal, LockInfo, RunHeader, RunRecord, RunStatus, lock_error, now_ms};
 use crate::driver::Holder;
 use crate::machine::Report;
 use crate::{Error, ErrorKind, Result};
@@ -267,13 +265,7 @@ impl Journal for PgJournal {
                 .await?;
         let records = rows
             .iter()
-            .map(|r| {
-                Ok(Record {
-                    seq: r.try_get::<i64, _>("seq")? as u32,
-                    at_ms: r.try_get::<i64, _>("at_ms")? as u64,
-                    entry: from_json(&r.try_get::<String, _>("entry")?)?,
-                })
-            })
+            .map(record_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(RunRecord { header, records }))
     }

@@ -4,7 +4,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{LockInfo, RunHeader, RunStatus};
+use super::{LockInfo, Record, RunHeader, RunStatus};
 use crate::driver::Holder;
 use crate::{Error, ErrorKind, Outcome, Result};
 
@@ -92,6 +92,21 @@ where
         status: parse_status(&row.try_get::<String, _>("status")?),
         ended_ms: row.try_get::<Option<i64>, _>("ended_ms")?.map(|v| v as u64),
         report: report.as_deref().map(from_json).transpose()?,
+    })
+}
+
+/// A row of `entries` (`seq`, `at_ms`, `entry`).
+pub(super) fn record_from_row<'r, R>(row: &'r R) -> Result<Record>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Record {
+        seq: row.try_get::<i64, _>("seq")? as u32,
+        at_ms: row.try_get::<i64, _>("at_ms")? as u64,
+        entry: from_json(&row.try_get::<String, _>("entry")?)?,
     })
 }
 

@@ -5,13 +5,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 
-use super::rows::{from_json, header_from_row, lock_from_row, status_name, to_json};
-use super::{
-    Entry, Journal, LockInfo, Record, RunHeader, RunRecord, RunStatus, lock_error, now_ms,
-};
+use super::rows::{header_from_row, lock_from_row, record_from_row, status_name, to_json};
+use super::{Entry, Journal, LockInfo, RunHeader, RunRecord, RunStatus, lock_error, now_ms};
 use crate::driver::Holder;
 use crate::machine::Report;
 use crate::{Error, ErrorKind, Result};
@@ -317,13 +315,7 @@ impl Journal for SqliteJournal {
                 .await?;
         let records = rows
             .iter()
-            .map(|r| {
-                Ok(Record {
-                    seq: r.try_get::<i64, _>("seq")? as u32,
-                    at_ms: r.try_get::<i64, _>("at_ms")? as u64,
-                    entry: from_json(&r.try_get::<String, _>("entry")?)?,
-                })
-            })
+            .map(record_from_row)
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(RunRecord { header, records }))
     }
