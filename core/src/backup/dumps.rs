@@ -41,7 +41,7 @@ use super::pipeline::{Watch, decompress, hash, store_compressed};
 use super::store::{Store, UNFINISHED_MIN_AGE};
 use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use crate::check::{self, Check};
-use crate::driver::{ByteStream, Driver, ExecTarget};
+use crate::driver::{Driver, ExecTarget};
 use crate::event::{EventSink, Unit, human_bytes};
 use crate::{Error, ErrorKind, Result};
 
@@ -602,29 +602,21 @@ async fn restore_database(
         String::new()
     };
     let kept = database.connect().await?.kept_by_emptying().await?;
-    let prelude = std::io::Cursor::new(prelude);
     // What the emptying keeps, and what only others may grant, is left out of the script
-    // on its way to psql.
-    let (input, trim): (ByteStream, _) = if kept.is_empty() {
-        (Box::pin(prelude.chain(script)), None)
-    } else {
-        let (trimmed, trimmed_in) = tokio::io::duplex(PIPE);
-        (Box::pin(prelude.chain(trimmed)), Some((script, trimmed_in)))
-    };
+    // on its way to psql (a superuser's passes whole).
+    let (trimmed, trimmed_in) = tokio::io::duplex(PIPE);
+    let input = std::io::Cursor::new(prelude).chain(trimmed);
     let trimming = async {
-        match trim {
-            Some((script, trimmed_in)) => {
-                let left_out = leave_out(script, trimmed_in, &kept).await?;
-                tracing::info!(
-                    left_out,
-                    schemas = ?kept.schemas,
-                    extensions = ?kept.extensions,
-                    "the restore keeps what other roles own"
-                );
-                Ok(())
-            }
-            None => Ok::<(), std::io::Error>(()),
+        let left_out = leave_out(script, trimmed_in, &kept).await?;
+        if !kept.is_empty() {
+            tracing::info!(
+                left_out,
+                schemas = ?kept.schemas,
+                extensions = ?kept.extensions,
+                "the restore keeps what other roles own"
+            );
         }
+        Ok::<(), std::io::Error>(())
     };
     let translate = database.run_tool(
         driver,
@@ -632,7 +624,7 @@ async fn restore_database(
         Some(Box::pin(reader)),
         Some(Box::pin(script_out)),
     );
-    let run = database.run_tool(driver, &argv, Some(input), None);
+    let run = database.run_tool(driver, &argv, Some(Box::pin(input)), None);
     let (fed, translated, status, trimmed) = tokio::join!(feed, translate, run, trimming);
     let rolled_back = |e: Error| {
         Error::new(

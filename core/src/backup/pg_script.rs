@@ -51,21 +51,19 @@ impl Kept {
     /// emptying drops everything. Rows: `kind` (`user`, `schema`, `extension`), the name
     /// and the name as SQL writes it.
     pub const QUERY: &'static str = "\
+        WITH me AS (SELECT oid, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
         SELECT 'user' AS kind, current_user::text AS name, quote_ident(current_user) AS sql \
-        WHERE NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+        FROM me WHERE NOT me.rolsuper \
         UNION ALL \
-        SELECT 'schema', nspname::text, quote_ident(nspname) FROM pg_catalog.pg_namespace \
-        WHERE nspowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
+        SELECT 'schema', nspname::text, quote_ident(nspname) FROM pg_catalog.pg_namespace, me \
+        WHERE NOT me.rolsuper AND nspowner <> me.oid \
           AND nspname NOT IN ('pg_catalog', 'information_schema') \
           AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%' \
-          AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) \
         UNION ALL \
-        SELECT 'extension', extname::text, quote_ident(extname) FROM pg_catalog.pg_extension \
-        WHERE extowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user) \
-          AND NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)";
+        SELECT 'extension', extname::text, quote_ident(extname) FROM pg_catalog.pg_extension, me \
+        WHERE NOT me.rolsuper AND extowner <> me.oid";
 
-    /// Whether nothing is left out (a superuser's restore: the script then goes to
-    /// `psql` as it is).
+    /// Whether nothing is left out (a superuser's restore: the script passes whole).
     pub fn is_empty(&self) -> bool {
         self.user.is_empty() && self.schemas.is_empty() && self.extensions.is_empty()
     }
