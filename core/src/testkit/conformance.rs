@@ -82,6 +82,21 @@ async fn observe(d: &dyn Driver) -> Observed {
         .expect("observe must succeed on the fixture")
 }
 
+/// The running instances' images once they are `want`, or as last seen after 30 s.
+/// Starting is the backend's and readiness the core's to wait for (see `Driver::scale`):
+/// an instance may still start, or restart once, when `scale` or `restore` returns.
+async fn running_images(d: &dyn Driver, want: &[String]) -> Vec<String> {
+    let mut seen = images(&observe(d).await);
+    for _ in 0..60 {
+        if seen == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        seen = images(&observe(d).await);
+    }
+    seen
+}
+
 fn holder(run: &str) -> Holder {
     Holder {
         run: run.into(),
@@ -193,13 +208,13 @@ pub async fn snapshot_restore_round_trips(d: &dyn Driver, f: &Fixture) {
         "restore did not bring back the replicas"
     );
     assert_eq!(
-        images(&restored),
+        running_images(d, &images(&before)).await,
         images(&before),
         "restore did not bring back the instances"
     );
     d.restore(&snap).await.expect("restore again must succeed");
     assert_eq!(
-        images(&observe(d).await),
+        running_images(d, &images(&before)).await,
         images(&before),
         "a second restore changed instances"
     );
@@ -217,9 +232,8 @@ pub async fn snapshot_restore_round_trips(d: &dyn Driver, f: &Fixture) {
         "release touched current instances"
     );
     d.restore(&snap).await.expect("restore after release");
-    let o = observe(d).await;
     assert_eq!(
-        images(&o),
+        running_images(d, &images(&before)).await,
         images(&before),
         "restore after release did not bring back the instances"
     );
@@ -303,8 +317,9 @@ pub async fn a_pinned_reference_runs_the_pulled_digest(d: &dyn Driver, f: &Fixtu
     }
     d.restore(&snap).await.expect("restore");
     d.release(&snap).await.expect("release");
+    let old = vec![f.old.to_string(); f.replicas as usize];
     assert_eq!(
-        images(&observe(d).await).len(),
+        running_images(d, &old).await.len(),
         f.replicas as usize,
         "restore did not bring back the instances"
     );
