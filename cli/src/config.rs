@@ -202,8 +202,8 @@ pub struct HookConfig {
     pub timeout: Option<String>,
 }
 
-pub use cutover_core::backup::DatabaseEngine;
-use cutover_core::backup::S3Settings;
+pub use cutover_backup::DatabaseEngine;
+use cutover_backup::S3Settings;
 
 /// `[backup]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use cutover_backup::DatabaseEngine;
 use cutover_core::Error;
-use cutover_core::backup::DatabaseEngine;
 
 use crate::config::{AppVars, Config, DatabaseConfig};
 

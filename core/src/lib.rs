@@ -11,16 +11,16 @@
 //! - `machine`: the pure state machine of upgrade, rollback, backup and restore runs;
 //! - `Engine`: performs the machine's effects, journals each step, waits for health;
 //! - `journal`: the durable record of runs and the per-target lock;
-//! - `Backups`: the interface of the backup engines.
+//! - `Backups`: the interface of the backup engines (the dump engine is the
+//!   `cutover-backup` crate).
 //!
 //! # Features
-//! - `engine` (default): the machine, the engine, the journal, the backup engines and the
-//!   health checks, with their dependencies (sqlx, zstd, reqwest). Without it
+//! - `engine` (default): the machine, the engine, the journal, the backup interface and
+//!   the health checks, with their dependencies (sqlx, reqwest). Without it
 //!   (`default-features = false`) the crate is the driver contract alone, which is all a
 //!   third-party driver needs; see `docs/drivers.md`.
-//! - `s3` (implies `engine`): backups in S3-compatible object storage (`S3Store`).
 //! - `testkit`: the conformance suite every driver must pass and the in-memory
-//!   `FakeDriver`; with `engine` also `FakeBackups` and `dump_engine`.
+//!   `FakeDriver`; with `engine` also `FakeBackups`.
 
 #[cfg(feature = "engine")]
 mod aftermath;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Deployment, image};
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::{
     BackupMode, Engine, EventKind, EventSink, ExecTarget, HealthCheck, Outcome, Plan, Settings,
     SqliteJournal,

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::{BackupScope, Backups, Driver, EventSink, ExecTarget, ImageRef};
 use cutover_driver_docker::{DockerConfig, connect};
 use cutover_tests::{Engine, ScratchDatabase, TestEnv, docker, unique_name};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::image;
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::{
     BackupMode, Driver, Engine, EventKind, EventSink, ExecTarget, HealthCheck, Outcome, Plan,
     Settings, SqliteJournal,
@@ -338,7 +338,7 @@ fn upgrade(to: &str) -> Plan {
     }
 }
 
-async fn fingerprint(db: &Database) -> cutover_core::backup::Fingerprint {
+async fn fingerprint(db: &Database) -> cutover_backup::Fingerprint {
     db.connect().await.unwrap().fingerprint().await.unwrap()
 }
 

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Deployment, image};
-use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
+use cutover_backup::testkit::EngineRun;
+use cutover_backup::{Database, DatabaseEngine, ToolSite};
 use cutover_core::journal::Entry;
-use cutover_core::testkit::EngineRun;
 use cutover_core::{
     BackupMode, ErrorKind, EventKind, EventSink, Finished, ImageRef, Outcome, Output, Plan,
 };

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Cluster, HEALTHY, NAMESPACE, image};
-use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
-use cutover_core::testkit::EngineRun;
+use cutover_backup::testkit::EngineRun;
+use cutover_backup::{Database, DatabaseEngine, ToolSite};
 use cutover_core::{Driver, Outcome};
 use cutover_driver_k8s::KubernetesDriver;
 use cutover_kube_emulator::{HistoryEvent, existing_pods};

@@ -20,8 +20,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
-use cutover_core::testkit::dump_engine;
+use cutover_backup::testkit::dump_engine;
+use cutover_backup::{Database, DatabaseEngine, ToolSite};
 use cutover_core::{BackupMode, Driver, ImageRef, Outcome, Plan};
 use cutover_driver_k8s::{KubernetesConfig, connect};
 use k8s_openapi::api::apps::v1::Deployment;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Fleet, host_docker, image};
-use cutover_core::backup::{Database, DatabaseEngine, ToolSite};
-use cutover_core::testkit::dump_engine;
+use cutover_backup::testkit::dump_engine;
+use cutover_backup::{Database, DatabaseEngine, ToolSite};
 use cutover_core::{BackupMode, Outcome, Plan};
 use cutover_tests::TestEnv;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{Fleet, OwnSshd, host_docker, image, test_hosts};
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
-use cutover_core::testkit::EngineRun;
+use cutover_backup::testkit::EngineRun;
+use cutover_backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::{
     ByteStream, Capabilities, Driver, DriverInfo, EventSink, ExecIo, ExecTarget, ExitStatus,
     Holder, ImageRef, Observed, Outcome, Pulled, Snapshot, Step,
@@ -488,7 +488,7 @@ async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
         .unwrap();
     let taken = backups
         .backup(
-            cutover_core::backup::BackupScope {
+            cutover_core::BackupScope {
                 app: &f.base,
                 image: &image("1.0.0"),
                 snapshot: None,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, Manifest, ToolSite};
+use cutover_backup::{Database, DatabaseEngine, DumpBackups, LocalStore, Manifest, ToolSite};
 use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method};
 use cutover_core::{BackupScope, Backups, Driver, ErrorKind, EventSink, ExecTarget, ImageRef};
 use cutover_tests::{Engine, ScratchDatabase, TestEnv};
@@ -81,7 +81,7 @@ impl Fixture {
             .await
     }
 
-    async fn fingerprint(&self) -> cutover_core::backup::Fingerprint {
+    async fn fingerprint(&self) -> cutover_backup::Fingerprint {
         self.database
             .connect()
             .await
@@ -998,7 +998,7 @@ async fn a_row_at_the_server_s_statement_limit_is_restored_and_one_above_is_refu
     // Restored into a server whose limit is lower than the backup needs (a manifest
     // from a server with a larger limit): refused, nothing changed.
     let mut larger = manifest.clone();
-    larger.database.longest_statement = Some(cutover_core::backup::manifest::Statement {
+    larger.database.longest_statement = Some(cutover_backup::manifest::Statement {
         bytes: limit + 1000,
         table: Some("blobs".into()),
     });

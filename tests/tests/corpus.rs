@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cutover_core::backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
+use cutover_backup::{Database, DatabaseEngine, DumpBackups, LocalStore, ToolSite};
 use cutover_core::testkit::{FakeConfig, FakeDriver};
 use cutover_core::{BackupScope, Backups, Driver, EventSink, ExecTarget, ImageRef};
 use cutover_tests::{Engine, ScratchDatabase};

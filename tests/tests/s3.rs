@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use cutover_core::backup::{
+use cutover_backup::{
     Database, DatabaseEngine, DumpBackups, S3Credentials, S3Settings, S3Store, Store, ToolSite,
     UNFINISHED_MIN_AGE,
 };
@@ -253,7 +253,7 @@ async fn sweep_deletes_manifest_less_parts_once_old_enough_and_never_a_backup() 
     backups.verify(&taken.id, APP).await.unwrap();
 
     // A complete backup is never discarded, even when asked by name.
-    let forged = cutover_core::backup::Unfinished {
+    let forged = cutover_backup::Unfinished {
         name: taken.id.to_string(),
         id: Some(taken.id.clone()),
         bytes: 0,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 #[cfg(feature = "s3")]
-use cutover_core::backup::S3Store;
-use cutover_core::backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
+use cutover_backup::S3Store;
+use cutover_backup::{Database, DumpBackups, LocalStore, Store, ToolSite};
 use cutover_core::{
     BackupId, BackupRef, BackupScope, BackupSummary, Backups, Driver, Engine, Error, ErrorKind,
     EventSink, ExecTarget, Plan,

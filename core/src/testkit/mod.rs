@@ -5,19 +5,16 @@
 //!   feature, `FakeBackups` is the backup engine of its database.
 //! - [`conformance`]: the Driver conformance suite; [`crate::conformance_tests!`] turns it
 //!   into one named test per case for any driver.
-//! - `dump_engine` (with `engine`): an engine over a real driver with the dump backup engine and a
-//!   SQLite journal in a directory, for a driver's end-to-end tests.
+//!
+//! An engine over a real driver with the dump backup engine, for a driver's end-to-end
+//! tests, is `cutover-backup`'s `testkit` (feature `testkit` of that crate).
 
 pub mod conformance;
 mod fake;
 #[cfg(feature = "engine")]
 pub mod journal;
-#[cfg(feature = "engine")]
-mod local;
 
 pub use conformance::Fixture;
 #[cfg(feature = "engine")]
 pub use fake::FakeBackups;
 pub use fake::{FakeConfig, FakeData, FakeDriver, Fault, FaultKind, Method, registry_digest};
-#[cfg(feature = "engine")]
-pub use local::{EngineRun, dump_engine};

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::backup::{Database, DumpBackups, Fingerprint, LocalStore};
-use crate::driver::{ExecTarget, SharedDriver};
-use crate::machine::{BackupMode, Plan};
-use crate::{Engine, Finished, HealthCheck, ImageRef, Result, Settings, SqliteJournal};
+use crate::{Database, DumpBackups, Fingerprint, LocalStore};
+use cutover_core::driver::{ExecTarget, SharedDriver};
+use cutover_core::machine::{BackupMode, Plan};
+use cutover_core::{Engine, Finished, HealthCheck, ImageRef, Result, Settings, SqliteJournal};
 
 /// An engine driving `driver` for `target` (the lock key), with the dump backup engine of
 /// `database` storing into `dir/backups`, a SQLite journal at `dir/journal.db`, failed
@@ -72,8 +72,8 @@ impl EngineRun {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| {
-            crate::Error::new(
-                crate::ErrorKind::Other,
+            cutover_core::Error::new(
+                cutover_core::ErrorKind::Other,
                 format!("creating {}: {e}", dir.display()),
             )
         })?;

@@ -51,11 +51,11 @@ use sqlx::{AssertSqlSafe, Row};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 
-use super::database::{Conn, Database, quote_my};
-use super::manifest::DatabaseEngine;
-use super::pipeline::hex;
-use crate::driver::{Driver, ExitStatus};
-use crate::{Error, ErrorKind, Result};
+use crate::database::{Conn, Database, quote_my};
+use crate::manifest::DatabaseEngine;
+use crate::pipeline::hex;
+use cutover_core::driver::{Driver, ExitStatus};
+use cutover_core::{Error, ErrorKind, Result};
 
 /// Rows per UPDATE: the `CASE` of this many branches is evaluated per row, so larger
 /// batches cost more than they save (857,143 rows: 3.9 s at 500, 6.0 s at 1,000, 5.0 s

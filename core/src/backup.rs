@@ -1,26 +1,9 @@
-//! Backups: the interface the engine calls as effects (take, verify, restore, prune), and
-//! [`DumpBackups`], its implementation with the databases' own tools.
+//! Backups: the interface the engine calls as effects (take, verify, restore, prune).
 //!
 //! The state machine only knows [`BackupRef`]s; [`Backups`] implementations know dumps,
-//! stores and manifests.
-
-mod database;
-mod dumps;
-mod fingerprint;
-mod floats;
-pub mod manifest;
-mod pg_script;
-mod pipeline;
-#[cfg(feature = "s3")]
-mod s3;
-pub mod store;
-
-pub use database::{Database, ToolSite, run_local};
-pub use dumps::DumpBackups;
-pub use manifest::{DatabaseEngine, Fingerprint, Manifest};
-#[cfg(feature = "s3")]
-pub use s3::{S3Credentials, S3Store};
-pub use store::{LocalStore, S3Settings, Store, UNFINISHED_MIN_AGE, Unfinished};
+//! stores and manifests. The implementation with the databases' own tools is the
+//! `cutover-backup` crate's `DumpBackups`; the testkit's `FakeBackups` backs the
+//! in-memory driver.
 
 use std::fmt;
 use std::str::FromStr;

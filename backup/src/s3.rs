@@ -24,11 +24,11 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use tokio::sync::mpsc;
 
-use super::BackupId;
-use super::manifest::Manifest;
-use super::store::{S3Settings, Staged, Store, Unfinished, is_older_than};
-use crate::driver::ByteStream;
-use crate::{Error, ErrorKind, Result};
+use crate::manifest::Manifest;
+use crate::store::{S3Settings, Staged, Store, Unfinished, is_older_than};
+use cutover_core::BackupId;
+use cutover_core::driver::ByteStream;
+use cutover_core::{Error, ErrorKind, Result};
 
 /// Size of each multipart upload part.
 const CHUNK: usize = 8 * 1024 * 1024;

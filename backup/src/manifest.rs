@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::BackupId;
-use crate::driver::Snapshot;
-use crate::{Error, ErrorKind, Result};
+use cutover_core::BackupId;
+use cutover_core::driver::Snapshot;
+use cutover_core::{Error, ErrorKind, Result};
 
 /// The schema identifier of manifests written by this version.
 pub const MANIFEST_SCHEMA: &str = "cutover.backup.v1";

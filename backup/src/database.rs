@@ -13,10 +13,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::io::AsyncReadExt;
 
-use super::manifest::{DatabaseEngine, Fingerprint};
-use super::pg_script::{Kept, Name};
-use crate::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
-use crate::{Error, ErrorKind, Result};
+use crate::manifest::{DatabaseEngine, Fingerprint};
+use crate::pg_script::{Kept, Name};
+use cutover_core::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
+use cutover_core::{Error, ErrorKind, Result};
 
 /// Where the dump and restore tools run.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ impl fmt::Debug for Database {
 
 fn invalid_url(url: &str, why: &str) -> Error {
     // The URL is shown without any password it might carry.
-    let shown = match reqwest::Url::parse(url) {
+    let shown = match url::Url::parse(url) {
         Ok(mut u) => {
             let _ = u.set_password(None);
             u.to_string()
@@ -77,7 +77,7 @@ impl Database {
         password: Option<String>,
         site: ToolSite,
     ) -> Result<Self> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| invalid_url(url, &e.to_string()))?;
+        let parsed = url::Url::parse(url).map_err(|e| invalid_url(url, &e.to_string()))?;
         let (scheme_ok, default_port) = match engine {
             DatabaseEngine::Postgres => {
                 (matches!(parsed.scheme(), "postgres" | "postgresql"), 5432)
@@ -617,8 +617,8 @@ impl Conn {
     /// The values of the sequences and AUTO_INCREMENT counters, outside any snapshot.
     pub async fn counters(&mut self) -> Result<std::collections::BTreeMap<String, String>> {
         let read = match &mut self.link {
-            Link::Pg(c) => super::fingerprint::postgres_counters(c).await,
-            Link::My(c) => super::fingerprint::mysql_counters(c).await,
+            Link::Pg(c) => crate::fingerprint::postgres_counters(c).await,
+            Link::My(c) => crate::fingerprint::mysql_counters(c).await,
         };
         read.map_err(|e| {
             Error::new(ErrorKind::Unavailable, "cannot read the counters").with_source(e)
@@ -930,8 +930,8 @@ impl Conn {
             }
         }
         let fp = match &mut self.link {
-            Link::Pg(c) => super::fingerprint::postgres(c).await,
-            Link::My(c) => super::fingerprint::mysql(c).await,
+            Link::Pg(c) => crate::fingerprint::postgres(c).await,
+            Link::My(c) => crate::fingerprint::mysql(c).await,
         };
         if own {
             let _ = self.execute("COMMIT").await;

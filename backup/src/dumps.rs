@@ -31,19 +31,19 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use tokio::io::AsyncReadExt;
 
-use super::database::{Conn, Consistency, DUMP_STARTED_MARKER, Database};
-use super::floats;
-use super::manifest::{
+use crate::database::{Conn, Consistency, DUMP_STARTED_MARKER, Database};
+use crate::floats;
+use crate::manifest::{
     DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
 };
-use super::pg_script::leave_out;
-use super::pipeline::{Watch, decompress, hash, store_compressed};
-use super::store::{Store, UNFINISHED_MIN_AGE};
-use super::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
-use crate::check::{self, Check};
-use crate::driver::{Driver, ExecTarget};
-use crate::event::{EventSink, Unit, human_bytes};
-use crate::{Error, ErrorKind, Result};
+use crate::pg_script::leave_out;
+use crate::pipeline::{Watch, decompress, hash, store_compressed};
+use crate::store::{Store, UNFINISHED_MIN_AGE};
+use cutover_core::backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
+use cutover_core::check::{self, Check};
+use cutover_core::driver::{Driver, ExecTarget};
+use cutover_core::event::{EventSink, Unit, human_bytes};
+use cutover_core::{Error, ErrorKind, Result};
 
 const DATABASE_PART: &str = "database.zst";
 /// What the in-memory pipe between a tool and the compressor (or the decompressor and a
@@ -124,7 +124,7 @@ impl DumpBackups {
     /// would: a read-only mount, a full disk or missing credentials show here, before
     /// anything changes, instead of after the application was stopped.
     async fn probe_store(&self) -> Result<()> {
-        let nonce = crate::journal::new_run_id();
+        let nonce = cutover_core::journal::new_run_id();
         let id: BackupId =
             format!("cutover-probe-{}", nonce.rsplit('-').next().unwrap_or("0")).parse()?;
         let unwritable = |e: Error| {
@@ -173,7 +173,7 @@ impl DumpBackups {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .collect();
-        let run = crate::journal::new_run_id();
+        let run = cutover_core::journal::new_run_id();
         let nonce = run.rsplit('-').next().unwrap_or("0");
         let app: String = app.chars().take(64).collect();
         format!("{stamp}-{app}-{nonce}").parse()
@@ -242,7 +242,7 @@ impl DumpBackups {
         id: &BackupId,
         scope: &BackupScope<'_>,
         events: &EventSink,
-        staged: &mut dyn super::store::Staged,
+        staged: &mut dyn crate::store::Staged,
     ) -> Result<Manifest> {
         let mut conn = self.database.connect().await?;
         owned_by_the_user(&mut conn, self.database.user()).await?;
@@ -917,7 +917,7 @@ impl Backups for DumpBackups {
         let manifest = self.checked(id, app).await?;
         let scratch_name = format!(
             "cutover_verify_{}",
-            crate::journal::new_run_id()
+            cutover_core::journal::new_run_id()
                 .rsplit('-')
                 .next()
                 .unwrap_or("0")

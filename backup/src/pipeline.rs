@@ -7,8 +7,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::store::Staged;
-use crate::{Error, ErrorKind, Result};
+use crate::store::Staged;
+use cutover_core::{Error, ErrorKind, Result};
 
 /// Read and channel granularity.
 const CHUNK: usize = 256 * 1024;

@@ -37,9 +37,9 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::database::{quote_my, quote_pg};
-use super::manifest::{Fingerprint, TableFingerprint};
-use super::pipeline::hex;
+use crate::database::{quote_my, quote_pg};
+use crate::manifest::{Fingerprint, TableFingerprint};
+use crate::pipeline::hex;
 
 type SqlResult<T> = std::result::Result<T, sqlx::Error>;
 

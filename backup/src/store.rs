@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::BackupId;
-use super::manifest::Manifest;
-use crate::driver::ByteStream;
-use crate::{Error, ErrorKind, Result};
+use crate::manifest::Manifest;
+use cutover_core::BackupId;
+use cutover_core::driver::ByteStream;
+use cutover_core::{Error, ErrorKind, Result};
 
 /// Durable storage of backups.
 ///
@@ -479,8 +479,9 @@ impl Staged for LocalStaged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::{Backups, Database, DatabaseEngine, DumpBackups, ToolSite};
-    use crate::driver::ExecTarget;
+    use crate::{Database, DatabaseEngine, DumpBackups, ToolSite};
+    use cutover_core::Backups;
+    use cutover_core::driver::ExecTarget;
 
     const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -660,7 +661,7 @@ mod tests {
         let swept = backups.sweep(&protected).await.unwrap();
         assert_eq!(
             swept,
-            [crate::backup::Swept {
+            [cutover_core::backup::Swept {
                 name: ".staging-b-1-4000001".into(),
                 bytes: 1000
             }]
