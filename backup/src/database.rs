@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 use tokio::io::AsyncReadExt;
 
 use crate::manifest::{DatabaseEngine, Fingerprint};
-use crate::pg_script::{Kept, Name};
+use crate::pg_list::{Kept, Name};
 use cutover_core::driver::{ByteSink, ByteStream, Driver, ExecIo, ExecTarget, ExitStatus};
 use cutover_core::{Error, ErrorKind, Result};
 
@@ -167,16 +167,49 @@ impl Database {
     }
 
     fn mysql_options(&self) -> MySqlConnectOptions {
+        self.mysql_server_options().database(&self.name)
+    }
+
+    /// MySQL/MariaDB: the server, no database selected.
+    fn mysql_server_options(&self) -> MySqlConnectOptions {
         let o = MySqlConnectOptions::new()
             .host(&self.host)
             .port(self.port)
             .username(&self.user)
-            .database(&self.name)
             .charset("utf8mb4")
             .disable_statement_logging();
         match &self.password {
             Some(p) => o.password(p),
             None => o,
+        }
+    }
+
+    /// A connection to the server rather than to this database, for what a database
+    /// cannot do to itself — create, rename and drop databases: on PostgreSQL to the
+    /// `postgres` maintenance database (else `template1`), on MySQL/MariaDB with no
+    /// database selected. It works while this database is missing.
+    pub async fn connect_server(&self) -> Result<Conn> {
+        match self.engine {
+            DatabaseEngine::Postgres => {
+                let first =
+                    PgConnection::connect_with(&self.pg_options().database("postgres")).await;
+                let conn = match first {
+                    Ok(c) => Ok(c),
+                    Err(_) => {
+                        PgConnection::connect_with(&self.pg_options().database("template1")).await
+                    }
+                };
+                conn.map(|c| Conn::new(Link::Pg(c))).map_err(|e| {
+                    self.db_error(
+                        "cannot connect to the server's postgres or template1 database",
+                        e,
+                    )
+                })
+            }
+            _ => MySqlConnection::connect_with(&self.mysql_server_options())
+                .await
+                .map(|c| Conn::new(Link::My(c)))
+                .map_err(|e| self.db_error("cannot connect to the server", e)),
         }
     }
 
@@ -257,8 +290,10 @@ impl Database {
             .collect()
     }
 
-    /// The dump command; `snapshot` pins PostgreSQL's dump to an exported snapshot.
-    pub fn dump_argv(&self, snapshot: Option<&str>) -> Vec<String> {
+    /// The dump command; `snapshot` pins PostgreSQL's dump to an exported snapshot;
+    /// `history` dumps MariaDB's system-versioned tables with their history rows
+    /// (`--dump-history`).
+    pub fn dump_argv(&self, snapshot: Option<&str>, history: bool) -> Vec<String> {
         let mut argv = vec![self.tools()[0].to_string()];
         argv.extend(self.connection_args());
         match self.engine {
@@ -286,6 +321,9 @@ impl Database {
                     ]
                     .map(String::from),
                 );
+                if history {
+                    argv.push("--dump-history".into());
+                }
                 argv.push(self.name.clone());
             }
         }
@@ -293,19 +331,39 @@ impl Database {
     }
 
     /// PostgreSQL: the command that turns the archive on its stdin into the SQL script
-    /// that [`Database::restore_argv`] runs. The script is one transaction whose `COMMIT`
-    /// comes last, written only once the whole archive was read: a script cut short by
-    /// a failure ends inside the transaction, which the server then rolls back. Objects
-    /// come owned by the restoring user (`--no-owner`) with the privileges they had.
-    pub fn script_argv(&self) -> Vec<String> {
-        [
-            "pg_restore",
-            "--no-owner",
-            "--single-transaction",
-            "--file=-",
-        ]
-        .map(String::from)
-        .to_vec()
+    /// that [`Database::restore_argv`] runs, with the entries of the list file `list`
+    /// (`--use-list`) or all. The script is one transaction whose `COMMIT` comes last,
+    /// written only once the whole archive was read: a script cut short by a failure ends
+    /// inside the transaction, which the server then rolls back. Objects come owned by the
+    /// restoring user (`--no-owner`) with the privileges they had.
+    pub fn script_argv(&self, list: Option<&str>) -> Vec<String> {
+        let mut argv: Vec<String> = ["pg_restore", "--no-owner", "--single-transaction"]
+            .map(String::from)
+            .to_vec();
+        argv.extend(list.map(|l| format!("--use-list={l}")));
+        argv.push("--file=-".into());
+        argv
+    }
+
+    /// PostgreSQL: the command that prints the table of contents of the archive on its
+    /// stdin (`pg_restore --list`), which an in-place restore edits (`pg_list`).
+    pub fn list_argv(&self) -> Vec<String> {
+        ["pg_restore", "--list"].map(String::from).to_vec()
+    }
+
+    /// PostgreSQL: the command that loads the archive on its stdin into this database,
+    /// which is new and empty (a restore beside the live one): entry by entry, not in one
+    /// transaction, so that the number of tables is bounded by nothing but the server's
+    /// disk; it stops at the first error. Objects come owned by the restoring user
+    /// (`--no-owner`) with the privileges they had. With `list`, only the entries of that
+    /// list file (`--use-list`).
+    pub fn load_argv(&self, list: Option<&str>) -> Vec<String> {
+        let mut argv = vec!["pg_restore".to_string()];
+        argv.extend(self.connection_args());
+        argv.extend(["--no-owner", "--exit-on-error", "--no-password"].map(String::from));
+        argv.extend(list.map(|l| format!("--use-list={l}")));
+        argv.push(format!("--dbname={}", self.name));
+        argv
     }
 
     /// The restore command, reading from stdin: on PostgreSQL `psql` running the script
@@ -368,6 +426,57 @@ impl Database {
             ),
         )
         .with_operation(operation.to_string()))
+    }
+
+    /// Writes `contents` to a new file where the tools run (mode 0600), for a tool that
+    /// reads a file (`pg_restore --use-list`); returns its path. On this machine in the
+    /// temporary directory; through the driver's exec in `/tmp`, written by `sh` and `cat`.
+    pub async fn put_file(&self, driver: &dyn Driver, contents: Vec<u8>) -> Result<String> {
+        let nonce = cutover_core::journal::new_run_id();
+        let name = format!("cutover-{nonce}.list");
+        match &self.site {
+            ToolSite::Local => {
+                let path = std::env::temp_dir().join(name);
+                let written = async {
+                    use tokio::io::AsyncWriteExt;
+                    let mut file = tokio::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .await?;
+                    file.write_all(&contents).await?;
+                    file.flush().await
+                };
+                written.await.map_err(|e| {
+                    Error::new(ErrorKind::Other, format!("cannot write {}", path.display()))
+                        .with_source(e)
+                })?;
+                Ok(path.display().to_string())
+            }
+            ToolSite::Exec(_) => {
+                let path = format!("/tmp/{name}");
+                let script = "umask 077 && mkdir -p \"${0%/*}\" && cat > \"$0\"";
+                let argv: Vec<String> = ["sh", "-c", script, &path].map(String::from).to_vec();
+                let input: ByteStream = Box::pin(std::io::Cursor::new(contents));
+                let status = self.run_tool(driver, &argv, Some(input), None).await?;
+                self.check_exit(&argv, &status, "write a file for the restore tools")?;
+                Ok(path)
+            }
+        }
+    }
+
+    /// Removes a file [`Database::put_file`] wrote; a failure only leaves it behind.
+    pub async fn remove_file(&self, driver: &dyn Driver, path: &str) {
+        let argv: Vec<String> = ["rm", "-f", path].map(String::from).to_vec();
+        match &self.site {
+            ToolSite::Local => {
+                let _ = tokio::fs::remove_file(path).await;
+            }
+            ToolSite::Exec(_) => {
+                let _ = self.run_tool(driver, &argv, None, None).await;
+            }
+        }
     }
 
     /// Checks that the tools run (`--version`).
@@ -487,8 +596,8 @@ impl Database {
     /// MySQL/MariaDB: the command of [`Database::dump_argv`] dumping the triggers alone,
     /// which a backup appends after the data and its FLOAT fix-ups so that no trigger
     /// fires on them (`floats`).
-    pub(super) fn triggers_argv(&self) -> Vec<String> {
-        let mut argv = self.dump_argv(None);
+    pub(crate) fn triggers_argv(&self) -> Vec<String> {
+        let mut argv = self.dump_argv(None, false);
         let name = argv.pop().expect("the database name comes last");
         argv.retain(|a| !matches!(a.as_str(), "--routines" | "--events" | "--skip-triggers"));
         argv.extend(
@@ -554,11 +663,38 @@ impl Conn {
 
     /// Runs a statement with the text protocol (session and transaction control is not
     /// allowed in MySQL's prepared statements).
-    async fn execute(&mut self, sql: &str) -> std::result::Result<(), sqlx::Error> {
+    pub(crate) async fn execute(&mut self, sql: &str) -> std::result::Result<(), sqlx::Error> {
         match &mut self.link {
             Link::Pg(c) => raw_pg(c, sql).await,
             Link::My(c) => raw(c, sql).await,
         }
+    }
+
+    /// Ends the session; once this returns the server has been told (a database with a
+    /// session cannot be renamed or dropped).
+    pub async fn close(self) {
+        match self.link {
+            Link::Pg(c) => {
+                let _ = c.close().await;
+            }
+            Link::My(c) => {
+                let _ = c.close().await;
+            }
+        }
+    }
+
+    /// PostgreSQL: whether the user is a superuser; `false` on MySQL/MariaDB.
+    pub async fn is_superuser(&mut self) -> Result<bool> {
+        let Link::Pg(c) = &mut self.link else {
+            return Ok(false);
+        };
+        sqlx::query_scalar("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user")
+            .fetch_one(c)
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "cannot read the user's attributes")
+                    .with_source(e)
+            })
     }
 
     /// The server's version string.
@@ -573,7 +709,8 @@ impl Conn {
     }
 
     /// PostgreSQL: what other roles own that the emptying keeps and the restore script
-    /// must not create again (see `pg_script.rs`); nothing on MySQL/MariaDB.
+    /// must not create again (see `pg_list.rs`), for a user that is not a superuser; nothing
+    /// on MySQL/MariaDB.
     pub async fn kept_by_emptying(&mut self) -> Result<Kept> {
         let Link::Pg(c) = &mut self.link else {
             return Ok(Kept::default());
@@ -591,12 +728,65 @@ impl Conn {
         let mut kept = Kept::default();
         for (kind, raw, sql) in rows {
             match kind.as_str() {
-                "user" => kept.user = sql,
+                "user" => kept.user = raw,
                 "schema" => kept.schemas.push(Name { raw, sql }),
                 _ => kept.extensions.push(sql),
             }
         }
         Ok(kept)
+    }
+
+    /// The database's character set and default collation (PostgreSQL: its encoding and
+    /// `LC_COLLATE`).
+    pub async fn character_set(&mut self) -> Result<(String, String)> {
+        let v: std::result::Result<(String, String), sqlx::Error> = match &mut self.link {
+            Link::Pg(c) => sqlx::query_as(
+                "SELECT pg_encoding_to_char(encoding)::text, datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()",
+            )
+            .fetch_one(c)
+            .await,
+            Link::My(c) => sqlx::query_as(
+                "SELECT CAST(DEFAULT_CHARACTER_SET_NAME AS CHAR), CAST(DEFAULT_COLLATION_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()",
+            )
+            .fetch_one(c)
+            .await,
+        };
+        v.map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "cannot read the database's character set",
+            )
+            .with_source(e)
+        })
+    }
+
+    /// MariaDB: the system-versioned tables, each with whether its versioning is
+    /// transaction-precise (its history cannot be dumped: `mariadb-dump --dump-history`
+    /// takes only timestamp-based history). Nothing on PostgreSQL and MySQL.
+    pub async fn versioned_tables(&mut self) -> Result<Vec<(String, bool)>> {
+        let Link::My(c) = &mut self.link else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT CAST(t.TABLE_NAME AS CHAR),
+                    CAST(COALESCE(MAX(c.DATA_TYPE = 'bigint'), 0) AS SIGNED)
+             FROM information_schema.TABLES t
+             LEFT JOIN information_schema.COLUMNS c
+               ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME
+              AND c.EXTRA LIKE '%ROW START%'
+             WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'SYSTEM VERSIONED'
+             GROUP BY t.TABLE_NAME ORDER BY 1",
+        )
+        .fetch_all(c)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "cannot list the system-versioned tables",
+            )
+            .with_source(e)
+        })?;
+        Ok(rows.into_iter().map(|(t, trx)| (t, trx != 0)).collect())
     }
 
     /// The database's size in bytes (for the free-space check).
@@ -899,9 +1089,17 @@ impl Conn {
         }
     }
 
+    /// The PostgreSQL connection; `None` on MySQL/MariaDB.
+    pub(crate) fn postgres(&mut self) -> Option<&mut PgConnection> {
+        match &mut self.link {
+            Link::Pg(c) => Some(c),
+            Link::My(_) => None,
+        }
+    }
+
     /// The MySQL/MariaDB connection and whether it is inside [`Conn::pin`]'s snapshot
     /// (for the FLOAT fix-ups of `floats`); `None` on PostgreSQL.
-    pub(super) fn mysql(&mut self) -> Option<(&mut MySqlConnection, bool)> {
+    pub(crate) fn mysql(&mut self) -> Option<(&mut MySqlConnection, bool)> {
         let pinned = self.in_snapshot;
         match &mut self.link {
             Link::My(c) => Some((c, pinned)),
@@ -957,12 +1155,12 @@ fn first_line(s: &str) -> &str {
 }
 
 /// A PostgreSQL identifier, quoted.
-pub(super) fn quote_pg(s: &str) -> String {
+pub(crate) fn quote_pg(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// A MySQL identifier, quoted.
-pub(super) fn quote_my(s: &str) -> String {
+pub(crate) fn quote_my(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
@@ -1041,9 +1239,14 @@ pub async fn run_local(
     let status = child.wait().await.map_err(|e| {
         Error::new(ErrorKind::Other, format!("waiting for {program}")).with_source(e)
     })?;
-    // A broken pipe on stdin means the tool exited early; its status says why.
-    if status.success() {
-        fed.map_err(|e| Error::new(ErrorKind::Other, format!("feeding {program}")).with_source(e))?;
+    // A broken pipe on stdin means the tool exited early: when it failed, its status
+    // says why; when it succeeded, it had read all it needed (`pg_restore --list` reads an
+    // archive's table of contents and stops).
+    match fed {
+        Err(e) if status.success() && e.kind() != std::io::ErrorKind::BrokenPipe => {
+            return Err(Error::new(ErrorKind::Other, format!("feeding {program}")).with_source(e));
+        }
+        _ => {}
     }
     drained.map_err(|e| {
         Error::new(ErrorKind::Other, format!("reading {program}'s output")).with_source(e)

@@ -18,8 +18,10 @@
 //!
 //! # Restoring
 //! Every check comes before the first change: application identity, engine, checksums of
-//! every part. Then the database is emptied and the dump restored, storage paths replaced,
-//! and the fingerprint compared with the manifest's.
+//! every part, what the server must accept. Then the dump is loaded beside the live
+//! database, compared with the manifest's fingerprint and swapped in (or, where the server
+//! allows no database beside, restored in place; see `restore`), and the storage paths are
+//! replaced. A failure before the data was replaced says so ([`Error::nothing_changed`]).
 //!
 //! # Sweeping
 //! [`Backups::sweep`] deletes what unfinished backups left in the store once untouched
@@ -29,16 +31,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use tokio::io::AsyncReadExt;
 
 use crate::database::{Conn, Consistency, DUMP_STARTED_MARKER, Database};
-use crate::floats;
-use crate::manifest::{
-    DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
-};
-use crate::pg_script::leave_out;
+use crate::manifest::{DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement};
 use crate::pipeline::{Watch, decompress, hash, store_compressed};
+use crate::restore::{Checkpoints, Job, compare, load, restore_database, restore_key, unchanged};
 use crate::store::{Store, UNFINISHED_MIN_AGE};
+use crate::{floats, restorable};
 use cutover_core::backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
 use cutover_core::check::{self, Check};
 use cutover_core::driver::{Driver, ExecTarget};
@@ -60,6 +59,7 @@ pub struct DumpBackups {
     paths: Vec<String>,
     storage_at: ExecTarget,
     unfinished_min_age: Duration,
+    checkpoints: Checkpoints,
 }
 
 impl DumpBackups {
@@ -77,7 +77,15 @@ impl DumpBackups {
             paths,
             storage_at,
             unfinished_min_age: UNFINISHED_MIN_AGE,
+            checkpoints: Checkpoints::default(),
         }
+    }
+
+    /// Calls `checkpoints` at every point of the restore path between two statements that
+    /// change something: for tests that stop a restore there as a kill would.
+    pub fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = checkpoints;
+        self
     }
 
     /// Sweeps unfinished backups once untouched for `age` instead of
@@ -245,11 +253,12 @@ impl DumpBackups {
         staged: &mut dyn crate::store::Staged,
     ) -> Result<Manifest> {
         let mut conn = self.database.connect().await?;
-        owned_by_the_user(&mut conn, self.database.user()).await?;
+        restorable::refusal(&self.database, &mut conn).await?;
         let server_version = conn.server_version().await?;
         let expected = conn.size().await.ok();
         let limit = conn.max_statement().await?;
         let definers = conn.definers().await?;
+        let (charset, collation) = conn.character_set().await?;
         let counters_before = conn.counters().await?;
         let consistency = conn.pin().await?;
         let (snapshot, before) = match &consistency {
@@ -266,7 +275,8 @@ impl DumpBackups {
         // Dump → compressor → store, streaming; the fingerprint runs meanwhile on the
         // dump's own data (PostgreSQL: its exported snapshot; MySQL: a snapshot taken under
         // the global read lock, released once the dump has started its own).
-        let argv = self.database.dump_argv(snapshot);
+        let history = !conn.versioned_tables().await?.is_empty();
+        let argv = self.database.dump_argv(snapshot, history);
         let (reader, writer) = tokio::io::duplex(PIPE);
         let (started_tx, started) = tokio::sync::oneshot::channel();
         // Only a read lock waits for the dump to start; scanning a whole dump for the
@@ -399,36 +409,14 @@ impl DumpBackups {
                 longest_statement,
                 definers,
                 size_bytes: expected,
+                charset: Some(charset),
+                collation: Some(collation),
             },
             parts,
             fingerprint,
             fingerprint_exact: exact,
         })
     }
-}
-
-/// PostgreSQL: that a restore as this user can replace every object the dump holds, none
-/// of which may belong to another role (unless the user is a superuser). Refused
-/// otherwise, naming the objects, their owners and the ways out.
-async fn owned_by_the_user(conn: &mut Conn, user: &str) -> Result<String> {
-    let (named, total) = conn.foreign_owned().await?;
-    if named.is_empty() {
-        return Ok(format!(
-            "{user} owns every object a dump holds, or is a superuser"
-        ));
-    }
-    let more = if total > named.len() as i64 {
-        format!(" and {} more", total - named.len() as i64)
-    } else {
-        String::new()
-    };
-    Err(Error::new(
-        ErrorKind::InvalidInput,
-        format!(
-            "a backup of this database could not be restored as {user}: {}{more} belong to other roles, and a restore can only replace what {user} owns (it would stop at the first of them and roll back). Make {user} their owner (ALTER … OWNER TO {user}, or REASSIGN OWNED BY <role> TO {user} for all of a role's), or connect as a superuser",
-            named.join(", ")
-        ),
-    ))
 }
 
 /// Whether the dump's longest statement, estimated from the largest row, is one the
@@ -491,7 +479,12 @@ fn fits_packet(statement: &Statement, limit: u64, server: &str, what: &str) -> R
 /// the server is not older than the dump's, it accepts the dump's longest statement, and
 /// the restoring user may create the objects of every definer.
 async fn check_restorable(database: &Database, manifest: &Manifest) -> Result<()> {
-    let mut conn = database.connect().await?;
+    // MySQL/MariaDB: all of it is the server's, and an in-place restore killed between
+    // its drop and its create left no database to connect to.
+    let mut conn = match database.engine() {
+        crate::DatabaseEngine::Postgres => database.connect().await?,
+        _ => database.connect_server().await?,
+    };
     let version = conn.server_version().await?;
     if let Some(why) = older_server(&manifest.database.server_version, &version) {
         return Err(Error::new(
@@ -552,121 +545,6 @@ fn older_server(dumped: &str, now: &str) -> Option<String> {
     })
 }
 
-/// Replaces the data of `database` with the backup's dump (`replace`: the database may
-/// hold data; else it is new and empty).
-///
-/// PostgreSQL: emptying and restoring are one transaction — `BEGIN; DROP OWNED BY
-/// CURRENT_USER`, then the script `pg_restore --single-transaction` makes of the archive
-/// (its own `BEGIN` only warns; its `COMMIT` comes last, once the whole archive was
-/// read), run by `psql` stopping at the first error — so a restore that fails anywhere
-/// (a statement the server rejects, a tool killed, a damaged archive) ends with the
-/// transaction rolled back and the database as it was. MySQL/MariaDB cannot roll back DDL: the database is dropped and created
-/// again first, after every check ([`check_restorable`]) has passed.
-async fn restore_database(
-    database: &Database,
-    store: &dyn Store,
-    manifest: &Manifest,
-    driver: &dyn Driver,
-    events: &EventSink,
-    replace: bool,
-) -> Result<()> {
-    let part = manifest
-        .parts
-        .iter()
-        .find(|p| p.kind == PartKind::Database)
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Integrity,
-                format!("backup {} has no database part", manifest.id),
-            )
-        })?;
-    let source = store.read(&manifest.id, &part.name).await?;
-    let (reader, writer) = tokio::io::duplex(PIPE);
-    let argv = database.restore_argv();
-    let total = Some(part.raw_bytes);
-    let feed = decompress(source, writer, |n| events.progress(n, total, Unit::Bytes));
-    if database.engine() != DatabaseEngine::Postgres {
-        if replace {
-            database.empty().await?;
-        }
-        let run = database.run_tool(driver, &argv, Some(Box::pin(reader)), None);
-        let (fed, status) = tokio::join!(feed, run);
-        database.check_exit(&argv, &status?, "restore")?;
-        return fed.map(|_| ());
-    }
-    let script_argv = database.script_argv();
-    let (script, script_out) = tokio::io::duplex(PIPE);
-    let prelude = if replace {
-        format!("BEGIN;\n{}", Database::PG_EMPTY)
-    } else {
-        String::new()
-    };
-    let kept = database.connect().await?.kept_by_emptying().await?;
-    // What the emptying keeps, and what only others may grant, is left out of the script
-    // on its way to psql (a superuser's passes whole).
-    let (trimmed, trimmed_in) = tokio::io::duplex(PIPE);
-    let input = std::io::Cursor::new(prelude).chain(trimmed);
-    let trimming = async {
-        let left_out = leave_out(script, trimmed_in, &kept).await?;
-        if !kept.is_empty() {
-            tracing::info!(
-                left_out,
-                schemas = ?kept.schemas,
-                extensions = ?kept.extensions,
-                "the restore keeps what other roles own"
-            );
-        }
-        Ok::<(), std::io::Error>(())
-    };
-    let translate = database.run_tool(
-        driver,
-        &script_argv,
-        Some(Box::pin(reader)),
-        Some(Box::pin(script_out)),
-    );
-    let run = database.run_tool(driver, &argv, Some(Box::pin(input)), None);
-    let (fed, translated, status, trimmed) = tokio::join!(feed, translate, run, trimming);
-    let rolled_back = |e: Error| {
-        Error::new(
-            e.kind(),
-            format!(
-                "{}; the restore ran in one transaction, which was rolled back: the database holds what it held before",
-                e.message()
-            ),
-        )
-    };
-    database
-        .check_exit(&argv, &status?, "restore")
-        .map_err(rolled_back)?;
-    database
-        .check_exit(&script_argv, &translated?, "restore")
-        .map_err(rolled_back)?;
-    trimmed.map_err(|e| {
-        rolled_back(Error::new(
-            ErrorKind::Other,
-            format!("cannot pass the restore script on: {e}"),
-        ))
-    })?;
-    fed.map(|_| ())
-}
-
-async fn compare(database: &Database, manifest: &Manifest) -> Result<()> {
-    let now = database.connect().await?.fingerprint().await?;
-    let differences = manifest.fingerprint.differences(&now);
-    if differences.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::Integrity,
-            format!(
-                "after restoring backup {} the data differs from the backup: {}",
-                manifest.id,
-                differences.join(", ")
-            ),
-        ))
-    }
-}
-
 #[async_trait]
 impl Backups for DumpBackups {
     async fn preflight(&self, driver: &dyn Driver) -> Result<()> {
@@ -696,12 +574,7 @@ impl Backups for DumpBackups {
                                 .map(|()| "every FLOAT survives a dump, or has a key".into()),
                         ));
                         checks.push(Check::of("largest row", largest_row_fits(&mut conn).await));
-                        if self.database.engine() == DatabaseEngine::Postgres {
-                            checks.push(Check::of(
-                                "ownership",
-                                owned_by_the_user(&mut conn, self.database.user()).await,
-                            ));
-                        }
+                        checks.extend(restorable::checks(&self.database, &mut conn).await);
                         Some(size)
                     }
                     Err(e) => {
@@ -784,34 +657,38 @@ impl Backups for DumpBackups {
         &self,
         id: &BackupId,
         app: &str,
+        run: &str,
         driver: &dyn Driver,
         events: &EventSink,
     ) -> Result<()> {
-        let manifest = self.checked(id, app).await?;
-        for part in &manifest.parts {
-            if let PartKind::Storage { path } = &part.kind
-                && !driver.capabilities().archive
-            {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!(
-                        "backup {id} holds storage path {path}, but the {} driver cannot unarchive",
-                        driver.info().kind
-                    ),
-                ));
+        let checked = async {
+            let manifest = self.checked(id, app).await?;
+            for part in &manifest.parts {
+                if let PartKind::Storage { path } = &part.kind
+                    && !driver.capabilities().archive
+                {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "backup {id} holds storage path {path}, but the {} driver cannot unarchive",
+                            driver.info().kind
+                        ),
+                    ));
+                }
             }
-        }
-
-        check_restorable(&self.database, &manifest).await?;
-        restore_database(
-            &self.database,
-            &*self.store,
-            &manifest,
+            check_restorable(&self.database, &manifest).await?;
+            Ok(manifest)
+        };
+        let manifest = checked.await.map_err(unchanged)?;
+        let job = Job {
+            store: &*self.store,
+            manifest: &manifest,
             driver,
             events,
-            true,
-        )
-        .await?;
+            points: &self.checkpoints,
+        };
+        restore_database(&self.database, &job, &restore_key(run, id)).await?;
+        self.checkpoints.at("storage: before the archives").await;
         for part in &manifest.parts {
             let PartKind::Storage { path } = &part.kind else {
                 continue;
@@ -824,16 +701,7 @@ impl Backups for DumpBackups {
             put?;
             fed?;
         }
-        match compare(&self.database, &manifest).await {
-            Err(e) if !manifest.fingerprint_exact => {
-                events.warn(format!(
-                    "{} (the backup was taken online while the data changed)",
-                    e.message()
-                ));
-                Ok(())
-            }
-            other => other,
-        }
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<BackupSummary>> {
@@ -925,7 +793,14 @@ impl Backups for DumpBackups {
         check_restorable(&self.database, &manifest).await?;
         let scratch = self.database.create_scratch(&scratch_name).await?;
         let result = async {
-            restore_database(&scratch, &*self.store, &manifest, driver, events, false).await?;
+            let job = Job {
+                store: &*self.store,
+                manifest: &manifest,
+                driver,
+                events,
+                points: &Checkpoints::default(),
+            };
+            load(&scratch, &job).await?;
             compare(&scratch, &manifest).await
         }
         .await;

@@ -169,7 +169,7 @@ fn pg_object_queries() -> Vec<String> {
 
 /// The fingerprint of the PostgreSQL database `c` is connected to, inside the caller's
 /// transaction.
-pub(super) async fn postgres(c: &mut PgConnection) -> SqlResult<Fingerprint> {
+pub(crate) async fn postgres(c: &mut PgConnection) -> SqlResult<Fingerprint> {
     for sql in PG_PINNED {
         sqlx::query(*sql).execute(&mut *c).await?;
     }
@@ -259,7 +259,7 @@ pub(super) async fn postgres(c: &mut PgConnection) -> SqlResult<Fingerprint> {
 
 /// Every sequence's value. Sequences are not transactional: read at two moments they
 /// may differ although every snapshot sees the same rows.
-pub(super) async fn postgres_counters(c: &mut PgConnection) -> SqlResult<BTreeMap<String, String>> {
+pub(crate) async fn postgres_counters(c: &mut PgConnection) -> SqlResult<BTreeMap<String, String>> {
     let mut objects = BTreeMap::new();
     let sequences = sqlx::query(AssertSqlSafe(format!(
         "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -323,7 +323,7 @@ const MY_OBJECT_QUERIES: &[&str] = &[
 
 /// The fingerprint of the MySQL/MariaDB database `c` is connected to, inside the
 /// caller's transaction.
-pub(super) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
+pub(crate) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
     // MySQL 8 caches information_schema statistics (AUTO_INCREMENT among them); MariaDB
     // has no such variable and reads them live.
     let _ = sqlx::raw_sql("SET SESSION information_schema_stats_expiry = 0")
@@ -341,7 +341,8 @@ pub(super) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
     )
     .fetch_all(&mut *c)
     .await?;
-    let mut tables = std::collections::BTreeSet::new();
+    // Table → whether it is system-versioned (its history rows are its data too).
+    let mut tables = BTreeMap::new();
     for row in &columns {
         let fields: Vec<String> = (0..5)
             .map(|i| row.try_get::<String, _>(i))
@@ -351,15 +352,27 @@ pub(super) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
             schema.update(b"\x1f");
         }
         schema.update(b"\x1e");
-        if fields[4] == "BASE TABLE" {
-            tables.insert(fields[0].clone());
-        }
+        match fields[4].as_str() {
+            "BASE TABLE" => tables.insert(fields[0].clone(), false),
+            "SYSTEM VERSIONED" => tables.insert(fields[0].clone(), true),
+            _ => None,
+        };
     }
     fp.schema = hex(&schema.finalize());
-    for table in &tables {
+    for (table, versioned) in &tables {
         // Both read the transaction's snapshot (InnoDB); CHECKSUM TABLE runs in the
-        // server over the stored row format, far cheaper than hashing each row's text.
-        let count = format!("SELECT CAST(COUNT(*) AS SIGNED) FROM {}", quote_my(table));
+        // server over the stored row format, far cheaper than hashing each row's text,
+        // and covers a system-versioned table's history rows, which the count then
+        // counts too.
+        let all = if *versioned {
+            " FOR SYSTEM_TIME ALL"
+        } else {
+            ""
+        };
+        let count = format!(
+            "SELECT CAST(COUNT(*) AS SIGNED) FROM {}{all}",
+            quote_my(table)
+        );
         let rows: i64 = sqlx::query_scalar(AssertSqlSafe(count))
             .fetch_one(&mut *c)
             .await?;
@@ -398,7 +411,7 @@ pub(super) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
 
 /// Every AUTO_INCREMENT counter and sequence value: not transactional, like PostgreSQL's
 /// sequences.
-pub(super) async fn mysql_counters(c: &mut MySqlConnection) -> SqlResult<BTreeMap<String, String>> {
+pub(crate) async fn mysql_counters(c: &mut MySqlConnection) -> SqlResult<BTreeMap<String, String>> {
     let mut objects = BTreeMap::new();
     let counters = sqlx::query(
         "SELECT CAST(TABLE_NAME AS CHAR), CAST(AUTO_INCREMENT AS CHAR) FROM information_schema.TABLES

@@ -80,7 +80,7 @@ const END: &str = "SET SESSION sql_mode = @cutover_sql_mode, SESSION time_zone =
 
 /// The stream a backup stores: `dump`, then for MySQL/MariaDB the fix-ups and the
 /// triggers, written by the two halves returned with it.
-pub(super) fn follow(
+pub(crate) fn follow(
     engine: DatabaseEngine,
     dump: Box<dyn AsyncRead + Send + Unpin>,
     pipe: usize,
@@ -111,7 +111,7 @@ pub(super) fn follow(
 
 /// The second part of a MySQL/MariaDB backup: the FLOAT fix-ups.
 #[derive(Debug)]
-pub(super) struct Fixups {
+pub(crate) struct Fixups {
     out: DuplexStream,
     /// Whether the main dump ended successfully; sent once its output is complete.
     dumped: oneshot::Receiver<bool>,
@@ -119,7 +119,7 @@ pub(super) struct Fixups {
 
 /// The third part of a MySQL/MariaDB backup: the triggers.
 #[derive(Debug)]
-pub(super) struct TriggerDump {
+pub(crate) struct TriggerDump {
     out: DuplexStream,
     dumped: oneshot::Sender<bool>,
 }
@@ -128,7 +128,7 @@ impl TriggerDump {
     /// Once the main dump ended with `main`: lets the fix-ups be read and, if it
     /// succeeded, dumps the triggers. Returns the first failure, else the trigger dump's
     /// status.
-    pub(super) async fn run(
+    pub(crate) async fn run(
         self,
         main: Result<ExitStatus>,
         database: &Database,
@@ -151,7 +151,7 @@ impl Fixups {
     /// Refuses tables whose lossy FLOAT values have no key, waits until the main dump's
     /// output is complete, then writes the fix-ups, all on `conn`'s snapshot (its own when
     /// [`Conn::pin`] could not pin one). Writes nothing when the dump failed.
-    pub(super) async fn write(self, conn: &mut Conn) -> Result<()> {
+    pub(crate) async fn write(self, conn: &mut Conn) -> Result<()> {
         let Fixups { mut out, dumped } = self;
         let Some((c, pinned)) = conn.mysql() else {
             return Ok(());
@@ -185,7 +185,7 @@ impl Fixups {
 
 /// Refuses, before a backup, a database with FLOAT values that a restore would change
 /// and no key to correct them by (see the module documentation).
-pub(super) async fn check(conn: &mut Conn) -> Result<()> {
+pub(crate) async fn check(conn: &mut Conn) -> Result<()> {
     let Some((c, _)) = conn.mysql() else {
         return Ok(());
     };

@@ -14,8 +14,12 @@ mod dumps;
 mod fingerprint;
 mod floats;
 pub mod manifest;
-mod pg_script;
+mod my_swap;
+mod pg_list;
+mod pg_swap;
 mod pipeline;
+mod restorable;
+mod restore;
 #[cfg(feature = "s3")]
 mod s3;
 pub mod store;
@@ -25,6 +29,7 @@ pub mod testkit;
 pub use database::{Database, ToolSite, run_local};
 pub use dumps::DumpBackups;
 pub use manifest::{DatabaseEngine, Fingerprint, Manifest};
+pub use restore::{CheckpointHook, Checkpoints, Replacement, replacement};
 #[cfg(feature = "s3")]
 pub use s3::{S3Credentials, S3Store};
 pub use store::{LocalStore, S3Settings, Store, UNFINISHED_MIN_AGE, Unfinished};

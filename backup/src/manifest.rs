@@ -163,6 +163,14 @@ pub struct DatabaseInfo {
     /// The database's size in bytes when it was backed up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// The database's character set (PostgreSQL: its encoding), with which an in-place
+    /// restore creates it again where it is missing. Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charset: Option<String>,
+    /// The database's default collation (PostgreSQL: `LC_COLLATE`). Absent in older
+    /// manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 /// A statement of a dump, by size and the table it fills.

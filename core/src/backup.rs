@@ -154,7 +154,8 @@ impl fmt::Display for Swept {
 ///   checksums verified; a failed backup leaves nothing visible in the store.
 /// - [`Backups::restore`] refuses a backup whose checksums, engine or application identity
 ///   do not match before it changes anything, and fails if the data afterwards does not
-///   match the backup's fingerprint.
+///   match the backup's fingerprint. A failure that changed nothing says so
+///   ([`Error::nothing_changed`]).
 /// - Every method is safe to call again after a crash: a repeated backup takes a new one,
 ///   a repeated restore replaces the data again.
 /// - Secrets (database passwords) never reach argv, logs, manifests or events.
@@ -182,11 +183,17 @@ pub trait Backups: fmt::Debug + Send + Sync {
     /// `app`.
     async fn verify(&self, id: &BackupId, app: &str) -> Result<BackupRef>;
 
-    /// Replaces the application's data with the backup `id` of `app`.
+    /// Replaces the application's data with the backup `id` of `app`, for run `run`.
+    ///
+    /// A failure before the data was touched (a refusal, a load beside the live data that
+    /// failed) is reported with [`Error::with_nothing_changed`], so that nothing is put
+    /// back. Called again by the same run after a crash, it finishes what the first call
+    /// started: `run` and `id` name whatever it keeps beside the live data.
     async fn restore(
         &self,
         id: &BackupId,
         app: &str,
+        run: &str,
         driver: &dyn Driver,
         events: &EventSink,
     ) -> Result<()>;

@@ -96,6 +96,7 @@ pub struct Error {
     operation: Option<String>,
     subject: Option<String>,
     retryable: bool,
+    nothing_changed: bool,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -110,6 +111,7 @@ impl Error {
             operation: None,
             subject: None,
             retryable: kind.retryable_by_default(),
+            nothing_changed: false,
             source: None,
         }
     }
@@ -176,6 +178,20 @@ impl Error {
     pub fn retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
+    }
+
+    /// Says that the operation failed before it changed anything: a restore refused or
+    /// stopped before it touched the live data, for example. The engine then need not put
+    /// anything back.
+    pub fn with_nothing_changed(mut self) -> Self {
+        self.nothing_changed = true;
+        self
+    }
+
+    /// Whether the operation is known to have failed before it changed anything (see
+    /// [`Error::with_nothing_changed`]).
+    pub fn nothing_changed(&self) -> bool {
+        self.nothing_changed
     }
 
     /// What kind of failure this is.
@@ -281,6 +297,10 @@ pub struct Failure {
     /// journals written before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<InstanceLogs>,
+    /// The failed step is known to have changed nothing ([`Error::nothing_changed`]);
+    /// `false` in journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nothing_changed: bool,
 }
 
 /// The last lines one instance printed, kept with the failure of its run.
@@ -305,6 +325,7 @@ impl From<&Error> for Failure {
             message: e.report(),
             subject: e.subject.clone(),
             evidence: Vec::new(),
+            nothing_changed: e.nothing_changed,
         }
     }
 }

@@ -114,7 +114,13 @@ async fn a_round_trip_with_the_tools_run_through_docker_exec_on_both_engines() {
         assert_ne!(fingerprint().await.unwrap(), before, "{engine}");
 
         backups
-            .restore(&taken.id, APP, &driver, &EventSink::discard())
+            .restore(
+                &taken.id,
+                APP,
+                &cutover_core::journal::new_run_id(),
+                &driver,
+                &EventSink::discard(),
+            )
             .await
             .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
         assert_eq!(fingerprint().await.unwrap(), before, "{engine}");

@@ -503,7 +503,13 @@ async fn the_dump_tools_and_storage_archives_run_on_a_host_over_ssh() {
     std::fs::write(storage.join("avatars/1.png"), "overwritten").unwrap();
     std::fs::write(storage.join("stray.txt"), "not in the backup").unwrap();
     backups
-        .restore(&taken.id, &f.base, driver, &EventSink::discard())
+        .restore(
+            &taken.id,
+            &f.base,
+            &cutover_core::journal::new_run_id(),
+            driver,
+            &EventSink::discard(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{}", e.report()));
 

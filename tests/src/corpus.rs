@@ -303,6 +303,16 @@ impl ScratchDatabase {
     /// What the engine's own client sees: every table's rows (sorted, digested), every
     /// sequence's value, and the schema-only dump.
     pub fn independent_state(&self) -> IndependentState {
+        self.observe(true)
+    }
+
+    /// [`ScratchDatabase::independent_state`]'s values alone (the data, without the
+    /// schema, which a dump tool may refuse to print while a view is broken).
+    pub fn independent_values(&self) -> BTreeMap<String, String> {
+        self.observe(false).values
+    }
+
+    fn observe(&self, with_schema: bool) -> IndependentState {
         let mut values = BTreeMap::new();
         match self.engine() {
             Engine::Postgres => {
@@ -336,6 +346,12 @@ impl ScratchDatabase {
                 for s in sequences.lines() {
                     let v = psql(&format!("SELECT last_value || ' ' || is_called FROM {s}"));
                     values.insert(format!("sequence {s}"), v.trim().to_owned());
+                }
+                if !with_schema {
+                    return IndependentState {
+                        values,
+                        schema: String::new(),
+                    };
                 }
                 // pg_dump fences its output with a random `\restrict` key: not schema.
                 let schema = self
@@ -384,6 +400,12 @@ impl ScratchDatabase {
                 for s in sequences.lines() {
                     let v = mariadb(&format!("SELECT next_not_cached_value FROM `{s}`"));
                     values.insert(format!("sequence {s}"), v.trim().to_owned());
+                }
+                if !with_schema {
+                    return IndependentState {
+                        values,
+                        schema: String::new(),
+                    };
                 }
                 let schema = self.client(
                     "mariadb-dump",

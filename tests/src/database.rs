@@ -71,6 +71,11 @@ pub struct ScratchDatabase {
     name: String,
     server_url: String,
     pool: AnyPool,
+    /// Who drops it (and what restores left beside it): its creator, or the superuser once
+    /// [`ScratchDatabase::give_to_dba`] gave it away.
+    dropper_url: String,
+    /// MariaDB accounts made by [`ScratchDatabase::restricted_user`], dropped with it.
+    users: std::sync::Mutex<Vec<String>>,
 }
 
 fn admin_url(engine: Engine, server_url: &str) -> String {
@@ -152,12 +157,71 @@ impl ScratchDatabase {
             .unwrap_or_else(|e| panic!("creating database {name} on {engine}: {e}"));
         admin.close().await;
         let pool = connect(engine, &format!("{server_url}/{name}")).await;
+        let dropper_url = admin_url(engine, &server_url);
         Self {
             engine,
             name,
             server_url,
             pool,
+            dropper_url,
+            users: Default::default(),
         }
+    }
+
+    /// PostgreSQL 15's standard layout, made from a database the test's user created and
+    /// filled: the database now belongs to a DBA (the server's bootstrap superuser,
+    /// `CUTOVER_TEST_PG_SUPERUSER_URL`), and the user — which still owns its tables —
+    /// keeps `CREATE` on schema `public` by the DBA's grant. The user may then neither
+    /// rename nor replace the database.
+    pub async fn give_to_dba(&mut self) {
+        assert_eq!(self.engine, Engine::Postgres, "a PostgreSQL layout");
+        let superuser = TestEnv::get().postgres_superuser_url();
+        let user = self.credentials().0;
+        let user = user
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map(|(user, _)| user.to_owned())
+            .expect("a user in the URL");
+        let dba = connect(Engine::Postgres, &format!("{superuser}/{}", self.name)).await;
+        for sql in [
+            format!("ALTER DATABASE {} OWNER TO postgres", self.name),
+            format!("GRANT CREATE ON SCHEMA public TO {user}"),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+                .execute(&dba)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        dba.close().await;
+        self.dropper_url = admin_url(Engine::Postgres, superuser);
+    }
+
+    /// MariaDB: a new account with every privilege on this database and none beyond it
+    /// (no right to create another database), as a vendor's setup script grants; its URL
+    /// without password (as a config names it) and its password. Dropped with the
+    /// database.
+    pub async fn restricted_user(&self) -> (String, String) {
+        assert_eq!(self.engine, Engine::MariaDb, "a MariaDB account");
+        let user = unique_name("cu");
+        let password = format!("pw-{user}");
+        let mut statements = Vec::new();
+        for host in ["localhost", "127.0.0.1"] {
+            statements.push(format!(
+                "CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'"
+            ));
+            statements.push(format!(
+                "GRANT ALL ON `{}`.* TO '{user}'@'{host}'",
+                self.name
+            ));
+        }
+        for sql in statements {
+            self.execute(&sql).await;
+        }
+        self.users.lock().expect("users").push(user.clone());
+        let (url, _) = self.credentials();
+        let (scheme, rest) = url.split_once("://").expect("a scheme");
+        let (_, host_path) = rest.split_once('@').expect("a user");
+        (format!("{scheme}://{user}@{host_path}"), password)
     }
 
     /// The engine it lives on.
@@ -337,11 +401,8 @@ impl ScratchDatabase {
 
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
-        let (engine, name, admin) = (
-            self.engine,
-            self.name.clone(),
-            admin_url(self.engine, &self.server_url),
-        );
+        let (engine, name, admin) = (self.engine, self.name.clone(), self.dropper_url.clone());
+        let users = std::mem::take(&mut *self.users.lock().unwrap_or_else(|e| e.into_inner()));
         // Drop cannot await, and may run inside a runtime that must not be blocked on:
         // a thread of its own with its own runtime does the async work. The test's pool
         // is left to its own drop: `FORCE` (PostgreSQL) ends its sessions, and MariaDB
@@ -362,11 +423,37 @@ impl Drop for ScratchDatabase {
                 else {
                     return;
                 };
-                let drop = match engine {
-                    Engine::Postgres => format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                    Engine::MariaDb => format!("DROP DATABASE IF EXISTS {name}"),
+                // Restores keep the databases they replaced beside this one.
+                let beside = match engine {
+                    Engine::Postgres => format!(
+                        "SELECT datname::text FROM pg_database WHERE datname LIKE '{}\\_cutover\\_%'",
+                        name.replace('_', "\\_")
+                    ),
+                    Engine::MariaDb => format!(
+                        "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}\\_cutover\\_%'",
+                        name.replace('_', "\\_")
+                    ),
                 };
-                let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&admin).await;
+                let mut names: Vec<String> = sqlx::query_scalar(AssertSqlSafe(beside))
+                    .fetch_all(&admin)
+                    .await
+                    .unwrap_or_default();
+                names.push(name);
+                for name in names {
+                    let drop = match engine {
+                        Engine::Postgres => {
+                            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+                        }
+                        Engine::MariaDb => format!("DROP DATABASE IF EXISTS `{name}`"),
+                    };
+                    let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&admin).await;
+                }
+                for user in users {
+                    for host in ["localhost", "127.0.0.1"] {
+                        let drop = format!("DROP USER IF EXISTS '{user}'@'{host}'");
+                        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&admin).await;
+                    }
+                }
                 admin.close().await;
             });
         });

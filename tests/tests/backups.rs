@@ -98,7 +98,13 @@ impl Fixture {
 
     async fn restore(&self, id: &cutover_core::BackupId, app: &str) -> cutover_core::Result<()> {
         self.backups
-            .restore(id, app, &self.driver, &EventSink::discard())
+            .restore(
+                id,
+                app,
+                &cutover_core::journal::new_run_id(),
+                &self.driver,
+                &EventSink::discard(),
+            )
             .await
     }
 }
@@ -224,6 +230,79 @@ async fn a_database_of_the_bootstrap_superuser_is_restored_with_its_surroundings
         .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
         .await
         .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
+}
+
+/// PostgreSQL 15's standard layout: a DBA owns the database and gives the application's
+/// user `CREATE` on schema `public`, with more privileges on `public` (`REVOKE … FROM
+/// PUBLIC`, `USAGE` for a reader) and default privileges of its own. The user may not
+/// rename the database, so the restore is in place, and the entries it leaves out (the
+/// grants on `public` come last in a dump) are chosen from pg_restore's own table of
+/// contents: the backup verifies with `--restore-test`, restores exactly, and the layout
+/// is as the DBA left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_15_s_standard_layout_is_verified_and_restored() {
+    use sqlx::Connection;
+    let mut f = fixture(Engine::Postgres).await;
+    f.scratch.give_to_dba().await;
+    let reader = cutover_tests::unique_name("ct_reader");
+    let user: String = sqlx::Row::get(&f.scratch.rows("SELECT current_user::text").await[0], 0);
+    let superuser = format!(
+        "{}/{}",
+        TestEnv::get().postgres_superuser_url(),
+        f.scratch.name()
+    );
+    let mut dba = sqlx::PgConnection::connect(&superuser).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {reader};
+         REVOKE ALL ON SCHEMA public FROM PUBLIC;
+         GRANT USAGE, CREATE ON SCHEMA public TO {user};
+         GRANT USAGE ON SCHEMA public TO {reader};
+         ALTER DEFAULT PRIVILEGES FOR ROLE postgres GRANT SELECT ON TABLES TO {reader};"
+    )))
+    .execute(&mut dba)
+    .await
+    .unwrap();
+    let how = cutover_backup::replacement(&f.database).await.unwrap();
+    assert!(
+        matches!(&how, cutover_backup::Replacement::InPlace { why } if why.contains("belongs to postgres")),
+        "{how:?}"
+    );
+    let acl = "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'
+               UNION ALL SELECT count(*)::text FROM pg_default_acl";
+    let layout = |rows: Vec<sqlx::any::AnyRow>| -> Vec<String> {
+        rows.iter().map(|r| sqlx::Row::get(r, 0)).collect()
+    };
+    let layout_before = layout(f.scratch.rows(acl).await);
+    let before = f.fingerprint().await;
+    f.backups.preflight(&f.driver).await.unwrap();
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    f.backups
+        .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
+
+    f.scratch
+        .execute("DELETE FROM orders WHERE id % 3 = 0")
+        .await;
+    f.scratch
+        .execute("CREATE TABLE half_migrated (id int)")
+        .await;
+    assert_ne!(f.fingerprint().await, before);
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    assert_eq!(f.fingerprint().await, before);
+    assert_eq!(layout(f.scratch.rows(acl).await), layout_before);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DEFAULT PRIVILEGES FOR ROLE postgres REVOKE SELECT ON TABLES FROM {reader};
+         REVOKE ALL ON SCHEMA public FROM {reader}; DROP ROLE {reader}"
+    )))
+    .execute(&mut dba)
+    .await
+    .unwrap();
 }
 
 /// A database a DBA set up: the application's schema and an extension belong to the
@@ -653,7 +732,13 @@ async fn storage_paths_travel_through_the_driver_archive() {
     let taken = backups.backup(scope, &EventSink::discard()).await.unwrap();
     put(b"overwritten after the backup").await;
     backups
-        .restore(&taken.id, APP, &f.driver, &EventSink::discard())
+        .restore(
+            &taken.id,
+            APP,
+            &cutover_core::journal::new_run_id(),
+            &f.driver,
+            &EventSink::discard(),
+        )
         .await
         .unwrap();
     assert_eq!(get().await, b"uploaded files as they were");
@@ -894,6 +979,11 @@ async fn without_the_reload_privilege_the_backup_falls_back_and_says_so() {
                 f.scratch.name()
             ))
             .await;
+        // The seed's trigger is the test user's: without this, a backup could not be
+        // restored as this user and is refused (the `definers` check).
+        f.scratch
+            .execute(&format!("GRANT SET USER ON *.* TO '{user}'@'{host}'"))
+            .await;
     }
     let (url, _) = f.scratch.credentials();
     let (_, at) = url.split_once('@').unwrap();
@@ -1045,28 +1135,72 @@ async fn a_row_at_the_server_s_statement_limit_is_restored_and_one_above_is_refu
 }
 
 /// A PostgreSQL restore whose archive gives out midway (the tool dies after part of the
-/// data went in) leaves the database exactly as it was before the restore: emptying and
-/// restoring are one transaction.
+/// data went in) leaves the database exactly as it was before the restore, and says that
+/// it changed nothing: loaded beside the live database, which the user owns, or — in
+/// PostgreSQL 15's standard layout, where a DBA owns the database — emptied and restored
+/// in one transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restore_that_fails_midway_leaves_the_database_as_it_was() {
-    let f = fixture(Engine::Postgres).await;
-    let taken = f.backup().await.unwrap();
-    f.scratch
-        .execute("UPDATE customers SET name = 'written after the backup' WHERE id < 50")
-        .await;
-    f.scratch.execute("CREATE TABLE added_since (id int)").await;
-    let before = f.scratch.independent_state();
+    for dba_owned in [false, true] {
+        let mut f = fixture(Engine::Postgres).await;
+        if dba_owned {
+            f.scratch.give_to_dba().await;
+        }
+        let how = cutover_backup::replacement(&f.database).await.unwrap();
+        assert_eq!(
+            matches!(how, cutover_backup::Replacement::InPlace { .. }),
+            dba_owned,
+            "{how:?}"
+        );
+        let taken = f.backup().await.unwrap();
+        f.scratch
+            .execute("UPDATE customers SET name = 'written after the backup' WHERE id < 50")
+            .await;
+        f.scratch.execute("CREATE TABLE added_since (id int)").await;
+        let before = f.scratch.independent_state();
 
-    // pg_restore dies at the cut, after the schema and part of the data.
-    cut_dump(&f, &taken.id);
-    let err = f.restore(&taken.id, APP).await.unwrap_err();
-    let message = err.report();
-    assert!(message.contains("rolled back"), "{message}");
-    assert_eq!(
-        before.differences(&f.scratch.independent_state()),
-        Vec::<String>::new(),
-        "a failed restore changed the database"
-    );
+        // pg_restore dies at the cut, after the schema and part of the data.
+        cut_dump(&f, &taken.id);
+        let err = f.restore(&taken.id, APP).await.unwrap_err();
+        let message = err.report();
+        let said = if dba_owned {
+            "rolled back"
+        } else {
+            "untouched"
+        };
+        assert!(message.contains(said), "{message}");
+        assert!(err.nothing_changed(), "{message}");
+        assert_eq!(
+            before.differences(&f.scratch.independent_state()),
+            Vec::<String>::new(),
+            "a failed restore changed the database"
+        );
+        assert_eq!(
+            beside(&f).await,
+            Vec::<String>::new(),
+            "a side database is left"
+        );
+    }
+}
+
+/// The databases restores left beside `f`'s.
+async fn beside(f: &Fixture) -> Vec<String> {
+    let sql = match f.scratch.engine() {
+        Engine::Postgres => format!(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE '{}\\_cutover\\_%' ORDER BY 1",
+            f.scratch.name().replace('_', "\\_")
+        ),
+        Engine::MariaDb => format!(
+            "SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}\\_cutover\\_%' ORDER BY 1",
+            f.scratch.name().replace('_', "\\_")
+        ),
+    };
+    f.scratch
+        .rows(&sql)
+        .await
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, 0))
+        .collect()
 }
 
 /// Cuts backup `id`'s dump at 60 % and makes its manifest agree (checksums and sizes), so
@@ -1121,13 +1255,83 @@ async fn restore_run(
         .expect("the journal works")
 }
 
-/// A MariaDB restore is not one transaction: one whose dump gives out midway has already
-/// emptied the database. The restore run's safety backup, taken after the stop, is put
-/// back automatically and the run ends aborted with the data as it was (independent
-/// comparison) — where the same failure without a safety backup loses the writes.
+/// A MariaDB restore whose dump gives out midway, loaded beside the live database (the
+/// user may create databases), changes nothing: the run restarts the old instances and
+/// ends aborted without putting anything back, the data as it was (independent
+/// comparison), and no side database is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mariadb_restore_that_fails_midway_is_put_back_from_its_safety_backup() {
+async fn a_mariadb_restore_that_fails_midway_beside_the_live_database_changes_nothing() {
     let f = fixture(Engine::MariaDb).await;
+    let taken = f.backup().await.unwrap();
+    f.scratch
+        .execute("UPDATE customers SET name = 'written after the backup' WHERE id < 50")
+        .await;
+    f.scratch.execute("CREATE TABLE added_since (id int)").await;
+    let before = f.scratch.independent_state();
+    cut_dump(&f, &taken.id);
+    let dir = tempfile::tempdir().unwrap();
+
+    let done = restore_run(&f, &dir.path().join("journal.db"), &taken.id, true).await;
+    assert_eq!(
+        done.report.outcome,
+        cutover_core::Outcome::Aborted,
+        "{}",
+        done.message
+    );
+    assert!(
+        !done.message.contains("put back") && done.message.contains("runs as before (observed)"),
+        "{}",
+        done.message
+    );
+    assert_eq!(
+        before.differences(&f.scratch.independent_state()),
+        Vec::<String>::new(),
+        "a failed restore changed the database"
+    );
+    assert_eq!(
+        beside(&f).await,
+        Vec::<String>::new(),
+        "a side database is left"
+    );
+}
+
+/// A MariaDB user without the right to create a database restores in place, which is not
+/// one transaction: one whose dump gives out midway has already emptied the database. The
+/// restore run's safety backup, taken after the stop, is put back automatically and the
+/// run ends aborted with the data as it was (independent comparison) — where the same
+/// failure without a safety backup loses the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_restore_in_place_that_fails_midway_is_put_back_from_its_safety_backup() {
+    let scratch = ScratchDatabase::create(Engine::MariaDb).await;
+    scratch.seed_varied().await;
+    let (url, password) = scratch.restricted_user().await;
+    // Without the right to create a database, but with that to define the test user's
+    // trigger again.
+    let user = url.split_once("://").unwrap().1.split_once('@').unwrap().0;
+    for host in ["localhost", "127.0.0.1"] {
+        scratch
+            .execute(&format!("GRANT SET USER ON *.* TO '{user}'@'{host}'"))
+            .await;
+    }
+    let mut f = fixture_of(scratch);
+    f.database = Database::new(
+        DatabaseEngine::Mariadb,
+        &url,
+        Some(password),
+        ToolSite::Local,
+    )
+    .unwrap();
+    f.backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&f.store_path)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let how = cutover_backup::replacement(&f.database).await.unwrap();
+    assert!(
+        matches!(&how, cutover_backup::Replacement::InPlace { why } if why.contains("may not create database")),
+        "{how:?}"
+    );
     let taken = f.backup().await.unwrap();
     f.scratch
         .execute("UPDATE customers SET name = 'written after the backup' WHERE id < 50")
@@ -1329,4 +1533,110 @@ async fn inexact_floats_without_a_key_are_refused_before_anything_is_stored() {
     f.backup()
         .await
         .unwrap_or_else(|e| panic!("{}", e.report()));
+}
+
+/// 2,000 tables on a server with default lock settings (`max_locks_per_transaction` 64,
+/// `max_connections` 100): a restore beside the live database, entry by entry, restores
+/// and test-restores them; where the restore would be in place (a DBA owns the database)
+/// its one transaction would run out of lock slots after emptying, so `check` says so and
+/// the backup is refused before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_tables_restore_beside_and_in_place_is_refused_up_front() {
+    let mut f = empty_fixture(Engine::Postgres).await;
+    // In batches: creating them all in one transaction would run out of lock slots too.
+    for batch in 0..20 {
+        f.scratch
+            .execute(&format!(
+                "DO $$ BEGIN FOR i IN {}..{} LOOP
+                     EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, v text)', i);
+                     EXECUTE format('INSERT INTO t%s VALUES (%s, ''row of table %s'')', i, i, i);
+                 END LOOP; END $$",
+                batch * 100 + 1,
+                batch * 100 + 100
+            ))
+            .await;
+    }
+    let before = f.fingerprint().await;
+    assert_eq!(before.tables.len(), 2000);
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    f.backups
+        .restore_test(&taken.id, APP, &f.driver, &EventSink::discard())
+        .await
+        .unwrap_or_else(|e| panic!("restore-test: {}", e.report()));
+    f.scratch.execute("DROP TABLE t1, t2, t3").await;
+    f.scratch.execute("DELETE FROM t2000").await;
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    assert_eq!(f.fingerprint().await, before);
+
+    f.scratch.give_to_dba().await;
+    let checks = f.backups.checks(&f.driver).await;
+    let restore = checks
+        .iter()
+        .find(|c| c.name == "restore")
+        .expect("a restore check");
+    let said = format!("{:?}", restore.result);
+    assert!(
+        restore.result.is_err() && said.contains("max_locks_per_transaction"),
+        "{said}"
+    );
+    let refused = f.backup().await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ErrorKind::InvalidInput,
+        "{}",
+        refused.report()
+    );
+    assert!(
+        refused.report().contains("lock table holds"),
+        "{}",
+        refused.report()
+    );
+    assert!(
+        f.backups.list().await.unwrap().len() == 1,
+        "a refused backup was stored"
+    );
+}
+
+/// MariaDB system-versioned tables keep their history through a backup and a restore
+/// (`mariadb-dump --dump-history`), and the fingerprint covers the history rows: a
+/// history deleted after the backup is a difference, and the restore brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_versioned_tables_keep_their_history() {
+    let f = empty_fixture(Engine::MariaDb).await;
+    for sql in [
+        "CREATE TABLE prices (id INT PRIMARY KEY, amount DECIMAL(8,2)) WITH SYSTEM VERSIONING",
+        "INSERT INTO prices VALUES (1, 10.00), (2, 20.00)",
+        "UPDATE prices SET amount = 11.00 WHERE id = 1",
+        "UPDATE prices SET amount = 12.00 WHERE id = 1",
+        "DELETE FROM prices WHERE id = 2",
+        "INSERT INTO prices VALUES (3, 30.00)",
+    ] {
+        f.scratch.execute(sql).await;
+    }
+    let history = "SELECT CONCAT_WS('|', id, amount, row_start, row_end) FROM prices FOR SYSTEM_TIME ALL ORDER BY id, row_start";
+    let rows = |rows: Vec<sqlx::any::AnyRow>| -> Vec<String> {
+        rows.iter().map(|r| sqlx::Row::get(r, 0)).collect()
+    };
+    let before = rows(f.scratch.rows(history).await);
+    assert_eq!(before.len(), 5, "{before:?}");
+    let fingerprint = f.fingerprint().await;
+    assert_eq!(fingerprint.tables["prices"].rows, 5, "{fingerprint:?}");
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+
+    f.scratch.execute("DELETE HISTORY FROM prices").await;
+    assert_eq!(rows(f.scratch.rows(history).await).len(), 2);
+    assert_ne!(f.fingerprint().await, fingerprint);
+    f.restore(&taken.id, APP)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    assert_eq!(rows(f.scratch.rows(history).await), before);
+    assert_eq!(f.fingerprint().await, fingerprint);
 }

@@ -87,7 +87,13 @@ async fn round_trip(engine: Engine) {
     );
 
     backups
-        .restore(&taken.id, APP, &driver, &EventSink::discard())
+        .restore(
+            &taken.id,
+            APP,
+            &cutover_core::journal::new_run_id(),
+            &driver,
+            &EventSink::discard(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{engine} restore: {}", e.report()));
     let after = fingerprint().await;

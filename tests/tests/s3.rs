@@ -104,7 +104,13 @@ async fn backups_round_trip_through_an_s3_compatible_store_on_both_engines() {
             .await;
         assert_ne!(fingerprint().await, before);
         backups
-            .restore(&taken.id, APP, &driver, &EventSink::discard())
+            .restore(
+                &taken.id,
+                APP,
+                &cutover_core::journal::new_run_id(),
+                &driver,
+                &EventSink::discard(),
+            )
             .await
             .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
         assert_eq!(fingerprint().await, before, "{engine}");
@@ -146,7 +152,13 @@ async fn a_damaged_part_is_refused_and_partial_backups_are_never_listed() {
     );
     server.put_object(&key, b"not a dump".to_vec()).await;
     let refused = backups
-        .restore(&taken.id, APP, &driver, &EventSink::discard())
+        .restore(
+            &taken.id,
+            APP,
+            &cutover_core::journal::new_run_id(),
+            &driver,
+            &EventSink::discard(),
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Integrity, "{}", refused.report());

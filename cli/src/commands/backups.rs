@@ -169,6 +169,7 @@ impl Backups for NoBackups {
         &self,
         _id: &BackupId,
         _app: &str,
+        _run: &str,
         _driver: &dyn Driver,
         _events: &EventSink,
     ) -> cutover_core::Result<()> {

@@ -71,7 +71,7 @@ impl Engine {
             }
             Action::RestoreData(id) => self
                 .backups
-                .restore(id, app, driver, events)
+                .restore(id, app, &holder.run, driver, events)
                 .await
                 .map(|()| Output::Done),
             Action::RestoreDefinition(snapshot) => bounded("the driver's restore")

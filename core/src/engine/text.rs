@@ -124,7 +124,11 @@ pub(super) fn safety_note(report: &Report) -> String {
         return String::new();
     };
     let id = &safety.id;
+    let untouched = report.cause.as_ref().is_some_and(|c| c.nothing_changed);
     match report.outcome {
+        Outcome::Aborted if untouched => format!(
+            ". The restore changed no data; safety backup {id}, taken before it began, is kept"
+        ),
         Outcome::Aborted => format!(
             ". The data was put back from safety backup {id}, taken before the restore began, which is kept"
         ),

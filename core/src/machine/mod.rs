@@ -575,6 +575,7 @@ fn failure(kind: ErrorKind, message: String) -> Failure {
         message,
         subject: None,
         evidence: Vec::new(),
+        nothing_changed: false,
     }
 }
 

@@ -1,7 +1,9 @@
 //! A restore run after its lock: snapshot, stop, the safety backup, the data, the
-//! definition, the wait, the release. From the stop on every step runs to completion; a
-//! failed restore of the data with a safety backup puts that back and restarts the old
-//! instances (`restart_old`, shared with the upgrade's abort).
+//! definition, the wait, the release. From the stop on every step runs to completion. A
+//! restore of the data refused or failed before it changed anything
+//! ([`Failure::nothing_changed`]) restarts the old instances (`restart_old`, shared with the
+//! upgrade's abort) and ends aborted: there is nothing to put back. One that failed after
+//! it changed the data puts the safety backup back first, when there is one.
 
 use super::{
     Action, Failure, Next, Outcome, Output, Phase, Plan, Prepared, Step, end, failed, perform,
@@ -69,6 +71,10 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
         // Nothing was replaced yet: start the stopped instances again.
         (P::RestoreSafety(p, _), Err(e)) => P::RestartOld(p, end(Outcome::Aborted, Some(e), None)),
         (P::RestoreBackup(p, _), Ok(_)) => P::RestoreBringBack(p),
+        (P::RestoreBackup(p, _), Err(e)) if e.nothing_changed => {
+            let ending = with_safety(end(Outcome::Aborted, Some(e), None), &p);
+            P::RestartOld(p, ending)
+        }
         (P::RestoreBackup(p, _), Err(e)) if p.safety.is_some() => P::PutBack(p, e),
         (P::RestoreBackup(p, id), Err(e)) => failed(P::RestoreBackup(p, id), Step::RestoreData, e),
         (P::PutBack(p, cause), Ok(_)) => {

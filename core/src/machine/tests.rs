@@ -57,6 +57,7 @@ fn fail() -> Failure {
         message: "boom".into(),
         subject: None,
         evidence: Vec::new(),
+        nothing_changed: false,
     }
 }
 
@@ -820,4 +821,34 @@ proptest! {
         }
         prop_assert!(false, "the run did not settle in 100 steps");
     }
+}
+
+#[test]
+fn a_restore_refused_before_it_changed_anything_restarts_the_old_instances_without_putting_back() {
+    let plan = Plan::Restore {
+        backup: "b-1".parse().unwrap(),
+        safety: true,
+    };
+    let refused = Failure {
+        nothing_changed: true,
+        ..fail()
+    };
+    let (effects, report) = run_failing(plan.clone(), &[Step::RestoreData], refused);
+    let steps = steps_of(&effects);
+    assert!(!steps.contains(&Step::PutBack), "{steps:?}");
+    let restart = steps.iter().position(|s| *s == Step::RestartOld);
+    assert!(
+        restart > steps.iter().position(|s| *s == Step::RestoreData),
+        "{steps:?}"
+    );
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert!(report.safety.is_some(), "the safety backup is still named");
+
+    // A failure that changed the data puts the safety backup back first.
+    let (effects, report) = run_failing(plan, &[Step::RestoreData], fail());
+    let steps = steps_of(&effects);
+    let put_back = steps.iter().position(|s| *s == Step::PutBack);
+    assert!(put_back.is_some(), "{steps:?}");
+    assert!(steps.iter().position(|s| *s == Step::RestartOld) > put_back);
+    assert_eq!(report.outcome, Outcome::Aborted);
 }

@@ -899,6 +899,7 @@ impl Backups for FakeBackups {
         &self,
         id: &BackupId,
         app: &str,
+        _run: &str,
         _driver: &dyn Driver,
         _events: &EventSink,
     ) -> Result<()> {
