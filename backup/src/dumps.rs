@@ -714,6 +714,7 @@ impl Backups for DumpBackups {
                     created: m.created,
                     app: m.app,
                     image: m.image,
+                    digest: m.digest,
                     damaged: None,
                 }),
                 // One unreadable manifest must not hide every other backup.
@@ -722,6 +723,7 @@ impl Backups for DumpBackups {
                     created: String::new(),
                     app: String::new(),
                     image: String::new(),
+                    digest: None,
                     bytes: 0,
                     damaged: Some(e.message().to_string()),
                 }),

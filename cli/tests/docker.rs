@@ -80,6 +80,16 @@ impl App {
         docker(&["inspect", "--format", "{{.Config.Image}}", &self.name])
     }
 
+    /// The container's id and start time: what a restart changes.
+    fn container_id(&self) -> String {
+        docker(&[
+            "inspect",
+            "--format",
+            "{{.Id}} {{.State.StartedAt}}",
+            &self.name,
+        ])
+    }
+
     /// The instance's restart policy, restart count and status, as `docker inspect` shows
     /// them: e.g. `unless-stopped 0 running`.
     fn supervision(&self) -> String {
@@ -305,6 +315,78 @@ async fn a_manual_rollback_after_an_upgrade_restores_data_files_and_image() {
     );
     let all = text(&up) + &text(&back) + &text(&broken) + &text(&history);
     assert!(!all.contains(&password), "the password in cutover's output");
+}
+
+/// The advice a manual rollback prints works as printed: the data it replaced belongs to
+/// the release it undid, so `cutover restore S` under the old release is refused (exit 2,
+/// nothing changed) naming the way — `cutover upgrade --to 1.1.0`, then `cutover restore
+/// S` — and that way brings 1.1.0 back with the writes made under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_advice_after_a_manual_rollback_works_as_printed() {
+    let env = TestEnv::get();
+    let db = ScratchDatabase::create(Engine::Postgres).await;
+    let app = App::run("1.0.0", &db, DockerVolume::create(), &[]);
+    app.wait_healthy().await;
+    let client = app.client();
+    client.create_item("first", "before").await;
+    let (_, password) = db.credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &app, &db);
+
+    let up = cutover(&config, &password, &["upgrade", "--to", "1.1.0"]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    app.wait_healthy().await;
+    client.create_item("written under 1.1.0", "after").await;
+    let under_new = client.items().await;
+
+    let back = cutover(&config, &password, &["rollback", "--yes"]);
+    assert_eq!(back.status.code(), Some(0), "{}", text(&back));
+    let said = text(&back);
+    let safety = said
+        .split("safety backup ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', ':']).next())
+        .unwrap_or_else(|| panic!("no safety backup named: {said}"))
+        .to_string();
+    let advice = format!("`cutover upgrade --to 1.1.0`, then `cutover restore {safety}`");
+    assert!(said.contains(&advice), "{said}");
+    app.wait_healthy().await;
+    let container = app.container_id();
+
+    // Under 1.0.0 the restore of 1.1.0's data is refused before anything happens.
+    let refused = cutover(&config, &password, &["restore", &safety, "--yes"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("cutover upgrade --to 1.1.0")
+            && text(&refused).contains("nothing was changed"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        app.container_id(),
+        container,
+        "the refusal restarted the app"
+    );
+    assert_eq!(client.version().await["version"], "1.0.0");
+
+    // As printed.
+    let again = cutover(&config, &password, &["upgrade", "--to", "1.1.0"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let restored = cutover(&config, &password, &["restore", &safety, "--yes"]);
+    assert_eq!(restored.status.code(), Some(0), "{}", text(&restored));
+    app.wait_healthy().await;
+    assert_eq!(client.version().await["version"], "1.1.0");
+    let now = client.items().await;
+    assert_eq!(
+        (now.count, now.checksum),
+        (under_new.count, under_new.checksum),
+        "the data written under 1.1.0 is back"
+    );
+    assert!(
+        cutover_tests::is_image(&app.image(), &env.specimen_tag("1.1.0")),
+        "{}",
+        app.image()
+    );
 }
 
 /// The run is killed (SIGKILL) while its broken leader migrates. Nothing watches the leader

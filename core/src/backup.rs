@@ -119,6 +119,9 @@ pub struct BackupSummary {
     pub app: String,
     /// The image that was running.
     pub image: String,
+    /// The content digest of the image that ran, when the backup recorded one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// Total size in bytes.
     pub bytes: u64,
     /// Why the backup cannot be used, when its manifest cannot be read: it is listed

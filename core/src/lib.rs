@@ -69,5 +69,5 @@ pub use image::{ImageRef, Version};
 #[cfg(feature = "engine")]
 pub use journal::{Journal, PgJournal, SqliteJournal};
 #[cfg(feature = "engine")]
-pub use machine::{BackupMode, Output, Plan, Report, Step};
+pub use machine::{BackupMode, KeptBackup, Output, Plan, Report, Step};
 pub use run::{Outcome, RunKind};

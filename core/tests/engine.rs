@@ -8,8 +8,8 @@ use cutover_core::journal::{Entry, Journal};
 use cutover_core::machine::{Plan, RunKind, Step};
 use cutover_core::testkit::{FakeConfig, FakeDriver, Fault, FaultKind, Method, registry_digest};
 use cutover_core::{
-    BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck, HookCommand, Hooks,
-    ImageRef, Outcome, Settings, SqliteJournal,
+    BackupId, BackupMode, Engine, ErrorKind, EventKind, EventSink, Finished, HealthCheck,
+    HookCommand, Hooks, ImageRef, Outcome, Settings, SqliteJournal,
 };
 
 const OLD: &str = "registry.test:5000/app:1.0.0";
@@ -710,9 +710,14 @@ async fn assert_backup_run_settled(
                 } else {
                     "b-1, b-2"
                 };
+                let kept = stuck
+                    .map(|run| format!("; kept b-1 (run {run} needs it)"))
+                    .unwrap_or_default();
                 assert_eq!(
                     detail,
-                    format!("deleted {deleted}; swept unfinished b-killed-mid-upload (4.0 KiB)"),
+                    format!(
+                        "deleted {deleted}; swept unfinished b-killed-mid-upload (4.0 KiB){kept}"
+                    ),
                     "{context}"
                 );
             }
@@ -1988,4 +1993,72 @@ async fn after_a_crash_and_resume_each_hook_ran_once() {
             );
         }
     }
+}
+
+/// The detail of run `id`'s prune step.
+async fn prune_detail(journal: &dyn Journal, id: &str) -> String {
+    let record = journal.run(id).await.unwrap().unwrap();
+    record
+        .records
+        .iter()
+        .rev()
+        .find_map(|r| match &r.entry {
+            Entry::Finished {
+                output: output @ cutover_core::Output::Pruned { .. },
+                ..
+            } => Some(output.detail()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Retention never deletes the backup `cutover rollback` needs, nor the safety backup the
+/// newest rollback's advice names, and says which it kept and why: an upgrade, two
+/// backups and `prune --keep 2` keep the upgrade's backup, and the rollback works.
+#[tokio::test]
+async fn retention_keeps_what_rollback_and_its_advice_need_and_says_why() {
+    let fake = fake();
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::in_memory().await.unwrap());
+    let e = engine(&fake, journal.clone(), Duration::from_secs(30));
+    let up = e.start(upgrade(NEW)).await.unwrap();
+    assert_eq!(up.report.outcome, Outcome::Upgraded, "{}", up.message);
+    let needed = up.report.backup.clone().expect("the upgrade's backup").id;
+    for _ in 0..2 {
+        let taken = e.start(Plan::Backup).await.unwrap();
+        assert_eq!(taken.report.outcome, Outcome::BackedUp, "{}", taken.message);
+    }
+    let pruned = e.start(Plan::Prune { keep: 2 }).await.unwrap();
+    assert_eq!(pruned.report.outcome, Outcome::Pruned, "{}", pruned.message);
+    let detail = prune_detail(&*journal, &pruned.run).await;
+    assert_eq!(
+        detail,
+        format!("nothing deleted; kept {needed} (`cutover rollback` restores it)")
+    );
+
+    let plan = e.rollback_plan(None).await.unwrap();
+    let back = e.start(plan).await.unwrap();
+    assert_eq!(back.report.outcome, Outcome::RolledBack, "{}", back.message);
+    let safety = back.report.safety.clone().expect("a safety backup").id;
+
+    // Now the upgrade is undone: its backup may go; the rollback's safety backup stays,
+    // also once a newer backup came.
+    let taken = e.start(Plan::Backup).await.unwrap();
+    assert_eq!(taken.report.outcome, Outcome::BackedUp, "{}", taken.message);
+    let pruned = e.start(Plan::Prune { keep: 1 }).await.unwrap();
+    let detail = prune_detail(&*journal, &pruned.run).await;
+    assert!(
+        detail.contains(&format!("deleted {needed}"))
+            && detail.contains(&format!(
+                "kept {safety} (the safety backup of run {}, the newest restore or rollback)",
+                back.run
+            )),
+        "{detail}"
+    );
+    let left: Vec<BackupId> = cutover_core::Backups::list(&fake.backups())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert!(left.contains(&safety), "{left:?}");
 }

@@ -321,6 +321,8 @@ async fn command(
         } => {
             let backup: BackupId = id.parse()?;
             let safety = !no_safety_backup;
+            // Another image's data: refused before any question (exit 2).
+            engine.restore_fits(&backup).await?;
             if ask {
                 let question =
                     confirm::restore(engine, &backup, safety, &config.backup.paths).await?;

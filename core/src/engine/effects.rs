@@ -97,12 +97,31 @@ impl Engine {
             // The lock keeps other runs of the target out, but a run whose lock was
             // removed with `unlock --force` may still be resumed: its backups stay.
             Action::Prune { keep, protect } => {
-                let mut protected = self.referenced_backups().await?;
+                let needed = self.referenced_backups().await?;
+                let mut protected: Vec<_> = needed.iter().map(|k| k.id.clone()).collect();
                 protected.extend(protect.iter().cloned());
                 let keep = keep.unwrap_or(self.settings.keep_backups);
+                // Those retention would have deleted but something still needs.
+                let beyond: Vec<_> = self
+                    .backups
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|b| b.app == app)
+                    .skip(keep)
+                    .map(|b| b.id)
+                    .collect();
+                let kept = needed
+                    .into_iter()
+                    .filter(|k| beyond.contains(&k.id))
+                    .collect();
                 let deleted = self.backups.prune(app, keep, &protected).await?;
                 let swept = self.backups.sweep(&protected).await?;
-                Ok(Output::Pruned { deleted, swept })
+                Ok(Output::Pruned {
+                    deleted,
+                    swept,
+                    kept,
+                })
             }
             Action::Hook(call) => {
                 super::hooks::run_hook(&self.settings.hooks, call, &holder.run, app).await

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::journal::{Entry, RunHeader, RunStatus};
-use crate::machine::{Outcome, Plan};
+use crate::machine::{KeptBackup, Outcome, Plan};
 use crate::{Error, ErrorKind, Output, Result};
 
 impl Engine {
@@ -84,38 +84,77 @@ impl Engine {
         ))
     }
 
-    /// The backups that runs of the target which have not ended (running, interrupted or
-    /// failed) name in their plan or took: what `resume` or a rollback may still need.
-    pub(super) async fn referenced_backups(&self) -> Result<Vec<crate::BackupId>> {
-        let mut ids = Vec::new();
-        for header in self.journal.runs(&self.settings.target, u32::MAX).await? {
-            if matches!(header.status, RunStatus::Stopped(o) if o.is_terminal()) {
-                continue;
+    /// The backups retention must keep whatever their age, each with why: those that runs
+    /// of the target which have not ended (running, interrupted or failed) name in their
+    /// plan or took — what `resume` may still need —, the backup `cutover rollback` would
+    /// restore, and the safety backup of the newest restore or rollback, which its advice
+    /// names.
+    pub(super) async fn referenced_backups(&self) -> Result<Vec<KeptBackup>> {
+        let mut kept: Vec<KeptBackup> = Vec::new();
+        let mut keep = |id: &crate::BackupId, why: String| {
+            if !kept.iter().any(|k| &k.id == id) {
+                kept.push(KeptBackup {
+                    id: id.clone(),
+                    why,
+                });
             }
-            match &header.plan {
-                Plan::Rollback {
-                    backup: Some(b), ..
-                } => ids.push(b.id.clone()),
-                Plan::Restore { backup, .. } | Plan::Verify { backup, .. } => {
-                    ids.push(backup.clone())
+        };
+        if let Ok(Plan::Rollback {
+            backup: Some(b), ..
+        }) = self.rollback_plan(None).await
+        {
+            keep(&b.id, "`cutover rollback` restores it".into());
+        }
+        let mut newest_safety = true;
+        for header in self.journal.runs(&self.settings.target, u32::MAX).await? {
+            let ended = matches!(header.status, RunStatus::Stopped(o) if o.is_terminal());
+            let undone = !ended;
+            if undone {
+                match &header.plan {
+                    Plan::Rollback {
+                        backup: Some(b), ..
+                    } => keep(&b.id, format!("run {} needs it", header.id)),
+                    Plan::Restore { backup, .. } | Plan::Verify { backup, .. } => {
+                        keep(backup, format!("run {} needs it", header.id))
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            let safety_run = matches!(header.plan, Plan::Restore { .. } | Plan::Rollback { .. });
+            let look = undone || (safety_run && newest_safety);
+            if !look {
+                continue;
             }
             let Some(record) = self.journal.run(&header.id).await? else {
                 continue;
             };
             for r in &record.records {
                 if let Entry::Finished {
+                    step,
                     output: Output::Backup(b),
                     ..
                 } = &r.entry
                 {
-                    ids.push(b.id.clone());
+                    if undone {
+                        keep(
+                            &b.id,
+                            format!("run {} took it and has not ended", header.id),
+                        );
+                    } else if *step == crate::Step::SafetyBackup {
+                        keep(
+                            &b.id,
+                            format!(
+                                "the safety backup of run {}, the newest restore or rollback",
+                                header.id
+                            ),
+                        );
+                    }
                 }
             }
+            if safety_run && ended {
+                newest_safety = false;
+            }
         }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
+        Ok(kept)
     }
 }

@@ -348,6 +348,7 @@ impl Engine {
                     backup: None,
                     stuck_at: None,
                     safety: None,
+                    safety_under: None,
                 });
                 let (message, next) = describe(&record.fold().0, &report, &id);
                 let kind = record.header.kind();
@@ -585,7 +586,7 @@ impl Engine {
             && let Some(checked) = self.check_aborted(id, &report).await?
         {
             (message, next) = checked;
-            message.push_str(&safety_note(&report));
+            message.push_str(&safety_note(run, &report));
         }
         events.emit(EventKind::Outcome {
             outcome: report.outcome,

@@ -146,11 +146,78 @@ impl Engine {
                 });
             }
             Plan::Restore { backup, .. } => {
+                if let Some(seen) = &seen {
+                    checks.push(Check::of("image", self.taken_under(backup, seen).await));
+                }
                 checks.extend(self.backups.checks(driver).await);
                 checks.push(self.verified(backup, app).await);
             }
         }
         (seen, checks)
+    }
+
+    /// Whether backup `id` was taken under the image the deployment `seen` runs: its data
+    /// belongs to that image's version, and any other would start on a schema it does not
+    /// know (an older one crash-looping on a newer schema). Refused otherwise
+    /// (`InvalidInput`: nothing is done), naming the commands that bring that image back
+    /// with the data. A backup of another repository, or whose image the store does not
+    /// record, is not compared.
+    pub async fn taken_under(&self, id: &BackupId, seen: &Observed) -> Result<String> {
+        let listed = self.backups.list().await?;
+        let Some(summary) = listed.iter().find(|b| &b.id == id) else {
+            return Ok("the backup is not listed (see the backup check)".into());
+        };
+        let running = Baseline::of(seen);
+        let Ok(taken) = summary.image.parse::<crate::ImageRef>() else {
+            return Ok(format!(
+                "the backup records no image to compare ({})",
+                summary.image
+            ));
+        };
+        let same_digest = summary.digest.is_some() && summary.digest == running.digest;
+        if taken.repository() != running.image.repository()
+            || same_digest
+            || taken.tag() == running.image.tag()
+        {
+            return Ok(format!(
+                "taken under {}, which runs",
+                running.image.without_digest()
+            ));
+        }
+        let tag = taken.tag().unwrap_or("latest");
+        let way = if self.rollback_plan(Some(id)).await.is_ok() {
+            format!(
+                "`cutover rollback --backup {id}` brings {taken} back with this data (it is the backup the upgrade from it took)"
+            )
+        } else if refuse_upgrade(&running.image, &taken, false, running.replicas.max(1)).is_none() {
+            format!(
+                "to bring {taken} back with this data, run `cutover upgrade --to {tag}`, then `cutover restore {id}`"
+            )
+        } else {
+            format!(
+                "cutover restores it only where {taken} runs, and cannot bring back an older image on this data"
+            )
+        };
+        Err(Error::invalid(format!(
+            "backup {id} was taken while {taken} ran, and the deployment runs {} now, which would start on that version's data; {way}; nothing was changed",
+            running.image.without_digest()
+        )))
+    }
+
+    /// [`Engine::taken_under`] against what the deployment runs now, for a command that
+    /// refuses before it asks anything; a deployment that cannot be observed is left to
+    /// the run's preflight.
+    pub async fn restore_fits(&self, id: &BackupId) -> Result<()> {
+        let observed = Bounded {
+            what: "the driver's observe",
+            limit: self.settings.call_timeout,
+        }
+        .run(self.driver.observe())
+        .await;
+        match observed {
+            Ok(seen) => self.taken_under(id, &seen).await.map(|_| ()),
+            Err(_) => Ok(()),
+        }
     }
 
     /// The check that backup `id` of `app` is intact.

@@ -87,7 +87,7 @@ pub fn about(effect: &Effect) -> String {
 pub fn describe(run: &Run, report: &Report, id: &str) -> (String, Option<String>) {
     let (message, next) = describe_outcome(run, report, id);
     (
-        message + &evidence_note(report, id) + &safety_note(report),
+        message + &evidence_note(report, id) + &safety_note(run, report),
         next,
     )
 }
@@ -118,12 +118,28 @@ fn evidence_note(report: &Report, id: &str) -> String {
 }
 
 /// Where the data a restore or manual rollback replaced is kept, when it took a safety
-/// backup.
-pub(super) fn safety_note(report: &Report) -> String {
+/// backup, and the commands that bring it back in the state the run left: after a
+/// rollback another image runs, and the replaced data needs its own image first.
+pub(super) fn safety_note(run: &Run, report: &Report) -> String {
     let Some(safety) = &report.safety else {
         return String::new();
     };
     let id = &safety.id;
+    let runs_now = match &run.plan {
+        Plan::Rollback { snapshot, .. } => Some(&snapshot.image),
+        _ => None,
+    };
+    let needs = report
+        .safety_under
+        .as_ref()
+        .zip(runs_now)
+        .filter(|(under, now)| under.tag() != now.tag())
+        .map(|(under, _)| under.tag().unwrap_or("latest").to_string());
+    if let (Some(tag), Outcome::RolledBack) = (&needs, report.outcome) {
+        return format!(
+            ". The data it replaced is kept in safety backup {id}, taken under {tag}: `cutover upgrade --to {tag}`, then `cutover restore {id}`, put it back"
+        );
+    }
     let untouched = report.cause.as_ref().is_some_and(|c| c.nothing_changed);
     match report.outcome {
         Outcome::Aborted if untouched => format!(

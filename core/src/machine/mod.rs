@@ -360,6 +360,9 @@ pub enum Output {
         /// The leftovers of unfinished backups deleted.
         #[serde(default)]
         swept: Vec<Swept>,
+        /// Backups older than the newest `keep` that were kept anyway, each with why.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<KeptBackup>,
     },
     /// From any other step; also what an upgrade's prune returned in journals written
     /// before it reported [`Output::Pruned`] (its phase takes any result).
@@ -377,12 +380,23 @@ impl Output {
             },
             Self::Snapshot(s) => format!("{} × {}", s.image, s.replicas),
             Self::Backup(b) => format!("{} ({} bytes)", b.id, b.bytes),
-            Self::Pruned { deleted, swept } if deleted.is_empty() && swept.is_empty() => {
+            Self::Pruned {
+                deleted,
+                swept,
+                kept,
+            } if deleted.is_empty() && swept.is_empty() && kept.is_empty() => {
                 "nothing to delete".to_string()
             }
-            Self::Pruned { deleted, swept } => {
+            Self::Pruned {
+                deleted,
+                swept,
+                kept,
+            } => {
                 let list = |items: Vec<String>| items.join(", ");
                 let mut parts = Vec::new();
+                if deleted.is_empty() && swept.is_empty() {
+                    parts.push("nothing deleted".to_string());
+                }
                 if !deleted.is_empty() {
                     parts.push(format!(
                         "deleted {}",
@@ -395,11 +409,30 @@ impl Output {
                         list(swept.iter().map(ToString::to_string).collect())
                     ));
                 }
+                if !kept.is_empty() {
+                    parts.push(format!(
+                        "kept {}",
+                        list(
+                            kept.iter()
+                                .map(|k| format!("{} ({})", k.id, k.why))
+                                .collect()
+                        )
+                    ));
+                }
                 parts.join("; ")
             }
             Self::Done => String::new(),
         }
     }
+}
+
+/// A backup that retention kept beyond the newest `keep`, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptBackup {
+    /// Its id.
+    pub id: BackupId,
+    /// Why it must stay (what still needs it).
+    pub why: String,
 }
 
 /// What the machine is told.
@@ -427,6 +460,10 @@ pub struct Report {
     /// The safety backup of the data this run replaced (restore and manual rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<BackupRef>,
+    /// The image that ran on the data [`Report::safety`] holds (absent in journals
+    /// written before it was recorded): what must run again before that data can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_under: Option<ImageRef>,
 }
 
 /// What the engine does next.
@@ -538,6 +575,7 @@ impl Run {
                 Action::Prune { .. } => Output::Pruned {
                     deleted: Vec::new(),
                     swept: Vec::new(),
+                    kept: Vec::new(),
                 },
                 _ => Output::Done,
             };
@@ -594,12 +632,14 @@ fn end(outcome: Outcome, cause: Option<Failure>, backup: Option<BackupRef>) -> E
         cause,
         backup,
         safety: None,
+        safety_under: None,
     }
 }
 
 /// `ending` with the safety backup `prep` took, if any.
 fn with_safety(mut ending: Ending, prep: &Prepared) -> Ending {
     ending.safety = prep.safety.clone();
+    ending.safety_under = prep.safety.as_ref().map(|_| prep.base.running());
     ending
 }
 
@@ -636,6 +676,7 @@ fn unreachable_phase(phase: &Phase) -> Next {
         backup: None,
         stuck_at: None,
         safety: None,
+        safety_under: None,
     })
 }
 
@@ -712,6 +753,7 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
             backup: None,
             stuck_at: Some(*step),
             safety: retry.safety().cloned(),
+            safety_under: None,
         }),
         Phase::Done(e) => Next::Stop(Report {
             outcome: e.outcome,
@@ -719,6 +761,7 @@ fn next(plan: &Plan, phase: &Phase) -> Next {
             backup: e.backup.clone(),
             stuck_at: None,
             safety: e.safety.clone(),
+            safety_under: e.safety_under.clone(),
         }),
         _ => unreachable_phase(phase),
     }

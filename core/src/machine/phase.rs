@@ -100,6 +100,9 @@ pub struct Ending {
     pub backup: Option<BackupRef>,
     /// The safety backup taken.
     pub safety: Option<BackupRef>,
+    /// The image that ran on the data the safety backup holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_under: Option<ImageRef>,
 }
 
 /// An upgrade that has ended, before its end hooks and unlock: the ending, with what the

@@ -46,6 +46,7 @@ fn success(action: &Action) -> Output {
         Action::Prune { .. } => Output::Pruned {
             deleted: Vec::new(),
             swept: Vec::new(),
+            kept: Vec::new(),
         },
         _ => Output::Done,
     }

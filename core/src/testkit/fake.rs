@@ -940,6 +940,7 @@ impl Backups for FakeBackups {
                         created: String::new(),
                         app: app.clone(),
                         image: data.version.clone(),
+                        digest: None,
                         bytes: *bytes,
                         damaged: None,
                     })
