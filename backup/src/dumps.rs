@@ -33,7 +33,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::database::{Conn, Consistency, DUMP_STARTED_MARKER, Database};
-use crate::manifest::{DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement};
+use crate::manifest::{
+    DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
+};
 use crate::pipeline::{Watch, decompress, hash, store_compressed};
 use crate::restore::{Checkpoints, Job, compare, load, restore_database, restore_key, unchanged};
 use crate::store::{Store, UNFINISHED_MIN_AGE};
@@ -96,36 +98,134 @@ impl DumpBackups {
         self
     }
 
-    /// Whether the store has room for a backup of a database of `size` bytes: the size
-    /// times what the newest backup took of its database; without one, half (a
-    /// compressed dump is usually far smaller).
+    /// Whether the store has room for a backup of this database, `size` bytes as the
+    /// server reports it: about what the newest backup of it took (its stored bytes and a
+    /// quarter more for growth), as its manifest records. Without one, PostgreSQL's size on
+    /// disk halved is required; MySQL/MariaDB's size comes from table statistics, which can
+    /// be many times the data right after a bulk load, so it is only said, not required.
     async fn room_for(&self, size: u64) -> Result<String> {
-        let (ratio, basis) = match self.last_ratio().await {
-            Some((ratio, id)) => (ratio, format!("the ratio of backup {id}")),
-            None => (0.5, "half, with no earlier backup to go by".to_string()),
+        let free = self.store.available().await?;
+        let describe = |estimate: u64, basis: &str| match free {
+            Some(free) => format!(
+                "{} free; the backup needs about {} ({basis})",
+                human_bytes(free),
+                human_bytes(estimate)
+            ),
+            None => format!(
+                "the store does not report its free space; the backup needs about {} ({basis})",
+                human_bytes(estimate)
+            ),
         };
-        let estimate = (size as f64 * ratio).ceil() as u64;
-        match self.store.available().await? {
+        let (estimate, basis) = match self.last_backup().await {
+            Some((bytes, id)) => (
+                bytes + bytes / 4,
+                format!("backup {id} took {}", human_bytes(bytes)),
+            ),
+            None if self.database.engine() == DatabaseEngine::Postgres => (
+                size / 2,
+                format!(
+                    "half the database's {} on disk, with no earlier backup to go by",
+                    human_bytes(size)
+                ),
+            ),
+            None => {
+                return Ok(describe(
+                    size / 2,
+                    "by the server's table statistics, which are not required to fit: no earlier backup to go by",
+                ));
+            }
+        };
+        match free {
             Some(free) if free < estimate => Err(Error::new(
                 ErrorKind::Unavailable,
                 format!(
-                    "the backup store {} has {} free; the backup needs about {} (the database's {} times {basis}); free some space or prune backups; nothing was changed",
+                    "the backup store {} has {} free; the backup needs about {} ({basis}); free some space or prune backups; nothing was changed",
                     self.store.describe(),
                     human_bytes(free),
                     human_bytes(estimate),
-                    human_bytes(size),
                 ),
             )),
-            Some(free) => Ok(format!(
-                "{} free; the backup needs about {}",
-                human_bytes(free),
-                human_bytes(estimate)
-            )),
-            None => Ok(format!(
-                "the store does not report its free space; the backup needs about {}",
-                human_bytes(estimate)
-            )),
+            _ => Ok(describe(estimate, &basis)),
         }
+    }
+
+    /// The checks of [`Backups::checks`]; without `writes` (a run that writes no backup)
+    /// not the store's room and writability, so that a read-only or full store can still
+    /// be restored from.
+    async fn checks_with(&self, driver: &dyn Driver, writes: bool) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let size = match self.database.connect().await {
+            Ok(mut conn) => {
+                let found = async {
+                    let version = conn.server_version().await?;
+                    let size = conn.size().await?;
+                    Ok::<_, Error>((version, size))
+                }
+                .await;
+                match found {
+                    Ok((version, size)) => {
+                        checks.push(Check::passed(
+                            "database",
+                            format!("reachable: server {version}, {}", human_bytes(size)),
+                        ));
+                        checks.push(Check::of(
+                            "float values",
+                            floats::check(&mut conn)
+                                .await
+                                .map(|()| "every FLOAT survives a dump, or has a key".into()),
+                        ));
+                        checks.push(Check::of("largest row", largest_row_fits(&mut conn).await));
+                        checks.extend(restorable::checks(&self.database, &mut conn).await);
+                        Some(size)
+                    }
+                    Err(e) => {
+                        checks.push(Check::failed("database", e));
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                checks.push(Check::failed("database", e));
+                None
+            }
+        };
+        checks.push(Check::of(
+            "dump tools",
+            self.database
+                .check_tools(driver)
+                .await
+                .map(|()| "present and answering --version".into()),
+        ));
+        if !self.paths.is_empty() {
+            checks.push(if driver.capabilities().archive {
+                Check::passed("storage paths", format!("{:?} can be archived", self.paths))
+            } else {
+                Check::failed(
+                    "storage paths",
+                    Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "[backup] paths {:?} cannot be backed up: the {} driver cannot archive files",
+                            self.paths,
+                            driver.info().kind
+                        ),
+                    ),
+                )
+            });
+        }
+        if !writes {
+            return checks;
+        }
+        if let Some(size) = size {
+            checks.push(Check::of("backup store room", self.room_for(size).await));
+        }
+        checks.push(Check::of(
+            "backup store writable",
+            self.probe_store()
+                .await
+                .map(|()| format!("{} takes a part", self.store.describe())),
+        ));
+        checks
     }
 
     /// Writes and removes a small part through the store's own staging, as a backup
@@ -155,24 +255,21 @@ impl DumpBackups {
         written.map_err(unwritable)
     }
 
-    /// Stored bytes per database byte of the newest backup that recorded its database's
-    /// size, and its id.
-    async fn last_ratio(&self) -> Option<(f64, BackupId)> {
+    /// The stored size of the newest backup of this database (by name), and its id.
+    async fn last_backup(&self) -> Option<(u64, BackupId)> {
         let ids = self.store.list().await.ok()?;
         let mut newest: Option<Manifest> = None;
         for id in ids {
             let Ok(m) = self.store.manifest(&id).await else {
                 continue;
             };
-            if m.database.size_bytes.is_some_and(|s| s > 0)
+            if m.database.name == self.database.name()
                 && newest.as_ref().is_none_or(|n| m.created > n.created)
             {
                 newest = Some(m);
             }
         }
-        let m = newest?;
-        let ratio = m.bytes() as f64 / m.database.size_bytes? as f64;
-        Some((ratio, m.id))
+        newest.map(|m| (m.bytes(), m.id))
     }
 
     fn new_id(app: &str) -> Result<BackupId> {
@@ -552,76 +649,11 @@ impl Backups for DumpBackups {
     }
 
     async fn checks(&self, driver: &dyn Driver) -> Vec<Check> {
-        let mut checks = Vec::new();
-        let size = match self.database.connect().await {
-            Ok(mut conn) => {
-                let found = async {
-                    let version = conn.server_version().await?;
-                    let size = conn.size().await?;
-                    Ok::<_, Error>((version, size))
-                }
-                .await;
-                match found {
-                    Ok((version, size)) => {
-                        checks.push(Check::passed(
-                            "database",
-                            format!("reachable: server {version}, {}", human_bytes(size)),
-                        ));
-                        checks.push(Check::of(
-                            "float values",
-                            floats::check(&mut conn)
-                                .await
-                                .map(|()| "every FLOAT survives a dump, or has a key".into()),
-                        ));
-                        checks.push(Check::of("largest row", largest_row_fits(&mut conn).await));
-                        checks.extend(restorable::checks(&self.database, &mut conn).await);
-                        Some(size)
-                    }
-                    Err(e) => {
-                        checks.push(Check::failed("database", e));
-                        None
-                    }
-                }
-            }
-            Err(e) => {
-                checks.push(Check::failed("database", e));
-                None
-            }
-        };
-        checks.push(Check::of(
-            "dump tools",
-            self.database
-                .check_tools(driver)
-                .await
-                .map(|()| "present and answering --version".into()),
-        ));
-        if !self.paths.is_empty() {
-            checks.push(if driver.capabilities().archive {
-                Check::passed("storage paths", format!("{:?} can be archived", self.paths))
-            } else {
-                Check::failed(
-                    "storage paths",
-                    Error::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "[backup] paths {:?} cannot be backed up: the {} driver cannot archive files",
-                            self.paths,
-                            driver.info().kind
-                        ),
-                    ),
-                )
-            });
-        }
-        if let Some(size) = size {
-            checks.push(Check::of("backup store room", self.room_for(size).await));
-        }
-        checks.push(Check::of(
-            "backup store writable",
-            self.probe_store()
-                .await
-                .map(|()| format!("{} takes a part", self.store.describe())),
-        ));
-        checks
+        self.checks_with(driver, true).await
+    }
+
+    async fn read_checks(&self, driver: &dyn Driver) -> Vec<Check> {
+        self.checks_with(driver, false).await
     }
 
     async fn backup(&self, scope: BackupScope<'_>, events: &EventSink) -> Result<BackupRef> {

@@ -179,6 +179,14 @@ pub trait Backups: fmt::Debug + Send + Sync {
         )]
     }
 
+    /// The checks before a run that reads backups but writes none (a restore or rollback
+    /// without a safety backup, a restore test): those of [`Backups::checks`] but the
+    /// store's room and writability, so that a full or read-only store can still be
+    /// restored from. The default makes every check.
+    async fn read_checks(&self, driver: &dyn Driver) -> Vec<Check> {
+        self.checks(driver).await
+    }
+
     /// Takes and verifies a backup.
     async fn backup(&self, scope: BackupScope<'_>, events: &EventSink) -> Result<BackupRef>;
 

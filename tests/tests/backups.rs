@@ -639,6 +639,84 @@ async fn a_full_store_fails_cleanly_and_leaves_no_partial_backup() {
     assert_eq!(f.fingerprint().await, before, "the database changed");
 }
 
+/// The room a backup needs is what the last backup of the database took, not what the
+/// server's table statistics say: MariaDB's are many times the data after a bulk load of
+/// compressible rows, and must not refuse a backup that fits. A run that writes no backup
+/// needs no room at all and no writable store: a restore without a safety backup works
+/// from a read-only store, one with it is refused before anything happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_comes_from_earlier_backups_and_a_read_only_store_restores_without_a_safety_backup()
+{
+    let mut f = empty_fixture(Engine::MariaDb).await;
+    f.scratch
+        .execute("CREATE TABLE bulk (id INT PRIMARY KEY, note VARCHAR(200))")
+        .await;
+    f.scratch
+        .execute("INSERT INTO bulk SELECT seq, REPEAT('x', 150) FROM seq_1_to_200000")
+        .await;
+    f.scratch.execute("ANALYZE TABLE bulk").await;
+    let tmpfs = Tmpfs::mount(4 << 20);
+    let store = tmpfs.0.path().join("backups");
+    f.store_path = store.clone();
+    f.backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&store)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    let room = |checks: &[cutover_core::Check]| -> String {
+        let room = checks
+            .iter()
+            .find(|c| c.name == "backup store room")
+            .expect("a room check");
+        format!("{:?}", room.result)
+    };
+    // The statistics say far more than the 4 MiB store holds; that refuses nothing.
+    let first = room(&f.backups.checks(&f.driver).await);
+    assert!(first.starts_with("Ok(") && first.contains("statistics"), "{first}");
+    let taken = f
+        .backup()
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.report()));
+    assert!(taken.bytes < 1 << 20, "{taken:?}");
+    let second = room(&f.backups.checks(&f.driver).await);
+    assert!(
+        second.starts_with("Ok(") && second.contains(&format!("backup {} took", taken.id)),
+        "{second}"
+    );
+
+    // The store read-only: only what writes no backup goes on.
+    f.scratch.execute("DELETE FROM bulk WHERE id > 100").await;
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(tmpfs.0.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let refused = restore_run(&f, &dir.path().join("journal.db"), &taken.id, true).await;
+    assert_eq!(
+        refused.report.outcome,
+        cutover_core::Outcome::Aborted,
+        "{}",
+        refused.message
+    );
+    assert!(
+        refused.message.contains("cannot be written"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(f.scratch.count("bulk").await, 100, "a refused restore changed data");
+    let restored = restore_run(&f, &dir.path().join("journal-2.db"), &taken.id, false).await;
+    assert_eq!(
+        restored.report.outcome,
+        cutover_core::Outcome::Restored,
+        "{}",
+        restored.message
+    );
+    assert_eq!(f.scratch.count("bulk").await, 200_000);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_never_reaches_argv_or_the_backup() {
     for engine in Engine::ALL {

@@ -97,7 +97,9 @@ impl Engine {
                 }
             }
             Plan::Rollback {
-                snapshot, backup, ..
+                snapshot,
+                backup,
+                safety,
             } => {
                 let kind = driver.info().kind;
                 checks.push(if snapshot.driver != kind {
@@ -123,14 +125,18 @@ impl Engine {
                     )
                 });
                 if let Some(b) = backup {
-                    checks.extend(self.backups.checks(driver).await);
+                    checks.extend(if *safety {
+                        self.backups.checks(driver).await
+                    } else {
+                        self.backups.read_checks(driver).await
+                    });
                     checks.push(self.verified(&b.id, app).await);
                 }
             }
             Plan::Backup => checks.extend(self.backups.checks(driver).await),
             Plan::Verify { restore_test, .. } => {
                 if *restore_test {
-                    checks.extend(self.backups.checks(driver).await);
+                    checks.extend(self.backups.read_checks(driver).await);
                 }
             }
             Plan::Prune { keep } => {
@@ -145,11 +151,15 @@ impl Engine {
                     Check::passed("keep", format!("the newest {keep}"))
                 });
             }
-            Plan::Restore { backup, .. } => {
+            Plan::Restore { backup, safety } => {
                 if let Some(seen) = &seen {
                     checks.push(Check::of("image", self.taken_under(backup, seen).await));
                 }
-                checks.extend(self.backups.checks(driver).await);
+                checks.extend(if *safety {
+                    self.backups.checks(driver).await
+                } else {
+                    self.backups.read_checks(driver).await
+                });
                 checks.push(self.verified(backup, app).await);
             }
         }
