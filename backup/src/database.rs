@@ -39,6 +39,12 @@ pub struct Database {
     name: String,
     password: Option<String>,
     site: ToolSite,
+    /// An account that may create, rename and drop databases (`[database] admin_user`),
+    /// with its password: restores work beside the live database as it.
+    admin: Option<(String, Option<String>)>,
+    /// Whether a load keeps the dump's owners (a superuser's admin connection) instead of
+    /// making the loading user own everything (`--no-owner`).
+    keeps_owners: bool,
 }
 
 impl fmt::Debug for Database {
@@ -51,6 +57,7 @@ impl fmt::Debug for Database {
             .field("name", &self.name)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("site", &self.site)
+            .field("admin", &self.admin.as_ref().map(|(user, _)| user))
             .finish()
     }
 }
@@ -127,7 +134,46 @@ impl Database {
             name: name.to_string(),
             password,
             site,
+            admin: None,
+            keeps_owners: false,
         })
+    }
+
+    /// The same database with an admin account (`[database] admin_user`): one that may
+    /// create, rename and drop databases where the application's user may not (the
+    /// PostgreSQL superuser, MariaDB's root). Restores then load the backup beside the
+    /// live database and swap it in as that account; everything else still runs as the
+    /// application's user.
+    pub fn with_admin(mut self, user: &str, password: Option<String>) -> Result<Self> {
+        if user.is_empty()
+            || !user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(Error::invalid(format!(
+                "[database] admin_user {user:?}: a user name is letters, digits, '_', '-', '.'"
+            )));
+        }
+        self.admin = Some((user.to_string(), password));
+        Ok(self)
+    }
+
+    /// The admin account's connection to this database, when one is configured: it keeps
+    /// the dump's owners when it loads one.
+    pub(crate) fn admin(&self) -> Option<Database> {
+        let (user, password) = self.admin.clone()?;
+        Some(Database {
+            user,
+            password,
+            admin: None,
+            keeps_owners: true,
+            ..self.clone()
+        })
+    }
+
+    /// The account that works beside the live database: the admin one, else this.
+    pub(crate) fn beside_as(&self) -> Database {
+        self.admin().unwrap_or_else(|| self.clone())
     }
 
     /// The engine.
@@ -189,6 +235,9 @@ impl Database {
     /// `postgres` maintenance database (else `template1`), on MySQL/MariaDB with no
     /// database selected. It works while this database is missing.
     pub async fn connect_server(&self) -> Result<Conn> {
+        if let Some(admin) = self.admin() {
+            return Box::pin(admin.connect_server()).await;
+        }
         match self.engine {
             DatabaseEngine::Postgres => {
                 let first =
@@ -355,12 +404,16 @@ impl Database {
     /// which is new and empty (a restore beside the live one): entry by entry, not in one
     /// transaction, so that the number of tables is bounded by nothing but the server's
     /// disk; it stops at the first error. Objects come owned by the restoring user
-    /// (`--no-owner`) with the privileges they had. With `list`, only the entries of that
-    /// list file (`--use-list`).
+    /// (`--no-owner`) with the privileges they had — or, loaded as a superuser admin
+    /// account ([`Database::with_admin`]), by the owners the dump records. With `list`,
+    /// only the entries of that list file (`--use-list`).
     pub fn load_argv(&self, list: Option<&str>) -> Vec<String> {
         let mut argv = vec!["pg_restore".to_string()];
         argv.extend(self.connection_args());
-        argv.extend(["--no-owner", "--exit-on-error", "--no-password"].map(String::from));
+        if !self.keeps_owners {
+            argv.push("--no-owner".into());
+        }
+        argv.extend(["--exit-on-error", "--no-password"].map(String::from));
         argv.extend(list.map(|l| format!("--use-list={l}")));
         argv.push(format!("--dbname={}", self.name));
         argv

@@ -66,7 +66,7 @@ pub(crate) async fn replacement(database: &Database) -> Result<Replacement> {
         Err(e) => Replacement::InPlace {
             why: format!(
                 "{} may not create database {probe} ({}); GRANT ALL ON `{}`.* TO the user gives it the right",
-                database.user(),
+                database.beside_as().user(),
                 first_line(&e.to_string()),
                 Beside::new(database.name(), "000000").like()
             ),
@@ -244,7 +244,7 @@ async fn prepare(
     .await
     .map_err(|e| sql_error(format!("cannot create database {}", beside.new), e))?;
     job.points.at("mariadb: side database created").await;
-    let side = database.with_name(&beside.new);
+    let side = database.beside_as().with_name(&beside.new);
     load(&side, job).await?;
     job.points.at("mariadb: side database loaded").await;
     check_restored(&side, manifest, job.events).await?;

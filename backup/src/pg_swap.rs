@@ -35,6 +35,21 @@ use cutover_core::{Error, ErrorKind, Result};
 
 /// Whether a restore into `database` can work beside it, and if not, why.
 pub(crate) async fn replacement(database: &Database) -> Result<Replacement> {
+    if let Some(admin) = database.admin() {
+        let mut conn = admin.connect().await?;
+        let superuser = conn.is_superuser().await;
+        conn.close().await;
+        return Ok(if superuser? {
+            Replacement::Swap
+        } else {
+            Replacement::InPlace {
+                why: format!(
+                    "[database] admin_user {} is not a superuser, which a restore beside the database needs to keep every owner",
+                    admin.user()
+                ),
+            }
+        });
+    }
     let mut conn = database.connect().await?;
     let Some(c) = conn.postgres() else {
         return Err(Error::invalid("not a PostgreSQL database"));
@@ -151,7 +166,7 @@ pub(crate) async fn restore(database: &Database, job: &Job<'_>, key: &str) -> Re
         .await
         .map_err(unchanged)?;
     job.points.at("postgres: side database created").await;
-    let side = database.with_name(&beside.new);
+    let side = database.beside_as().with_name(&beside.new);
     let loaded = async {
         load(&side, job).await?;
         job.points.at("postgres: side database loaded").await;

@@ -20,12 +20,24 @@ use cutover_core::{Error, ErrorKind, Result};
 
 /// The checks, each with what it found.
 pub(crate) async fn checks(database: &Database, conn: &mut Conn) -> Vec<Check> {
-    let mut checks = vec![Check::of("restore", restore_mode(database, conn).await)];
+    let how = replacement(database).await;
+    // An admin account loads beside the database and keeps the dump's owners and
+    // definers: what it may do counts, not the application user's.
+    let admin = database
+        .admin()
+        .filter(|_| matches!(how, Ok(Replacement::Swap)));
+    let mut checks = vec![Check::of("restore", restore_mode(how, conn).await)];
     match database.engine() {
         DatabaseEngine::Postgres => {
             checks.push(Check::of(
                 "ownership",
-                owned_by_the_user(conn, database.user()).await,
+                match &admin {
+                    Some(admin) => Ok(format!(
+                        "a restore keeps every owner, as the superuser {}",
+                        admin.user()
+                    )),
+                    None => owned_by_the_user(conn, database.user()).await,
+                },
             ));
             checks.push(Check::of(
                 "row security",
@@ -33,7 +45,22 @@ pub(crate) async fn checks(database: &Database, conn: &mut Conn) -> Vec<Check> {
             ));
         }
         _ => {
-            checks.push(Check::of("definers", definers(conn, database.user()).await));
+            let found = match &admin {
+                Some(admin) => match admin.connect_server().await {
+                    Ok(mut server) => {
+                        let all = conn.definers().await;
+                        let found = match all {
+                            Ok(all) => definers_of(&mut server, admin.user(), all).await,
+                            Err(e) => Err(e),
+                        };
+                        server.close().await;
+                        found
+                    }
+                    Err(e) => Err(e),
+                },
+                None => definers(conn, database.user()).await,
+            };
+            checks.push(Check::of("definers", found));
             checks.push(Check::of("history", history(conn).await));
         }
     }
@@ -47,8 +74,8 @@ pub(crate) async fn refusal(database: &Database, conn: &mut Conn) -> Result<()> 
 
 /// How a restore would replace the data; in place on PostgreSQL, whether it fits the
 /// lock table.
-async fn restore_mode(database: &Database, conn: &mut Conn) -> Result<String> {
-    let how = replacement(database).await?;
+async fn restore_mode(how: Result<Replacement>, conn: &mut Conn) -> Result<String> {
+    let how = how?;
     if let (Replacement::InPlace { why }, Some(c)) = (&how, conn.postgres()) {
         let (relations, slots): (i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM pg_catalog.pg_class c
@@ -173,6 +200,12 @@ async fn history(conn: &mut Conn) -> Result<String> {
 /// with its `DEFINER`.
 async fn definers(conn: &mut Conn, user: &str) -> Result<String> {
     let all = conn.definers().await?;
+    definers_of(conn, user, all).await
+}
+
+/// Whether `user`, connected as `conn`, may create objects with each of `all` as
+/// definer.
+async fn definers_of(conn: &mut Conn, user: &str, all: Vec<String>) -> Result<String> {
     let foreign = conn.foreign_definers(&all).await?;
     if foreign.is_empty() {
         return Ok(if all.is_empty() {

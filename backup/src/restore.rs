@@ -67,7 +67,7 @@ impl Replacement {
                 "beside the live database, swapped in by one atomic step once verified; the server needs room for a second copy".into()
             }
             Self::InPlace { why } => format!(
-                "in place (the live database is emptied, then loaded; a safety backup is taken first): {why}"
+                "in place (the live database is emptied, then loaded; a safety backup is taken first): {why}; an account that may create databases, as [database] admin_user, makes it work beside"
             ),
         }
     }

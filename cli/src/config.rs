@@ -121,6 +121,18 @@ pub struct DatabaseConfig {
     /// Run the tools on this host of the driver (SSH driver).
     #[serde(default)]
     pub exec_on_host: Option<String>,
+    /// An account that may create, rename and drop databases (the PostgreSQL superuser,
+    /// MariaDB's root), with which restores load the backup beside the live database and
+    /// swap it in where the application's user has no such right. Optional.
+    #[serde(default)]
+    pub admin_user: Option<String>,
+    /// Its password; from `CUTOVER_DATABASE__ADMIN_PASSWORD`, never from the file or a
+    /// flag.
+    #[serde(default, skip_serializing)]
+    pub admin_password: Option<String>,
+    /// A file holding its password (its first line).
+    #[serde(default)]
+    pub admin_password_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -138,6 +150,12 @@ impl fmt::Debug for DatabaseConfig {
             .field("password_env", &self.password_env)
             .field("password_file", &self.password_file)
             .field("exec_in", &self.exec_in)
+            .field("admin_user", &self.admin_user)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
+            .field("admin_password_file", &self.admin_password_file)
             .field("exec_on_host", &self.exec_on_host)
             .finish()
     }

@@ -30,6 +30,8 @@ pub struct Resolved {
     pub url: String,
     /// The password, if any source had one.
     pub password: Option<String>,
+    /// `[database] admin_user` and its password, if configured.
+    pub admin: Option<(String, Option<String>)>,
     /// What the operator should know (a password file others can read).
     pub warnings: Vec<String>,
 }
@@ -258,9 +260,34 @@ pub fn resolve(
     } else {
         url_password
     };
+    // The admin account's password: configured, from a file, else the root password the
+    // vendor's MySQL/MariaDB container is given in the app's file.
+    let admin = match &db.admin_user {
+        None => None,
+        Some(user) => {
+            let password = if let Some(p) = &db.admin_password {
+                Some(p.clone())
+            } else if let Some(file) = &db.admin_password_file {
+                let (password, warning) =
+                    password_file(config, "database.admin_password_file", file)?;
+                warnings.extend(warning);
+                Some(password)
+            } else if engine == DatabaseEngine::Postgres {
+                None
+            } else {
+                app.as_ref().and_then(|app| {
+                    ["MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"]
+                        .iter()
+                        .find_map(|name| app.vars.get(*name).filter(|v| !v.is_empty()).cloned())
+                })
+            };
+            Some((user.clone(), password))
+        }
+    };
     Ok(Resolved {
         url,
         password,
+        admin,
         warnings,
     })
 }
@@ -340,6 +367,9 @@ mod tests {
             password_file: None,
             exec_in: None,
             exec_on_host: None,
+            admin_user: None,
+            admin_password: None,
+            admin_password_file: None,
         }
     }
 
@@ -361,6 +391,47 @@ mod tests {
         assert_eq!(r.url, "mysql://apidog@127.0.0.1:3306/apidog");
         assert_eq!(r.password.as_deref(), Some("p@ss w0rd#1"));
         assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn an_admin_account_takes_its_password_from_the_environment_a_file_or_the_root_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        std::fs::write(
+            dir.path().join(".env"),
+            format!("{VENDOR_ENV}MYSQL_ROOT_PASSWORD='r00t secret'\n"),
+        )
+        .unwrap();
+        let mut d = db(DatabaseEngine::Mariadb);
+        d.app_env = Some(PathBuf::from(".env"));
+        d.host = Some("127.0.0.1".into());
+        assert_eq!(
+            resolve(&c, &d, no_env).unwrap().admin,
+            None,
+            "only when asked"
+        );
+        d.admin_user = Some("root".into());
+        let r = resolve(&c, &d, no_env).unwrap();
+        assert_eq!(r.admin, Some(("root".into(), Some("r00t secret".into()))));
+        std::fs::write(dir.path().join("admin.pw"), "from the file\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("admin.pw"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        d.admin_password_file = Some(PathBuf::from("admin.pw"));
+        let r = resolve(&c, &d, no_env).unwrap();
+        assert_eq!(r.admin, Some(("root".into(), Some("from the file".into()))));
+        d.admin_password = Some("from CUTOVER_DATABASE__ADMIN_PASSWORD".into());
+        let r = resolve(&c, &d, no_env).unwrap();
+        assert_eq!(
+            r.admin.unwrap().1.as_deref(),
+            Some("from CUTOVER_DATABASE__ADMIN_PASSWORD")
+        );
+        assert!(
+            !format!("{d:?}").contains("from CUTOVER_DATABASE"),
+            "the Debug form shows the password"
+        );
     }
 
     #[test]

@@ -645,8 +645,7 @@ async fn a_full_store_fails_cleanly_and_leaves_no_partial_backup() {
 /// needs no room at all and no writable store: a restore without a safety backup works
 /// from a read-only store, one with it is refused before anything happens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn room_comes_from_earlier_backups_and_a_read_only_store_restores_without_a_safety_backup()
-{
+async fn room_comes_from_earlier_backups_and_a_read_only_store_restores_without_a_safety_backup() {
     let mut f = empty_fixture(Engine::MariaDb).await;
     f.scratch
         .execute("CREATE TABLE bulk (id INT PRIMARY KEY, note VARCHAR(200))")
@@ -673,7 +672,10 @@ async fn room_comes_from_earlier_backups_and_a_read_only_store_restores_without_
     };
     // The statistics say far more than the 4 MiB store holds; that refuses nothing.
     let first = room(&f.backups.checks(&f.driver).await);
-    assert!(first.starts_with("Ok(") && first.contains("statistics"), "{first}");
+    assert!(
+        first.starts_with("Ok(") && first.contains("statistics"),
+        "{first}"
+    );
     let taken = f
         .backup()
         .await
@@ -706,7 +708,11 @@ async fn room_comes_from_earlier_backups_and_a_read_only_store_restores_without_
         "{}",
         refused.message
     );
-    assert_eq!(f.scratch.count("bulk").await, 100, "a refused restore changed data");
+    assert_eq!(
+        f.scratch.count("bulk").await,
+        100,
+        "a refused restore changed data"
+    );
     let restored = restore_run(&f, &dir.path().join("journal-2.db"), &taken.id, false).await;
     assert_eq!(
         restored.report.outcome,
@@ -1717,4 +1723,162 @@ async fn system_versioned_tables_keep_their_history() {
         .unwrap_or_else(|e| panic!("{}", e.report()));
     assert_eq!(rows(f.scratch.rows(history).await), before);
     assert_eq!(f.fingerprint().await, fingerprint);
+}
+
+/// What no restore as the configured user could bring back is refused when the backup is
+/// taken, and `check` says so first, before anything is stored or stopped: a MariaDB view
+/// defined by another account (`SQL SECURITY DEFINER`) for a user without `SET USER`, and
+/// a PostgreSQL table that forces row-level security on its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definers_and_forced_row_security_are_refused_by_check_and_backup() {
+    // MariaDB: the test user (another account) defines a view in a database whose
+    // application user may not set definers.
+    let scratch = ScratchDatabase::create(Engine::MariaDb).await;
+    scratch.seed_varied().await;
+    scratch.execute("DROP TRIGGER IF EXISTS orders_audit").await;
+    let (url, password) = scratch.restricted_user().await;
+    scratch
+        .execute("CREATE SQL SECURITY DEFINER VIEW totals AS SELECT customer_id, SUM(total) AS total FROM orders GROUP BY customer_id")
+        .await;
+    let mut f = fixture_of(scratch);
+    f.database = Database::new(
+        DatabaseEngine::Mariadb,
+        &url,
+        Some(password),
+        ToolSite::Local,
+    )
+    .unwrap();
+    f.backups = DumpBackups::new(
+        f.database.clone(),
+        Arc::new(LocalStore::new(&f.store_path)),
+        vec![],
+        ExecTarget::AnyInstance,
+    );
+    // Postgres: a table of the user that forces row-level security on its owner.
+    let pg = fixture(Engine::Postgres).await;
+    for sql in [
+        "CREATE TABLE tenants_data (tenant int, note text)",
+        "ALTER TABLE tenants_data ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE tenants_data FORCE ROW LEVEL SECURITY",
+        "CREATE POLICY own ON tenants_data USING (tenant = 1)",
+    ] {
+        pg.scratch.execute(sql).await;
+    }
+
+    for (f, check, says) in [
+        (&f, "definers", "SET USER"),
+        (&pg, "row security", "FORCE ROW LEVEL SECURITY"),
+    ] {
+        let engine = f.scratch.engine();
+        let checks = f.backups.checks(&f.driver).await;
+        let found = checks
+            .iter()
+            .find(|c| c.name == check)
+            .unwrap_or_else(|| panic!("{engine}: no {check} check"));
+        let said = format!("{:?}", found.result);
+        assert!(
+            found.result.is_err() && said.contains(says),
+            "{engine}: {said}"
+        );
+        let refused = f.backup().await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{engine}");
+        assert!(
+            refused.report().contains(says),
+            "{engine}: {}",
+            refused.report()
+        );
+        assert!(
+            f.backups.list().await.unwrap().is_empty(),
+            "{engine}: a refused backup was stored"
+        );
+    }
+}
+
+/// An admin account (`[database] admin_user`) restores beside a database its application
+/// user may not replace: PostgreSQL 15's standard layout with the bootstrap superuser,
+/// MariaDB's user of one database with an account that has every right. The restore is
+/// swapped in, exact, the objects keep their owner (PostgreSQL), and the replaced data is
+/// kept beside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_account_restores_beside_a_database_the_user_may_not_replace() {
+    // PostgreSQL: a DBA owns the database.
+    let mut pg = fixture(Engine::Postgres).await;
+    pg.scratch.give_to_dba().await;
+    let superuser = TestEnv::get().postgres_superuser_url();
+    let password = superuser
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, p)| p.to_string())
+        .expect("a password in the superuser URL");
+    pg.database = pg
+        .database
+        .clone()
+        .with_admin("postgres", Some(password))
+        .unwrap();
+    // MariaDB: the user may not create databases; the test user (ALL on *.*) may.
+    let scratch = ScratchDatabase::create(Engine::MariaDb).await;
+    scratch.seed_varied().await;
+    let (url, password) = scratch.restricted_user().await;
+    let (admin_url, admin_password) = scratch.credentials();
+    let admin = admin_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(user, _)| user.to_string())
+        .unwrap();
+    let mut my = fixture_of(scratch);
+    my.database = Database::new(
+        DatabaseEngine::Mariadb,
+        &url,
+        Some(password),
+        ToolSite::Local,
+    )
+    .unwrap()
+    .with_admin(&admin, Some(admin_password))
+    .unwrap();
+
+    for f in [&mut pg, &mut my] {
+        let engine = f.scratch.engine();
+        f.backups = DumpBackups::new(
+            f.database.clone(),
+            Arc::new(LocalStore::new(&f.store_path)),
+            vec![],
+            ExecTarget::AnyInstance,
+        );
+        let how = cutover_backup::replacement(&f.database).await.unwrap();
+        assert_eq!(how, cutover_backup::Replacement::Swap, "{engine}");
+        let before = f.fingerprint().await;
+        let taken = f
+            .backup()
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        f.scratch
+            .execute("DELETE FROM orders WHERE id % 2 = 0")
+            .await;
+        f.scratch
+            .execute("CREATE TABLE half_migrated (id int)")
+            .await;
+        f.restore(&taken.id, APP)
+            .await
+            .unwrap_or_else(|e| panic!("{engine}: {}", e.report()));
+        assert_eq!(f.fingerprint().await, before, "{engine}");
+        let kept = beside(f).await;
+        assert!(
+            kept.len() == 1 && kept[0].ends_with("_old"),
+            "{engine}: {kept:?}"
+        );
+    }
+    // The tables are still the application user's, the database the DBA's.
+    let owners: Vec<String> = pg
+        .scratch
+        .rows(
+            "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'
+             UNION ALL SELECT datdba::regrole::text FROM pg_database WHERE datname = current_database()",
+        )
+        .await
+        .iter()
+        .map(|r| sqlx::Row::get(r, 0))
+        .collect();
+    let user = pg.database.user().to_string();
+    assert_eq!(owners, [user, "postgres".to_string()]);
 }

@@ -39,7 +39,10 @@ pub(crate) fn dump_backups(
         (None, Some(host)) => ToolSite::Exec(ExecTarget::Host(host.clone())),
         (None, None) => ToolSite::Local,
     };
-    let database = Database::new(db.engine, &resolved.url, resolved.password, site)?;
+    let mut database = Database::new(db.engine, &resolved.url, resolved.password, site)?;
+    if let Some((user, password)) = resolved.admin {
+        database = database.with_admin(&user, password)?;
+    }
     Ok(DumpBackups::new(
         database,
         store(config)?,
