@@ -1165,6 +1165,16 @@ impl Conn {
     /// consistent snapshot (the pinned one inside [`Conn::pin`], else its own). See the
     /// `fingerprint` module for what makes it survive a dump and restore.
     pub async fn fingerprint(&mut self) -> Result<Fingerprint> {
+        self.fingerprint_of(true).await
+    }
+
+    /// MySQL/MariaDB: [`Conn::fingerprint`] without the tables' content (their column
+    /// definitions, the objects and the counters); on PostgreSQL the whole fingerprint.
+    pub async fn definitions(&mut self) -> Result<Fingerprint> {
+        self.fingerprint_of(false).await
+    }
+
+    async fn fingerprint_of(&mut self, rows: bool) -> Result<Fingerprint> {
         let own = !self.in_snapshot;
         if own {
             let begin: &[&str] = match self.link {
@@ -1182,7 +1192,7 @@ impl Conn {
         }
         let fp = match &mut self.link {
             Link::Pg(c) => crate::fingerprint::postgres(c).await,
-            Link::My(c) => crate::fingerprint::mysql(c).await,
+            Link::My(c) => crate::fingerprint::mysql(c, rows).await,
         };
         if own {
             let _ = self.execute("COMMIT").await;

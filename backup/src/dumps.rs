@@ -37,7 +37,10 @@ use crate::manifest::{
     DatabaseEngine, DatabaseInfo, MANIFEST_SCHEMA, Manifest, Part, PartKind, Statement,
 };
 use crate::pipeline::{Watch, decompress, hash, store_compressed};
-use crate::restore::{Checkpoints, Job, compare, load, restore_database, restore_key, unchanged};
+use crate::restore::{
+    Checkpoints, Job, Replacement, compare, load, replacement, restore_database, restore_key,
+    unchanged,
+};
 use crate::store::{Store, UNFINISHED_MIN_AGE};
 use crate::{floats, restorable};
 use cutover_core::backup::{BackupId, BackupRef, BackupScope, BackupSummary, Backups, Swept};
@@ -318,25 +321,16 @@ impl DumpBackups {
 
     /// Checks every part's size and checksum against the manifest.
     async fn check_parts(&self, manifest: &Manifest) -> Result<()> {
-        for part in &manifest.parts {
+        let all: Vec<&Part> = manifest.parts.iter().collect();
+        self.check_these(manifest, &all).await
+    }
+
+    /// Checks the size and checksum of `parts` of `manifest`.
+    async fn check_these(&self, manifest: &Manifest, parts: &[&Part]) -> Result<()> {
+        for part in parts {
             let (bytes, sha) = hash(self.store.read(&manifest.id, &part.name).await?).await?;
-            if bytes != part.bytes || sha != part.sha256 {
-                return Err(Error::new(
-                    ErrorKind::Integrity,
-                    format!(
-                        "part {} of backup {} is damaged ({} bytes, expected {}; checksum {})",
-                        part.name,
-                        manifest.id,
-                        bytes,
-                        part.bytes,
-                        if sha == part.sha256 {
-                            "matches"
-                        } else {
-                            "differs"
-                        }
-                    ),
-                )
-                .with_subject(manifest.id.to_string()));
+            if let Some(damage) = part.damage(&manifest.id, bytes, &sha) {
+                return Err(damage);
             }
         }
         Ok(())
@@ -694,7 +688,18 @@ impl Backups for DumpBackups {
         events: &EventSink,
     ) -> Result<()> {
         let checked = async {
-            let manifest = self.checked(id, app).await?;
+            let manifest = self.store.manifest(id).await?;
+            self.check_identity(&manifest, app)?;
+            let how = replacement(&self.database).await?;
+            // In place, every part is checked before the database is emptied. Beside the
+            // live database, the dump is checked on its way in and by the fingerprint
+            // before the swap: one read of it fewer in the downtime.
+            let first: Vec<&Part> = manifest
+                .parts
+                .iter()
+                .filter(|p| how != Replacement::Swap || p.kind != PartKind::Database)
+                .collect();
+            self.check_these(&manifest, &first).await?;
             for part in &manifest.parts {
                 if let PartKind::Storage { path } = &part.kind
                     && !driver.capabilities().archive
@@ -709,9 +714,9 @@ impl Backups for DumpBackups {
                 }
             }
             check_restorable(&self.database, &manifest).await?;
-            Ok(manifest)
+            Ok((manifest, how))
         };
-        let manifest = checked.await.map_err(unchanged)?;
+        let (manifest, how) = checked.await.map_err(unchanged)?;
         let job = Job {
             store: &*self.store,
             manifest: &manifest,
@@ -719,7 +724,7 @@ impl Backups for DumpBackups {
             events,
             points: &self.checkpoints,
         };
-        restore_database(&self.database, &job, &restore_key(run, id)).await?;
+        restore_database(&self.database, &job, &restore_key(run, id), how).await?;
         self.checkpoints.at("storage: before the archives").await;
         for part in &manifest.parts {
             let PartKind::Storage { path } = &part.kind else {

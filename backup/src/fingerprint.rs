@@ -322,8 +322,9 @@ const MY_OBJECT_QUERIES: &[&str] = &[
 ];
 
 /// The fingerprint of the MySQL/MariaDB database `c` is connected to, inside the
-/// caller's transaction.
-pub(crate) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
+/// caller's transaction; without `rows`, the tables' content is left out (only the column
+/// definitions, objects and counters).
+pub(crate) async fn mysql(c: &mut MySqlConnection, rows: bool) -> SqlResult<Fingerprint> {
     // MySQL 8 caches information_schema statistics (AUTO_INCREMENT among them); MariaDB
     // has no such variable and reads them live.
     let _ = sqlx::raw_sql("SET SESSION information_schema_stats_expiry = 0")
@@ -359,7 +360,7 @@ pub(crate) async fn mysql(c: &mut MySqlConnection) -> SqlResult<Fingerprint> {
         };
     }
     fp.schema = hex(&schema.finalize());
-    for (table, versioned) in &tables {
+    for (table, versioned) in tables.iter().filter(|_| rows) {
         // Both read the transaction's snapshot (InnoDB); CHECKSUM TABLE runs in the
         // server over the stored row format, far cheaper than hashing each row's text,
         // and covers a system-versioned table's history rows, which the count then

@@ -69,6 +69,29 @@ pub struct Part {
     pub sha256: String,
 }
 
+impl Part {
+    /// The error that this part of backup `id` is damaged, when `bytes` and `sha256` (what
+    /// was read of it) are not what the manifest records.
+    pub fn damage(&self, id: &BackupId, bytes: u64, sha256: &str) -> Option<Error> {
+        (bytes != self.bytes || sha256 != self.sha256).then(|| {
+            Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "part {} of backup {id} is damaged ({bytes} bytes, expected {}; checksum {})",
+                    self.name,
+                    self.bytes,
+                    if sha256 == self.sha256 {
+                        "matches"
+                    } else {
+                        "differs"
+                    }
+                ),
+            )
+            .with_subject(id.to_string())
+        })
+    }
+}
+
 /// One table's fingerprint: computed inside the database, so comparing costs no transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableFingerprint {
@@ -99,6 +122,16 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    /// [`Fingerprint::differences`] of the column definitions, objects and counters alone
+    /// (`other` computed without the tables' content).
+    pub fn definition_differences(&self, other: &Fingerprint) -> Vec<String> {
+        let without_rows = Fingerprint {
+            tables: Default::default(),
+            ..self.clone()
+        };
+        without_rows.differences(other)
+    }
+
     /// The tables that differ between `self` and `other`, by name, for error messages.
     pub fn differences(&self, other: &Fingerprint) -> Vec<String> {
         let mut out = Vec::new();

@@ -39,7 +39,9 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::database::{Database, quote_my};
-use crate::restore::{Beside, Job, Replacement, check_restored, load, unchanged};
+use crate::restore::{
+    Beside, Job, Replacement, check_definitions, check_restored, load, unchanged,
+};
 use cutover_core::{Error, ErrorKind, Result};
 
 /// The bookkeeping table's name: no application names a table so.
@@ -153,7 +155,7 @@ pub(crate) async fn restore(database: &Database, job: &Job<'_>, key: &str) -> Re
         kept = %beside.old,
         "the restored tables are live; the tables they replaced are kept until the next restore"
     );
-    check_restored(database, job.manifest, job.events).await
+    check_definitions(database, job.manifest, job.events).await
 }
 
 /// Where a restore keyed as `beside` is, by where its bookkeeping table is.

@@ -147,16 +147,27 @@ pub(crate) async fn restore(database: &Database, job: &Job<'_>, key: &str) -> Re
         server.close().await;
         return check_restored(database, job.manifest, job.events).await;
     }
-    for name in present
-        .iter()
-        .filter(|n| beside.is_other(n) || **n == beside.new)
-    {
-        if *name != beside.new {
-            tracing::info!(database = %name, "dropping what an earlier restore left beside the live database");
-        }
-        drop_database(c, name).await.map_err(unchanged)?;
+    if present.contains(&beside.new) {
+        drop_database(c, &beside.new).await.map_err(unchanged)?;
         job.points.at("postgres: a database beside dropped").await;
     }
+    // What earlier restores left (retention) is dropped on a connection of its own while
+    // the backup loads: it takes time in proportion to its size, and nothing waits on it.
+    let others: Vec<&String> = present.iter().filter(|n| beside.is_other(n)).collect();
+    let retention = async {
+        if others.is_empty() {
+            return Ok(());
+        }
+        let mut server = database.connect_server().await?;
+        let c = server.postgres().expect("a PostgreSQL connection");
+        for name in others {
+            tracing::info!(database = %name, "dropping what an earlier restore left beside the live database");
+            drop_database(c, name).await?;
+            job.points.at("postgres: a database beside dropped").await;
+        }
+        server.close().await;
+        Ok::<(), Error>(())
+    };
     let properties = if present.contains(&beside.live) {
         Some(properties(c, &beside.live).await.map_err(unchanged)?)
     } else {
@@ -172,7 +183,15 @@ pub(crate) async fn restore(database: &Database, job: &Job<'_>, key: &str) -> Re
         job.points.at("postgres: side database loaded").await;
         check_restored(&side, job.manifest, job.events).await
     };
-    if let Err(e) = loaded.await {
+    let (loaded, retained) = tokio::join!(loaded, retention);
+    if let Err(e) = retained {
+        job.events.warn(format!(
+            "cannot drop what an earlier restore kept beside {}: {}",
+            beside.live,
+            e.report()
+        ));
+    }
+    if let Err(e) = loaded {
         // Nothing to keep: the side database is dropped now, or by the next attempt.
         let _ = drop_database(c, &beside.new).await;
         return Err(unchanged(Error::new(
@@ -410,8 +429,9 @@ async fn create(c: &mut PgConnection, name: &str, properties: Option<&Properties
     Ok(())
 }
 
-/// How often the rename is tried while sessions keep connecting.
-const SWAP_ATTEMPTS: u32 = 10;
+/// How often the rename is tried while sessions end or keep connecting (a session ended a
+/// moment ago may still be exiting).
+const SWAP_ATTEMPTS: u32 = 20;
 
 /// Renames the live database to `…_old` and `…_new` to the live name, in one transaction
 /// (only `…_new` when there is no live database).
@@ -443,7 +463,7 @@ async fn swap(c: &mut PgConnection, beside: &Beside, live_exists: bool) -> Resul
         match renamed {
             Ok(()) => return Ok(()),
             Err(e) if in_use(&e) && attempt < SWAP_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
             }
             Err(e) => {
                 let who = sessions(c, &[&beside.live, &beside.new]).await;

@@ -107,6 +107,57 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Passes a stream through, counting and hashing what goes by: a part read for a restore
+/// is checked against its manifest on the way, instead of in a read of its own first.
+pub struct Hashing<R> {
+    inner: R,
+    seen: std::sync::Arc<std::sync::Mutex<(u64, Sha256)>>,
+}
+
+/// What a [`Hashing`] stream saw, once it is done.
+#[derive(Clone)]
+pub struct Seen(std::sync::Arc<std::sync::Mutex<(u64, Sha256)>>);
+
+impl<R> Hashing<R> {
+    /// `inner`, hashed; the [`Seen`] reads the result.
+    pub fn new(inner: R) -> (Self, Seen) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new((0, Sha256::new())));
+        (
+            Self {
+                inner,
+                seen: seen.clone(),
+            },
+            Seen(seen),
+        )
+    }
+}
+
+impl Seen {
+    /// The bytes and the SHA-256 (lowercase hex) of what went by so far.
+    pub fn digest(&self) -> (u64, String) {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (seen.0, hex(&seen.1.clone().finalize()))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = polled {
+            let new = &buf.filled()[before..];
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.0 += new.len() as u64;
+            seen.1.update(new);
+        }
+        polled
+    }
+}
+
 /// A sink for the compressor that hashes, counts and forwards compressed chunks.
 struct Forward {
     tx: mpsc::Sender<Vec<u8>>,

@@ -109,7 +109,15 @@ async fn restore_mode(how: Result<Replacement>, conn: &mut Conn) -> Result<Strin
             how.describe()
         ));
     }
-    Ok(how.describe())
+    // The server's free disk cannot be read over SQL: say what the second copy needs.
+    match conn.size().await {
+        Ok(size) if how == Replacement::Swap => Ok(format!(
+            "{} (about {} now)",
+            how.describe(),
+            cutover_core::event::human_bytes(size)
+        )),
+        _ => Ok(how.describe()),
+    }
 }
 
 /// PostgreSQL: that a restore as this user can replace every object the dump holds, none

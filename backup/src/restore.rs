@@ -35,7 +35,7 @@ use tokio::io::AsyncReadExt;
 use crate::database::Database;
 use crate::manifest::{DatabaseEngine, Manifest, PartKind};
 use crate::pg_list::{Kept, leave_out};
-use crate::pipeline::decompress;
+use crate::pipeline::{Hashing, decompress};
 use crate::store::Store;
 use crate::{my_swap, pg_swap};
 use cutover_core::driver::Driver;
@@ -192,9 +192,14 @@ pub(crate) fn unchanged(e: Error) -> Error {
 
 /// Replaces the data of `database` with the backup's dump; `key` names what is made
 /// beside it (see [`restore_key`]). Verifies the result against the backup's fingerprint
-/// (a difference only warns when the backup was taken online under writes).
-pub(crate) async fn restore_database(database: &Database, job: &Job<'_>, key: &str) -> Result<()> {
-    let how = replacement(database).await.map_err(unchanged)?;
+/// (a difference only warns when the backup was taken online under writes). `how` is
+/// [`replacement`]'s answer for `database`.
+pub(crate) async fn restore_database(
+    database: &Database,
+    job: &Job<'_>,
+    key: &str,
+    how: Replacement,
+) -> Result<()> {
     match (&how, database.engine()) {
         (Replacement::Swap, DatabaseEngine::Postgres) => pg_swap::restore(database, job, key).await,
         (Replacement::Swap, _) => my_swap::restore(database, job, key).await,
@@ -248,8 +253,30 @@ async fn load_with(target: &Database, argv: &[String], job: &Job<'_>) -> Result<
     let (reader, feed) = open_dump(job.store, job.manifest, job.events).await?;
     let run = target.run_tool(job.driver, argv, Some(Box::pin(reader)), None);
     let (fed, status) = tokio::join!(feed, run);
-    target.check_exit(argv, &status?, "restore")?;
-    fed.map(|_| ())
+    let loaded = status
+        .and_then(|status| target.check_exit(argv, &status, "restore"))
+        .and(fed.map(|_| ()));
+    match loaded {
+        // A damaged part makes the tool fail before the stream's checksum is known: say
+        // which it was.
+        Err(e) if e.kind() != ErrorKind::Integrity => match damaged(job).await {
+            Some(damage) => Err(damage),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// The error that the backup's database part is damaged, if it is (read whole).
+async fn damaged(job: &Job<'_>) -> Option<Error> {
+    let part = job
+        .manifest
+        .parts
+        .iter()
+        .find(|p| p.kind == PartKind::Database)?;
+    let source = job.store.read(&job.manifest.id, &part.name).await.ok()?;
+    let (bytes, sha) = crate::pipeline::hash(source).await.ok()?;
+    part.damage(&job.manifest.id, bytes, &sha)
 }
 
 /// The backup's dump, decompressed: what a tool reads, and the future that feeds it.
@@ -272,11 +299,21 @@ async fn open_dump<'a>(
             )
         })?;
     let source = store.read(&manifest.id, &part.name).await?;
+    // Checked on the way against the manifest: a damaged part fails the load.
+    let (source, seen) = Hashing::new(source);
     let (reader, writer) = tokio::io::duplex(PIPE);
     let total = Some(part.raw_bytes);
-    let feed = decompress(source, writer, move |n| {
-        events.progress(n, total, Unit::Bytes)
-    });
+    let feed = async move {
+        let raw = decompress(source, writer, move |n| {
+            events.progress(n, total, Unit::Bytes)
+        })
+        .await?;
+        let (bytes, sha) = seen.digest();
+        match part.damage(&manifest.id, bytes, &sha) {
+            Some(damage) => Err(damage),
+            None => Ok(raw),
+        }
+    };
     Ok((reader, feed))
 }
 
@@ -297,6 +334,39 @@ pub(crate) async fn check_restored(
         }
         other => other,
     }
+}
+
+/// Compares the definitions of `database` — column definitions, objects, counters — with
+/// the backup's: after MariaDB's swap, whose tables moved whole from a side database
+/// whose content was compared already.
+pub(crate) async fn check_definitions(
+    database: &Database,
+    manifest: &Manifest,
+    events: &EventSink,
+) -> Result<()> {
+    let mut conn = database.connect().await?;
+    let now = conn.definitions().await;
+    conn.close().await;
+    let differences = manifest.fingerprint.definition_differences(&now?);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let e = Error::new(
+        ErrorKind::Integrity,
+        format!(
+            "after restoring backup {} the definitions differ from the backup's: {}",
+            manifest.id,
+            differences.join(", ")
+        ),
+    );
+    if manifest.fingerprint_exact {
+        return Err(e);
+    }
+    events.warn(format!(
+        "{} (the backup was taken online while the data changed)",
+        e.message()
+    ));
+    Ok(())
 }
 
 /// Compares `database` with the backup's fingerprint.
