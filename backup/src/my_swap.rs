@@ -26,7 +26,8 @@
 //!    of this step created), create the saved ones — routines, views (in rounds, a view may
 //!    read another), triggers in their order, events — then mark the state `finished`.
 //! 4. Finished: drop `…_new` (what is left there are its views, routines and events,
-//!    which moved nowhere) and compare the live database's fingerprint with the backup's.
+//!    which moved nowhere) and compare the live database's definitions with the backup's
+//!    (its content moved whole from the side database, compared in step 1).
 //!
 //! # Guarantees
 //! - Before step 2's drops the live database is untouched. Its triggers are dropped right

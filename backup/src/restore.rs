@@ -218,6 +218,18 @@ pub(crate) async fn restore_database(
 /// set them; a restore beside the live database is chosen only where there are none
 /// ([`replacement`]), so this matters to restore tests.
 pub(crate) async fn load(target: &Database, job: &Job<'_>) -> Result<()> {
+    match load_all(target, job).await {
+        // A damaged part makes a tool fail before the stream's checksum is known: say
+        // which it was.
+        Err(e) if e.kind() != ErrorKind::Integrity => match damaged(job).await {
+            Some(damage) => Err(damage),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+async fn load_all(target: &Database, job: &Job<'_>) -> Result<()> {
     if target.engine() != DatabaseEngine::Postgres {
         return load_with(target, &target.restore_argv(), job).await;
     }
@@ -253,18 +265,9 @@ async fn load_with(target: &Database, argv: &[String], job: &Job<'_>) -> Result<
     let (reader, feed) = open_dump(job.store, job.manifest, job.events).await?;
     let run = target.run_tool(job.driver, argv, Some(Box::pin(reader)), None);
     let (fed, status) = tokio::join!(feed, run);
-    let loaded = status
+    status
         .and_then(|status| target.check_exit(argv, &status, "restore"))
-        .and(fed.map(|_| ()));
-    match loaded {
-        // A damaged part makes the tool fail before the stream's checksum is known: say
-        // which it was.
-        Err(e) if e.kind() != ErrorKind::Integrity => match damaged(job).await {
-            Some(damage) => Err(damage),
-            None => Err(e),
-        },
-        other => other,
-    }
+        .and(fed.map(|_| ()))
 }
 
 /// The error that the backup's database part is damaged, if it is (read whole).
