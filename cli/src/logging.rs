@@ -80,8 +80,11 @@ where
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-        // ERROR and WARN: the levels at or above WARN.
-        if *event.metadata().level() > Level::WARN {
+        // ERROR and WARN (the levels at or above WARN) of cutover's own crates: a
+        // library's diagnostics (sqlx's slow statements, kube, hyper, bollard) go to the
+        // `-v`/`CUTOVER_LOG` log only.
+        let metadata = event.metadata();
+        if *metadata.level() > Level::WARN || !metadata.target().starts_with("cutover") {
             return;
         }
         let run = ctx.event_scope(event).and_then(|scope| {
@@ -160,6 +163,11 @@ mod tests {
             let span = cutover_core::engine::run_span("run-7");
             let _inside = span.enter();
             tracing::info!("not a warning");
+            // A library's warning is the log's, not the operator's (sqlx's, under load).
+            tracing::warn!(
+                target: "sqlx::query",
+                "slow statement: execution time exceeded alert threshold"
+            );
             tracing::warn!(host = "web-2", "unreachable; counted as stopped");
             drop(_inside);
             tracing::error!(error = %"the socket is gone", "outside any run");

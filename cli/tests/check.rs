@@ -40,8 +40,7 @@ fn check(config: &Path, args: &[&str]) -> (Option<i32>, Value, String) {
     let mut all = vec!["--output", "json", "check"];
     all.extend_from_slice(args);
     let out = cutover(config, &all);
-    let doc = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
-        .unwrap_or_else(|e| panic!("check prints one JSON document ({e}): {}", text(&out)));
+    let doc = common::json_line(&out.stdout, "result");
     (out.status.code(), doc, text(&out))
 }
 

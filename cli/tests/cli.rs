@@ -1,6 +1,8 @@
 //! The `cutover` binary end to end with the in-memory driver: help, configuration errors,
 //! exit codes, JSON events and the lock between two processes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -228,7 +230,7 @@ fn json_output_is_one_versioned_event_per_line() {
     assert_eq!(last["outcome"], "upgraded");
 
     let err = cutover(&path, &["restore", "../../etc", "--output", "json"]);
-    let line: serde_json::Value = serde_json::from_slice(&err.stdout).unwrap();
+    let line = common::json_line(&err.stdout, "error");
     assert_eq!(line["type"], "error");
     assert_eq!(line["exit_code"], 2);
 }
@@ -250,7 +252,7 @@ fn a_second_process_on_the_same_target_exits_locked() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = cutover(&path, &["status", "--output", "json"]);
-        let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        let doc = common::json_line(&status.stdout, "result");
         if doc["lock"].is_object() {
             break;
         }
@@ -268,4 +270,51 @@ fn a_second_process_on_the_same_target_exits_locked() {
         text(&second)
     );
     assert!(first.wait().unwrap().success());
+}
+
+/// A journal statement that waits on another process's write lock for longer than a
+/// second is sqlx's "slow statement" warning: a library's diagnostic, never an operator's
+/// `warning` event. `status --output json` prints its one `result` line and nothing else
+/// while another connection holds the SQLite journal's write lock for 2 s (issue 25).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_journal_statement_is_no_warning_event() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), "10ms");
+    let up = cutover(&path, &["upgrade", "--to", "v2.7.81"]);
+    assert_eq!(up.status.code(), Some(0), "{}", text(&up));
+    let journal = dir.path().join(".cutover/journal.db");
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", journal.display()))
+        .await
+        .unwrap();
+    // In WAL mode a writer does not stop readers: the lock must be exclusive, as SQLite
+    // takes it for a connection in exclusive locking mode.
+    sqlx::raw_sql(
+        "PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE runs SET id = id WHERE 0",
+    )
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let status = {
+        let path = path.clone();
+        std::thread::spawn(move || cutover(&path, &["status", "--output", "json"]))
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // An exclusive locking mode keeps the lock until the connection ends.
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    let status = status.join().unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let stdout = String::from_utf8_lossy(&status.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(
+        common::json_line(&status.stdout, "result")["type"],
+        "result"
+    );
+    assert!(
+        !text(&status).contains("slow statement"),
+        "{}",
+        text(&status)
+    );
 }

@@ -212,7 +212,7 @@ impl Fixture {
     /// The journal's runs, newest first: (kind, status).
     fn runs(&self) -> Vec<(String, String)> {
         let text = self.ok(&["history", "--output", "json"]);
-        let doc: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let doc = common::json_line(text.as_bytes(), "result");
         doc["runs"]
             .as_array()
             .unwrap()
@@ -229,7 +229,7 @@ impl Fixture {
     /// The newest backup's id.
     fn newest_backup(&self) -> String {
         let text = self.ok(&["backups", "list", "--output", "json"]);
-        let doc: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        let doc = common::json_line(text.as_bytes(), "result");
         doc["backups"][0]["id"].as_str().unwrap().to_string()
     }
 
@@ -421,7 +421,7 @@ async fn without_a_terminal_or_with_json_output_yes_is_needed_and_skips_the_ques
     let (code, text) = term.finish();
     assert_eq!(code, Some(2), "{text}");
     assert!(!text.contains(QUESTION), "{text}");
-    let error: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let error = common::json_line(text.as_bytes(), "error");
     assert_eq!(error["type"], "error");
     assert_eq!(error["kind"], "confirmation_required");
     assert_eq!(error["exit_code"], 2);

@@ -6,6 +6,8 @@
 //! migration runs once; `resume` rolls it back, and a later upgrade's instances get the
 //! restart policy at commit. And SIGTERM during the leader's migration rolls the upgrade back.
 
+mod common;
+
 use std::io::BufRead;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -534,8 +536,7 @@ async fn sigterm_while_the_leader_migrates_rolls_the_upgrade_back_and_releases_t
     assert_eq!(client.version().await["version"], "1.0.0");
     assert_eq!(client.items().await.checksum, before.checksum);
     let status = cutover(&config, &password, &["--output", "json", "status"]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout)
-        .unwrap_or_else(|e| panic!("status JSON ({e}): {}", text(&status)));
+    let status = common::json_line(&status.stdout, "result");
     assert!(status["lock"].is_null(), "the lock is released: {status}");
     assert!(status["resume"].is_null(), "nothing to resume: {status}");
 }

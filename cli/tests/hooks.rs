@@ -2,6 +2,8 @@
 //! upgrade (exit 4) with nothing stopped, the end hook still runs with the outcome and
 //! without cutover's secrets, and `plan` lists the hook steps where they run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -114,7 +116,7 @@ fn plan_lists_the_hook_steps_where_they_run() {
     let path = config(dir.path(), "true");
     let out = cutover(&path, &["plan", "--to", "v2.7.81", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: Value = common::json_line(&out.stdout, "result");
     let steps: Vec<&str> = doc["steps"]
         .as_array()
         .unwrap()
@@ -168,8 +170,7 @@ fn a_hook_whose_program_is_missing_stops_the_upgrade_in_preflight() {
     assert!(log(dir.path()).is_empty(), "a hook ran: {said}");
     // `cutover check --to` finds it too, as a failed `hooks` check.
     let out = cutover(&path, &["--output", "json", "check", "--to", "v2.7.81"]);
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("check prints JSON ({e}): {}", text(&out)));
+    let doc: Value = common::json_line(&out.stdout, "result");
     let hooks = doc["checks"]
         .as_array()
         .unwrap()

@@ -4,6 +4,8 @@
 //! naming the holder; a run killed on one machine is resumed from the other and ends;
 //! `history` from either shows the same runs. The password comes from the environment.
 
+mod common;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -67,8 +69,7 @@ fn history(config: &Path, password: &str) -> Vec<(String, String)> {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let doc: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let doc: Value = common::json_line(&out.stdout, "result");
     doc["runs"]
         .as_array()
         .unwrap_or_else(|| panic!("runs listed: {doc}"))

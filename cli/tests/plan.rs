@@ -30,8 +30,7 @@ fn plan_and_upgrade(config: &Path, password: &str) -> (Value, Option<i32>, Strin
         "plan changes nothing and succeeds: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let plan: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("plan prints one JSON document ({e}): {stdout}"));
+    let plan: Value = common::json_line(stdout.as_bytes(), "result");
     let out = cutover(
         config,
         password,
@@ -152,7 +151,7 @@ async fn plan_shows_the_preflight_checks_and_the_upgrade_stops_where_plan_said()
     )
     .output()
     .unwrap();
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan: Value = common::json_line(&out.stdout, "result");
     let failures = failed(&plan);
     assert_eq!(failures.len(), 1, "{plan}");
     assert_eq!(failures[0].0, "upgrade", "{plan}");

@@ -77,3 +77,13 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// The line of `stdout` (one JSON object per line) whose `type` is `kind`: a document is one
+/// `result` line, an error one `error` line, and warnings may come before either.
+pub fn json_line(stdout: &[u8], kind: &str) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind:?} line in: {text}"))
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, PgPool, Postgres, Transaction};
 
 use super::rows::{header_from_row, lock_from_row, record_from_row, status_name, to_json};
 use super::{Entry, Journal, LockInfo, RunHeader, RunRecord, RunStatus, lock_error, now_ms};
@@ -51,7 +51,8 @@ impl PgJournal {
             ));
         }
         let mut options = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::invalid(format!("journal url {shown:?}: {e}")))?;
+            .map_err(|e| Error::invalid(format!("journal url {shown:?}: {e}")))?
+            .disable_statement_logging();
         if let Some(password) = password {
             options = options.password(password);
         }

@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, SqlitePool};
 
 use super::rows::{header_from_row, lock_from_row, record_from_row, status_name, to_json};
 use super::{Entry, Journal, LockInfo, RunHeader, RunRecord, RunStatus, lock_error, now_ms};
@@ -76,6 +76,9 @@ impl SqliteJournal {
     }
 
     async fn connect(options: SqliteConnectOptions) -> Result<Self> {
+        // sqlx logs a statement slower than a second (one waiting on another process's
+        // write lock, under load) as a warning: not the operator's business.
+        let options = options.disable_statement_logging();
         // Switching a new database to WAL needs an exclusive lock and SQLite answers
         // SQLITE_BUSY at once, without the busy handler, when another process is doing the
         // same: retry the connection like the migration below.
