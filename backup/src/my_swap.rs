@@ -86,17 +86,9 @@ pub(crate) async fn recreate(database: &Database, job: &Job<'_>) -> Result<()> {
     let mut server = database.connect_server().await.map_err(unchanged)?;
     let c = server.mysql().expect("a MySQL connection").0;
     let name = database.name();
-    let (charset, collation) = match character_set(c, name).await.map_err(unchanged)? {
-        Some(found) => found,
-        None => (
-            manifest
-                .database
-                .charset
-                .clone()
-                .unwrap_or_else(|| "utf8mb4".into()),
-            manifest.database.collation.clone().unwrap_or_default(),
-        ),
-    };
+    let (charset, collation) = charset_or_recorded(c, name, manifest)
+        .await
+        .map_err(unchanged)?;
     let quoted = quote_my(name);
     job.points.at("mariadb: before the drop").await;
     exec(c, &format!("DROP DATABASE IF EXISTS {quoted}"))
@@ -229,17 +221,7 @@ async fn prepare(
             .map_err(|e| sql_error(format!("cannot drop database {name}"), e))?;
         job.points.at("mariadb: a database beside dropped").await;
     }
-    let (charset, collation) = match character_set(c, &beside.live).await? {
-        Some(found) => found,
-        None => (
-            manifest
-                .database
-                .charset
-                .clone()
-                .unwrap_or_else(|| "utf8mb4".into()),
-            manifest.database.collation.clone().unwrap_or_default(),
-        ),
-    };
+    let (charset, collation) = charset_or_recorded(c, &beside.live, manifest).await?;
     exec(
         c,
         &create_database(&quote_my(&beside.new), &charset, &collation),
@@ -323,8 +305,9 @@ async fn swap_tables(c: &mut MySqlConnection, beside: &Beside, job: &Job<'_>) ->
         quote_my(&beside.old),
     );
     let saved = read_book(c, &beside.new).await.map_err(unchanged)?;
-    let charset = character_set(c, &beside.live).await.map_err(unchanged)?;
-    let (charset, collation) = charset.unwrap_or_else(|| ("utf8mb4".into(), String::new()));
+    let (charset, collation) = charset_or_recorded(c, &beside.live, job.manifest)
+        .await
+        .map_err(unchanged)?;
     exec(c, &create_database(&old, &charset, &collation))
         .await
         .map_err(|e| {
@@ -675,6 +658,27 @@ async fn triggers_of(c: &mut MySqlConnection, schema: &str) -> Result<Vec<String
         .into_iter()
         .map(|(_, name)| name)
         .collect())
+}
+
+/// The character set and collation of database `name`; when it is gone, those the backup
+/// recorded (utf8mb4 and the server's default collation in a manifest from before they
+/// were recorded).
+async fn charset_or_recorded(
+    c: &mut MySqlConnection,
+    name: &str,
+    manifest: &crate::Manifest,
+) -> Result<(String, String)> {
+    Ok(match character_set(c, name).await? {
+        Some(found) => found,
+        None => (
+            manifest
+                .database
+                .charset
+                .clone()
+                .unwrap_or_else(|| "utf8mb4".into()),
+            manifest.database.collation.clone().unwrap_or_default(),
+        ),
+    })
 }
 
 /// The character set and collation of database `name`, if it exists.

@@ -67,6 +67,21 @@ fn fixture_of(scratch: ScratchDatabase) -> Fixture {
 }
 
 impl Fixture {
+    /// Backs up and restores as `database` (another account of the same database), into
+    /// `store` (else the fixture's).
+    fn use_database(&mut self, database: Database, store: Option<&Path>) {
+        if let Some(store) = store {
+            self.store_path = store.to_path_buf();
+        }
+        self.database = database;
+        self.backups = DumpBackups::new(
+            self.database.clone(),
+            Arc::new(LocalStore::new(&self.store_path)),
+            vec![],
+            ExecTarget::AnyInstance,
+        );
+    }
+
     async fn backup(&self) -> cutover_core::Result<cutover_core::BackupRef> {
         self.backups
             .backup(
@@ -606,12 +621,7 @@ async fn a_full_store_fails_cleanly_and_leaves_no_partial_backup() {
     let mut f = fixture(Engine::Postgres).await;
     let tmpfs = Tmpfs::mount(256 * 1024);
     let store = tmpfs.0.path().join("backups");
-    f.backups = DumpBackups::new(
-        f.database.clone(),
-        Arc::new(LocalStore::new(&store)),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
+    f.use_database(f.database.clone(), Some(&store));
     let before = f.fingerprint().await;
 
     let refused = f.backups.preflight(&f.driver).await.unwrap_err();
@@ -656,13 +666,7 @@ async fn room_comes_from_earlier_backups_and_a_read_only_store_restores_without_
     f.scratch.execute("ANALYZE TABLE bulk").await;
     let tmpfs = Tmpfs::mount(4 << 20);
     let store = tmpfs.0.path().join("backups");
-    f.store_path = store.clone();
-    f.backups = DumpBackups::new(
-        f.database.clone(),
-        Arc::new(LocalStore::new(&store)),
-        vec![],
-        ExecTarget::AnyInstance,
-    );
+    f.use_database(f.database.clone(), Some(&store));
     let room = |checks: &[cutover_core::Check]| -> String {
         let room = checks
             .iter()
@@ -1398,18 +1402,15 @@ async fn a_mariadb_restore_in_place_that_fails_midway_is_put_back_from_its_safet
             .await;
     }
     let mut f = fixture_of(scratch);
-    f.database = Database::new(
-        DatabaseEngine::Mariadb,
-        &url,
-        Some(password),
-        ToolSite::Local,
-    )
-    .unwrap();
-    f.backups = DumpBackups::new(
-        f.database.clone(),
-        Arc::new(LocalStore::new(&f.store_path)),
-        vec![],
-        ExecTarget::AnyInstance,
+    f.use_database(
+        Database::new(
+            DatabaseEngine::Mariadb,
+            &url,
+            Some(password),
+            ToolSite::Local,
+        )
+        .unwrap(),
+        None,
     );
     let how = cutover_backup::replacement(&f.database).await.unwrap();
     assert!(
@@ -1741,18 +1742,15 @@ async fn definers_and_forced_row_security_are_refused_by_check_and_backup() {
         .execute("CREATE SQL SECURITY DEFINER VIEW totals AS SELECT customer_id, SUM(total) AS total FROM orders GROUP BY customer_id")
         .await;
     let mut f = fixture_of(scratch);
-    f.database = Database::new(
-        DatabaseEngine::Mariadb,
-        &url,
-        Some(password),
-        ToolSite::Local,
-    )
-    .unwrap();
-    f.backups = DumpBackups::new(
-        f.database.clone(),
-        Arc::new(LocalStore::new(&f.store_path)),
-        vec![],
-        ExecTarget::AnyInstance,
+    f.use_database(
+        Database::new(
+            DatabaseEngine::Mariadb,
+            &url,
+            Some(password),
+            ToolSite::Local,
+        )
+        .unwrap(),
+        None,
     );
     // Postgres: a table of the user that forces row-level security on its owner.
     let pg = fixture(Engine::Postgres).await;
@@ -1839,12 +1837,7 @@ async fn an_admin_account_restores_beside_a_database_the_user_may_not_replace() 
 
     for f in [&mut pg, &mut my] {
         let engine = f.scratch.engine();
-        f.backups = DumpBackups::new(
-            f.database.clone(),
-            Arc::new(LocalStore::new(&f.store_path)),
-            vec![],
-            ExecTarget::AnyInstance,
-        );
+        f.use_database(f.database.clone(), None);
         let how = cutover_backup::replacement(&f.database).await.unwrap();
         assert_eq!(how, cutover_backup::Replacement::Swap, "{engine}");
         let before = f.fingerprint().await;
