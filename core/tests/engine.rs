@@ -690,19 +690,7 @@ async fn assert_backup_run_settled(
             }
             assert_eq!(left, want, "{context}");
             assert_eq!(fake.unfinished(), Vec::<String>::new(), "{context}");
-            let record = journal.run(&finished.run).await.unwrap().unwrap();
-            let detail = record
-                .records
-                .iter()
-                .rev()
-                .find_map(|r| match &r.entry {
-                    Entry::Finished {
-                        output: output @ cutover_core::Output::Pruned { .. },
-                        ..
-                    } => Some(output.detail()),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let detail = prune_detail(journal, &finished.run).await;
             // After a crash mid-prune, the resumed step only reports what was left to do.
             if clean {
                 let deleted = if stuck.is_some() {

@@ -82,6 +82,17 @@ impl Fixture {
         );
     }
 
+    /// Backs up and restores as the account at `url` (no password in it) of the same
+    /// database.
+    fn use_account(&mut self, url: &str, password: String) {
+        let engine = match self.scratch.engine() {
+            Engine::Postgres => DatabaseEngine::Postgres,
+            Engine::MariaDb => DatabaseEngine::Mariadb,
+        };
+        let database = Database::new(engine, url, Some(password), ToolSite::Local).unwrap();
+        self.use_database(database, None);
+    }
+
     async fn backup(&self) -> cutover_core::Result<cutover_core::BackupRef> {
         self.backups
             .backup(
@@ -1402,16 +1413,7 @@ async fn a_mariadb_restore_in_place_that_fails_midway_is_put_back_from_its_safet
             .await;
     }
     let mut f = fixture_of(scratch);
-    f.use_database(
-        Database::new(
-            DatabaseEngine::Mariadb,
-            &url,
-            Some(password),
-            ToolSite::Local,
-        )
-        .unwrap(),
-        None,
-    );
+    f.use_account(&url, password);
     let how = cutover_backup::replacement(&f.database).await.unwrap();
     assert!(
         matches!(&how, cutover_backup::Replacement::InPlace { why } if why.contains("may not create database")),
@@ -1742,16 +1744,7 @@ async fn definers_and_forced_row_security_are_refused_by_check_and_backup() {
         .execute("CREATE SQL SECURITY DEFINER VIEW totals AS SELECT customer_id, SUM(total) AS total FROM orders GROUP BY customer_id")
         .await;
     let mut f = fixture_of(scratch);
-    f.use_database(
-        Database::new(
-            DatabaseEngine::Mariadb,
-            &url,
-            Some(password),
-            ToolSite::Local,
-        )
-        .unwrap(),
-        None,
-    );
+    f.use_account(&url, password);
     // Postgres: a table of the user that forces row-level security on its owner.
     let pg = fixture(Engine::Postgres).await;
     for sql in [
