@@ -719,6 +719,7 @@ fn branch(phase: &Phase) -> Branch {
         P::RollbackPull(_)
         | P::RollbackStop(..)
         | P::RollbackSafety(..)
+        | P::RollbackRestart(..)
         | P::RestoreData(..)
         | P::RestoreDefinition(..)
         | P::AwaitRestored(..) => Branch::Rollback,

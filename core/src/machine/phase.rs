@@ -152,6 +152,10 @@ pub enum Phase {
     TakeBackup(Base),
     /// A manual rollback's safety backup, after its stop.
     RollbackSafety(Armed, Option<Failure>),
+    /// A manual rollback stopped before it changed anything after its stop (its safety
+    /// backup failed, or the restore was refused with nothing changed): start the release
+    /// it stopped again, on its unchanged definition.
+    RollbackRestart(Armed, Ending),
     RestoreSnapshot(Base, BackupId),
     RestoreStop(Prepared, BackupId),
     /// A restore's safety backup, after its stop.
@@ -184,6 +188,7 @@ impl Phase {
     pub(super) fn safety(&self) -> Option<&BackupRef> {
         match self {
             Phase::RollbackSafety(a, _)
+            | Phase::RollbackRestart(a, _)
             | Phase::RestoreData(a, _)
             | Phase::RestoreDefinition(a, _)
             | Phase::AwaitRestored(a, _) => a.prep.safety.as_ref(),

@@ -1,7 +1,11 @@
 //! Putting the deployment as it was before an upgrade back: an upgrade's automatic
 //! rollback (from `rollback_stop`, after a failure from `set_image` on) and a manual
 //! rollback run (from its pull of the snapshot's image). Every step after the pull runs to
-//! completion; a failure stops the run as failed, to be retried.
+//! completion; a failure stops the run as failed, to be retried — except where a manual
+//! rollback has changed nothing since its stop (its safety backup failed, or the restore
+//! was refused before it touched the data): then the release it stopped starts again on
+//! its unchanged definition (`restart_old`, a `scale` to its replicas) and the run ends
+//! aborted.
 
 use super::{
     Action, Failure, Next, Outcome, Output, Phase, Plan, Protection, Step, end, failed, perform,
@@ -21,6 +25,9 @@ pub(super) fn next(phase: &Phase) -> Next {
                 snapshot: None,
             },
         ),
+        P::RollbackRestart(a, _) => {
+            perform(Step::RestartOld, Action::Scale(a.prep.base.old_replicas))
+        }
         P::RestoreData(a, _) => match &a.protection {
             Protection::Backup(b) => perform(Step::RestoreData, Action::RestoreData(b.id.clone())),
             Protection::Skipped => unreachable_phase(phase),
@@ -57,8 +64,16 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
             a.prep.safety = Some(b);
             P::RestoreData(a, cause)
         }
-        (P::RollbackSafety(a, cause), Err(e)) => {
-            failed(P::RollbackSafety(a, cause), Step::SafetyBackup, e)
+        // Nothing was replaced yet: the stopped release starts again.
+        (P::RollbackSafety(a, _), Err(e)) => {
+            let ending = with_safety(end(Outcome::Aborted, Some(e), None), &a.prep);
+            P::RollbackRestart(a, ending)
+        }
+        (P::RollbackRestart(a, ending), Ok(_)) => {
+            super::upgrade::close_prepared(plan, a.prep, ending)
+        }
+        (P::RollbackRestart(a, ending), Err(e)) => {
+            failed(P::RollbackRestart(a, ending), Step::RestartOld, e)
         }
         (P::RestoreData(a, cause), Ok(_)) => P::RestoreDefinition(a, cause),
         (P::RestoreDefinition(a, cause), Ok(_)) => P::AwaitRestored(a, cause),
@@ -69,6 +84,14 @@ pub(super) fn advance(plan: &Plan, phase: Phase, result: Result<Output, Failure>
         }
         (P::RollbackStop(a, cause), Err(e)) => {
             failed(P::RollbackStop(a, cause), Step::RollbackStop, e)
+        }
+        // A manual rollback's restore that changed nothing: the stopped release runs on
+        // its data again. (An upgrade's rollback has only a failed release to go back to.)
+        (P::RestoreData(a, _), Err(e))
+            if e.nothing_changed && matches!(plan, Plan::Rollback { .. }) =>
+        {
+            let ending = with_safety(end(Outcome::Aborted, Some(e), None), &a.prep);
+            P::RollbackRestart(a, ending)
         }
         (P::RestoreData(a, cause), Err(e)) => {
             failed(P::RestoreData(a, cause), Step::RestoreData, e)

@@ -82,6 +82,7 @@ impl Phase {
             P::RestartOld(..)
             | P::RollbackStop(..)
             | P::RollbackSafety(..)
+            | P::RollbackRestart(..)
             | P::RestoreData(..)
             | P::RestoreDefinition(..)
             | P::AwaitRestored(..)

@@ -649,6 +649,11 @@ fn every_phase() -> Vec<(Phase, bool, bool)> {
         (P::AwaitRestored(armed.clone(), None), false, true),
         (P::TakeBackup(base.clone()), true, false),
         (P::RollbackSafety(armed.clone(), None), false, true),
+        (
+            P::RollbackRestart(armed.clone(), ending.clone()),
+            false,
+            true,
+        ),
         (P::RestoreSnapshot(base.clone(), id.clone()), true, false),
         (P::RestoreStop(prep.clone(), id.clone()), false, true),
         (P::RestoreSafety(prep.clone(), id.clone()), false, true),
@@ -852,4 +857,46 @@ fn a_restore_refused_before_it_changed_anything_restarts_the_old_instances_witho
     assert!(put_back.is_some(), "{steps:?}");
     assert!(steps.iter().position(|s| *s == Step::RestartOld) > put_back);
     assert_eq!(report.outcome, Outcome::Aborted);
+}
+
+#[test]
+fn a_manual_rollback_that_changed_nothing_starts_the_stopped_release_again() {
+    // seen() runs 1.1.0 (the release to roll back from); the snapshot is 1.0.0's.
+    let plan = Plan::Rollback {
+        snapshot: Snapshot {
+            driver: "test".into(),
+            image: img("1.0.0"),
+            replicas: 3,
+            data: serde_json::Value::Null,
+        },
+        backup: Some(BackupRef {
+            id: "b-0".parse().unwrap(),
+            bytes: 1,
+        }),
+        safety: true,
+    };
+    let refused = Failure {
+        nothing_changed: true,
+        ..fail()
+    };
+    // The restore refused before it touched the data, and the safety backup failing.
+    for (failing, error) in [(Step::RestoreData, refused), (Step::SafetyBackup, fail())] {
+        let (effects, report) = run_failing(plan.clone(), &[failing], error);
+        let steps = steps_of(&effects);
+        assert!(!steps.contains(&Step::RestoreDefinition), "{steps:?}");
+        let restart = effects
+            .iter()
+            .find(|e| e.step == Step::RestartOld)
+            .unwrap_or_else(|| panic!("no restart: {steps:?}"));
+        assert_eq!(restart.action, Action::Scale(seen().replicas));
+        assert!(
+            steps.iter().position(|s| *s == Step::RestartOld)
+                > steps.iter().position(|s| *s == failing)
+        );
+        assert_eq!(report.outcome, Outcome::Aborted, "{failing:?}");
+    }
+
+    // A restore that changed data is retried, as before: the run stops failed.
+    let (_, report) = run_failing(plan, &[Step::RestoreData], fail());
+    assert_eq!(report.outcome, Outcome::Failed);
 }
